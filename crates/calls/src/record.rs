@@ -1,0 +1,160 @@
+//! What the tracker produces: the call record (one per call) and the live call events.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Who called whom, from the PBX's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// From the outside world (a trunk / DID) into the PBX.
+    Inbound,
+    /// From an extension out through a trunk (including click-to-call).
+    Outbound,
+    /// Between extensions (and to PBX features such as conferences).
+    Internal,
+}
+
+/// How the call ended, as a CRM user understands it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    /// A person (or the external party) answered.
+    Answered,
+    /// Rang, nobody answered (including queue abandon after ringing and ring-group timeout).
+    NoAnswer,
+    /// The callee was busy (486 / DND).
+    Busy,
+    /// The call failed (congestion, unreachable, bad number).
+    Failed,
+    /// The caller hung up while it was ringing.
+    Cancelled,
+}
+
+/// Blind or attended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferKind {
+    /// The transferrer sent the call on without talking to the target first.
+    Blind,
+    /// The transferrer consulted the target, then joined the two.
+    Attended,
+}
+
+/// One transfer within a call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    /// Blind or attended.
+    pub kind: TransferKind,
+    /// Extension (or number) that transferred the call.
+    pub from: Option<String>,
+    /// Extension (or number) the call went to.
+    pub to: Option<String>,
+    /// When the transfer happened.
+    pub at: DateTime<Utc>,
+}
+
+/// One step of the call story.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// Machine-readable step (`started`, `ivr`, `dtmf`, `queue`, `ringing`, `answered`,
+    /// `transferred`, `hangup`, `recording`, ...).
+    pub what: String,
+    /// Human-readable detail ("pressed 2", "rang 201", "hung up by caller").
+    pub detail: String,
+}
+
+/// The finished call: what lands in the journal and the CRM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// The call's Linkedid (stable across all legs of the call).
+    pub id: String,
+    /// Inbound, outbound or internal.
+    pub direction: Direction,
+    /// Caller number (external number for inbound, extension for outbound/internal).
+    pub from: Option<String>,
+    /// Dialed number: the DID for inbound, the number dialed for outbound/internal.
+    pub to: Option<String>,
+    /// Caller name when known.
+    pub caller_name: Option<String>,
+    /// When the first channel of the call appeared.
+    pub started_at: DateTime<Utc>,
+    /// When a person first answered (not an IVR or announcement).
+    pub answered_at: Option<DateTime<Utc>>,
+    /// When the last channel hung up.
+    pub ended_at: DateTime<Utc>,
+    /// Seconds from start to answer (or to end, when unanswered).
+    pub ring_seconds: u64,
+    /// Seconds from answer to end.
+    pub talk_seconds: u64,
+    /// How it ended.
+    pub disposition: Disposition,
+    /// Extension (or external number) that answered first.
+    pub answered_by: Option<String>,
+    /// Extensions whose phones really rang, in order.
+    pub rang: Vec<String>,
+    /// Transfers, in order.
+    pub transfers: Vec<Transfer>,
+    /// Queue the call went through, if any.
+    pub queue: Option<String>,
+    /// MixMonitor file, if the call was recorded.
+    pub recording: Option<String>,
+    /// Channel names of every leg.
+    pub legs: Vec<String>,
+    /// The call story.
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// What a live call event is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum CallEventKind {
+    /// A new call appeared.
+    #[serde(rename = "call.started")]
+    Started {
+        /// Inbound, outbound or internal (best knowledge at start).
+        direction: Direction,
+        /// Caller.
+        from: Option<String>,
+        /// Dialed number.
+        to: Option<String>,
+    },
+    /// These extensions are ringing now.
+    #[serde(rename = "call.ringing")]
+    Ringing {
+        /// Extensions ringing (all at once for ring groups / ringall queues).
+        extensions: Vec<String>,
+    },
+    /// Somebody answered.
+    #[serde(rename = "call.answered")]
+    Answered {
+        /// Who answered.
+        by: Option<String>,
+    },
+    /// The call was transferred.
+    #[serde(rename = "call.transferred")]
+    Transferred {
+        /// The transfer.
+        transfer: Transfer,
+    },
+    /// The call ended; the record follows.
+    #[serde(rename = "call.ended")]
+    Ended {
+        /// How it ended.
+        disposition: Disposition,
+    },
+}
+
+/// A live call event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallEvent {
+    /// The call (Linkedid).
+    pub call_id: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// What.
+    #[serde(flatten)]
+    pub kind: CallEventKind,
+}

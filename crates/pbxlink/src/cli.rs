@@ -1,0 +1,35 @@
+//! Command-line interface: one subcommand per job.
+
+use clap::{Parser, Subcommand};
+
+/// Asterisk/FreePBX to CRM gateway.
+#[derive(Debug, Parser)]
+#[command(name = "pbxlink", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Decode an AMI transcript and print each message as JSON (a codec check).
+    Decode {
+        /// Raw AMI transcript (wire format).
+        file: std::path::PathBuf,
+    },
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Decode { file } => {
+            let mut buf = bytes::BytesMut::from(&std::fs::read(&file)?[..]);
+            let mut dec = ami::Decoder::new();
+            while let Some(frame) = dec.decode(&mut buf)? {
+                if let ami::Frame::Message(m) = frame {
+                    println!("{}", m.to_json());
+                }
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! pbxlink: the gateway binary (config, CLI, AMI link, workers, HTTP API, web UI).
+
+use clap::Parser;
+
+mod cli;
+
+fn main() -> anyhow::Result<()> {
+    let cli = cli::Cli::parse();
+    cli::run(cli)
+}

@@ -1,0 +1,1 @@
+//! The call journal (calls, timelines, raw events) and the CRM outbox, on SQLite or PostgreSQL.
