@@ -1,0 +1,254 @@
+//! The CRM outbox: deliveries queued in the same transaction as the call, claimed by workers
+//! under a lease, then marked delivered, retried or dead.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row as _, Transaction};
+
+use crate::codec::{from_json, from_micros, from_name, micros, to_json, to_name, to_u64};
+use crate::sql::Sql;
+use crate::{Backend, Result, Store, StoreError};
+
+/// A delivery to queue with a call (see [`Store::save_call`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOutboxRow {
+    /// Connector that will deliver it (`bitrix24`, `webhook:sales`, ...).
+    pub connector: String,
+    /// What to deliver (`call.ended`, `call.recording`, ...).
+    pub kind: String,
+    /// The connector's request body.
+    pub payload: serde_json::Value,
+    /// Unique per delivery: queuing the same key twice keeps the first row only.
+    pub idempotency_key: String,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxStatus {
+    /// Waiting for `next_attempt_at`.
+    Pending,
+    /// Claimed by a worker until `lease_until`.
+    InFlight,
+    /// The connector accepted it.
+    Delivered,
+    /// Failed permanently; kept for inspection.
+    Dead,
+}
+
+/// A queued delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    /// Row id (what `mark_*` take).
+    pub id: i64,
+    /// Connector that delivers it.
+    pub connector: String,
+    /// The PBX of the call it belongs to.
+    pub pbx: String,
+    /// The call it belongs to.
+    pub call_id: String,
+    /// What it delivers.
+    pub kind: String,
+    /// The connector's request body.
+    pub payload: serde_json::Value,
+    /// Unique per delivery; connectors pass it on so the CRM can drop duplicates.
+    pub idempotency_key: String,
+    /// Where it stands.
+    pub status: OutboxStatus,
+    /// Claims so far (this one included, for a claimed row).
+    pub attempts: u64,
+    /// Not to be claimed before this.
+    pub next_attempt_at: DateTime<Utc>,
+    /// Worker holding the lease.
+    pub lease_owner: Option<String>,
+    /// The lease ends here; then another worker may claim the row.
+    pub lease_until: Option<DateTime<Utc>>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When it was queued.
+    pub created_at: DateTime<Utc>,
+}
+
+/// How a delivery failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Try again at this instant (network error, 5xx, rate limit).
+    Retriable {
+        /// When to try again.
+        next_attempt_at: DateTime<Utc>,
+    },
+    /// Never retry (rejected payload, 4xx): the row goes dead.
+    Permanent,
+}
+
+const OUTBOX_COLUMNS: &str =
+    "id, connector, pbx, call_id, kind, payload, idempotency_key, status, \
+    attempts, next_attempt_at, lease_owner, lease_until, last_error, created_at";
+
+// Rows due now: pending and due, or claimed by a worker whose lease ran out (it died).
+const DUE: &str = "(status = 'pending' AND next_attempt_at <= $3) \
+    OR (status = 'in_flight' AND lease_until <= $3)";
+
+/// Queues `rows` for a call inside the caller's transaction; existing keys are kept.
+pub(crate) async fn insert_outbox_rows(
+    tx: &mut Transaction<'_, Any>,
+    pbx: &str,
+    call_id: &str,
+    rows: &[NewOutboxRow],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut sql = Sql::new(
+        "INSERT INTO outbox (connector, pbx, call_id, kind, payload, idempotency_key, status, \
+         attempts, next_attempt_at, created_at) VALUES ",
+    );
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.bind_row([
+            row.connector.as_str().into(),
+            pbx.into(),
+            call_id.into(),
+            row.kind.as_str().into(),
+            to_json(&row.payload).into(),
+            row.idempotency_key.as_str().into(),
+            to_name(&OutboxStatus::Pending).into(),
+            0.into(),
+            micros(now).into(),
+            micros(now).into(),
+        ]);
+    }
+    sql.push(" ON CONFLICT (idempotency_key) DO NOTHING");
+    sql.query().execute(&mut **tx).await?;
+    Ok(())
+}
+
+impl Store {
+    /// Claims up to `limit` due rows for worker `owner` until `now + lease`, oldest first.
+    ///
+    /// Two workers never get the same row while its lease runs: PostgreSQL skips rows another
+    /// transaction has locked (`FOR UPDATE SKIP LOCKED`); SQLite runs one writer at a time, so
+    /// the single `UPDATE ... RETURNING` is atomic by itself.
+    pub async fn claim_outbox(
+        &self,
+        owner: &str,
+        limit: u32,
+        lease: TimeDelta,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OutboxRow>> {
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let lease_until = now
+            .checked_add_signed(lease)
+            .ok_or(StoreError::OutOfRange {
+                what: "lease",
+                detail: lease.to_string(),
+            })?;
+        let sql = format!(
+            "UPDATE outbox SET status = 'in_flight', lease_owner = $1, lease_until = $2, \
+             attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM outbox WHERE {DUE} ORDER BY id LIMIT $4{lock}) \
+             RETURNING {OUTBOX_COLUMNS}"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(owner)
+            .bind(micros(lease_until))
+            .bind(micros(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut claimed = rows
+            .iter()
+            .map(outbox_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        // RETURNING gives no order guarantee.
+        claimed.sort_by_key(|row| row.id);
+        Ok(claimed)
+    }
+
+    /// Records a successful delivery. False when `owner` no longer holds the lease (it ran out
+    /// and another worker claimed the row), in which case nothing changes.
+    pub async fn mark_delivered(&self, id: i64, owner: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE outbox SET status = 'delivered', lease_owner = NULL, lease_until = NULL, \
+             last_error = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'in_flight'",
+        )
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records a failed delivery: back to pending for a retry, or dead. False when `owner` no
+    /// longer holds the lease, in which case nothing changes.
+    pub async fn mark_failed(
+        &self,
+        id: i64,
+        owner: &str,
+        failure: Failure,
+        error: &str,
+    ) -> Result<bool> {
+        let (status, next_attempt_at) = match failure {
+            Failure::Retriable { next_attempt_at } => {
+                (OutboxStatus::Pending, Some(micros(next_attempt_at)))
+            }
+            Failure::Permanent => (OutboxStatus::Dead, None),
+        };
+        let done = sqlx::query(
+            "UPDATE outbox SET status = $1, \
+             next_attempt_at = COALESCE($2, next_attempt_at), \
+             lease_owner = NULL, lease_until = NULL, last_error = $3 \
+             WHERE id = $4 AND lease_owner = $5 AND status = 'in_flight'",
+        )
+        .bind(to_name(&status))
+        .bind(next_attempt_at)
+        .bind(error)
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Every outbox row of a call, oldest first (for the journal and for inspection).
+    pub async fn outbox_for_call(&self, pbx: &str, call_id: &str) -> Result<Vec<OutboxRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE pbx = $1 AND call_id = $2 ORDER BY id"
+        ))
+        .bind(pbx)
+        .bind(call_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(outbox_from_row).collect()
+    }
+}
+
+fn outbox_from_row(row: &AnyRow) -> Result<OutboxRow> {
+    let optional_time = |column: &'static str| -> Result<Option<DateTime<Utc>>> {
+        row.try_get::<Option<i64>, _>(column)?
+            .map(|us| from_micros(column, us))
+            .transpose()
+    };
+    Ok(OutboxRow {
+        id: row.try_get("id")?,
+        connector: row.try_get("connector")?,
+        pbx: row.try_get("pbx")?,
+        call_id: row.try_get("call_id")?,
+        kind: row.try_get("kind")?,
+        payload: from_json("outbox payload", row.try_get("payload")?)?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        status: from_name("outbox status", row.try_get("status")?)?,
+        attempts: to_u64("outbox attempts", row.try_get("attempts")?)?,
+        next_attempt_at: from_micros("next_attempt_at", row.try_get("next_attempt_at")?)?,
+        lease_owner: row.try_get("lease_owner")?,
+        lease_until: optional_time("lease_until")?,
+        last_error: row.try_get("last_error")?,
+        created_at: from_micros("created_at", row.try_get("created_at")?)?,
+    })
+}
