@@ -405,7 +405,10 @@ mod tests {
     #[test]
     fn over_long_message_is_skipped_and_decoding_resumes() {
         let mut dec = Decoder::with_max_message_len(64);
-        let long = format!("Event: X\r\nData: {}\r\n\r\nEvent: Y\r\n\r\n", "z".repeat(200));
+        let long = format!(
+            "Event: X\r\nData: {}\r\n\r\nEvent: Y\r\n\r\n",
+            "z".repeat(200)
+        );
         let mut buf = BytesMut::from(long.as_bytes());
         dec.banner_checked = true;
         let mut got = vec![];
