@@ -1,0 +1,628 @@
+//! The store's behaviour, checked by one suite that runs against SQLite and against a real
+//! PostgreSQL (`PBXLINK_TEST_POSTGRES_URL`, set up by `scripts/test`). Every test gets a fresh
+//! database.
+
+use std::collections::BTreeSet;
+
+use calls::{CallRecord, Direction, Disposition, TimelineEntry, Transfer, TransferKind};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use expect_test::{expect, Expect};
+use serde_json::json;
+use sqlx::{Connection as _, Executor as _};
+use store::{CallFilter, Failure, NewOutboxRow, OutboxStatus, RawEvent, Store, StoreError};
+
+/// A fresh database and whatever must be removed with it.
+struct TestDb {
+    store: Store,
+    // Holds the SQLite file until the test ends.
+    _dir: Option<tempfile::TempDir>,
+    // (server URL, database name) of a PostgreSQL database to drop afterwards.
+    postgres: Option<(String, String)>,
+}
+
+impl TestDb {
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+        Self {
+            store: Store::connect(&url).await.unwrap(),
+            _dir: Some(dir),
+            postgres: None,
+        }
+    }
+
+    async fn postgres() -> Self {
+        let server = std::env::var("PBXLINK_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+            panic!(
+                "PBXLINK_TEST_POSTGRES_URL is not set: the store tests need a PostgreSQL server. \
+                 Run scripts/test, which starts a throwaway one, or point the variable at a \
+                 server where this user may CREATE DATABASE."
+            )
+        });
+        let name = format!(
+            "pbxlink_test_{}_{}",
+            std::process::id(),
+            rand::random::<u64>()
+        );
+        sqlx::any::install_default_drivers();
+        let mut admin = sqlx::AnyConnection::connect(&server).await.unwrap();
+        admin
+            .execute(&*format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        let mut url = url::Url::parse(&server).unwrap();
+        url.set_path(&name);
+        Self {
+            store: Store::connect(url.as_str()).await.unwrap(),
+            _dir: None,
+            postgres: Some((server, name)),
+        }
+    }
+
+    async fn finish(self) {
+        self.store.close().await;
+        if let Some((server, name)) = self.postgres {
+            let mut admin = sqlx::AnyConnection::connect(&server).await.unwrap();
+            admin
+                .execute(&*format!("DROP DATABASE {name} WITH (FORCE)"))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// Runs each listed test once per backend: `sqlite::name` and `postgres::name`.
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let db = super::TestDb::sqlite().await;
+                    super::$test(&db.store).await;
+                    db.finish().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let db = super::TestDb::postgres().await;
+                    super::$test(&db.store).await;
+                    db.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    round_trip_keeps_every_field,
+    saving_again_updates_and_never_duplicates,
+    same_id_on_two_pbxes,
+    journal_filters,
+    journal_pages,
+    outbox_concurrent_claims_are_disjoint,
+    outbox_lease_and_failures,
+    raw_events_and_retention,
+);
+
+fn at(seconds: i64) -> DateTime<Utc> {
+    // Microseconds included: that is what AMI timestamps carry and what the store keeps.
+    Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap()
+        + TimeDelta::microseconds(seconds * 1_000_000 + 123_456)
+}
+
+/// An answered inbound call with every field set.
+fn full_call(id: &str) -> CallRecord {
+    CallRecord {
+        id: id.to_owned(),
+        direction: Direction::Inbound,
+        from: Some("+74951234567".to_owned()),
+        to: Some("84950000000".to_owned()),
+        caller_name: Some("Иван \"Ваня\" O'Brien".to_owned()),
+        started_at: at(0),
+        answered_at: Some(at(12)),
+        ended_at: at(95),
+        ring_seconds: 12,
+        talk_seconds: 83,
+        disposition: Disposition::Answered,
+        answered_by: Some("201".to_owned()),
+        rang: vec!["201".to_owned(), "202".to_owned()],
+        transfers: vec![Transfer {
+            kind: TransferKind::Attended,
+            from: Some("201".to_owned()),
+            to: Some("203".to_owned()),
+            at: at(60),
+        }],
+        queue: Some("sales".to_owned()),
+        recording: Some("/var/spool/asterisk/monitor/2026/11/24/in-1.wav".to_owned()),
+        legs: vec![
+            "PJSIP/trunk-00000001".to_owned(),
+            "PJSIP/201-00000002".to_owned(),
+        ],
+        timeline: vec![
+            entry(0, "started", "from +74951234567"),
+            entry(2, "queue", "sales"),
+            entry(3, "ringing", "rang 201, 202"),
+            entry(12, "answered", "by 201"),
+            entry(95, "hangup", "hung up by caller"),
+        ],
+    }
+}
+
+fn entry(seconds: i64, what: &str, detail: &str) -> TimelineEntry {
+    TimelineEntry {
+        at: at(seconds),
+        what: what.to_owned(),
+        detail: detail.to_owned(),
+    }
+}
+
+/// A call with only the required fields.
+fn bare_call(id: &str, started: i64, disposition: Disposition) -> CallRecord {
+    CallRecord {
+        id: id.to_owned(),
+        direction: Direction::Internal,
+        from: None,
+        to: None,
+        caller_name: None,
+        started_at: at(started),
+        answered_at: None,
+        ended_at: at(started + 30),
+        ring_seconds: 30,
+        talk_seconds: 0,
+        disposition,
+        answered_by: None,
+        rang: Vec::new(),
+        transfers: Vec::new(),
+        queue: None,
+        recording: None,
+        legs: Vec::new(),
+        timeline: Vec::new(),
+    }
+}
+
+fn delivery(key: &str) -> NewOutboxRow {
+    NewOutboxRow {
+        connector: "webhook".to_owned(),
+        kind: "call.ended".to_owned(),
+        payload: json!({"key": key, "nested": [1, 2, {"a": null}]}),
+        idempotency_key: key.to_owned(),
+    }
+}
+
+async fn round_trip_keeps_every_field(store: &Store) {
+    let full = full_call("1700000000.1");
+    let bare = bare_call("1700000000.2", 5, Disposition::Cancelled);
+    store.save_call("pbx1", &full, &[], at(100)).await.unwrap();
+    store.save_call("pbx1", &bare, &[], at(100)).await.unwrap();
+
+    for call in [full, bare] {
+        let stored = store.get_call(&call.id, None).await.unwrap().unwrap();
+        assert_eq!(stored.pbx, "pbx1");
+        assert_eq!(stored.record, call);
+        let named = store.get_call(&call.id, Some("pbx1")).await.unwrap();
+        assert_eq!(named.map(|c| c.record), Some(call));
+    }
+    assert_eq!(store.get_call("nope", None).await.unwrap(), None);
+    assert_eq!(
+        store.get_call("1700000000.1", Some("pbx2")).await.unwrap(),
+        None
+    );
+}
+
+async fn saving_again_updates_and_never_duplicates(store: &Store) {
+    let mut call = full_call("1700000000.1");
+    let outbox = [delivery("pbx1/1700000000.1/webhook")];
+    store
+        .save_call("pbx1", &call, &outbox, at(100))
+        .await
+        .unwrap();
+
+    call.disposition = Disposition::NoAnswer;
+    call.answered_by = None;
+    call.timeline.truncate(2);
+    let more = [
+        delivery("pbx1/1700000000.1/webhook"),
+        delivery("pbx1/1700000000.1/crm"),
+    ];
+    store
+        .save_call("pbx1", &call, &more, at(200))
+        .await
+        .unwrap();
+
+    assert_eq!(store.count_calls(&CallFilter::default()).await.unwrap(), 1);
+    let stored = store.get_call(&call.id, None).await.unwrap().unwrap();
+    assert_eq!(stored.record, call);
+    let queued = store.outbox_for_call("pbx1", &call.id).await.unwrap();
+    let keys: Vec<_> = queued
+        .iter()
+        .map(|r| (r.idempotency_key.as_str(), r.created_at))
+        .collect();
+    // The first row kept its original creation time: it was not queued a second time.
+    assert_eq!(
+        keys,
+        [
+            ("pbx1/1700000000.1/webhook", at(100)),
+            ("pbx1/1700000000.1/crm", at(200))
+        ]
+    );
+    assert_eq!(queued[0].payload, outbox[0].payload);
+    assert_eq!(queued[0].status, OutboxStatus::Pending);
+}
+
+async fn same_id_on_two_pbxes(store: &Store) {
+    let one = bare_call("1700000000.7", 0, Disposition::Busy);
+    let two = bare_call("1700000000.7", 9, Disposition::Failed);
+    store.save_call("pbx1", &one, &[], at(100)).await.unwrap();
+    store.save_call("pbx2", &two, &[], at(100)).await.unwrap();
+
+    assert_eq!(store.count_calls(&CallFilter::default()).await.unwrap(), 2);
+    let err = store.get_call("1700000000.7", None).await.unwrap_err();
+    assert!(matches!(err, StoreError::Ambiguous { .. }), "{err}");
+    expect!["call 1700000000.7 exists on several PBXes (pbx1, pbx2); name the PBX"]
+        .assert_eq(&err.to_string());
+    let two_back = store
+        .get_call("1700000000.7", Some("pbx2"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(two_back.record, two);
+}
+
+/// The calls the filter tests look at: (id, start second, from, to, answered_by, rang, how).
+fn journal() -> Vec<CallRecord> {
+    let rows: [(&str, i64, &str, &str, Option<&str>, &[&str], Disposition); 6] = [
+        (
+            "a",
+            0,
+            "+7111",
+            "800",
+            Some("201"),
+            &["201"],
+            Disposition::Answered,
+        ),
+        (
+            "b",
+            60,
+            "+7222",
+            "800",
+            None,
+            &["201", "202"],
+            Disposition::NoAnswer,
+        ),
+        (
+            "c",
+            120,
+            "201",
+            "+7111",
+            Some("+7111"),
+            &[],
+            Disposition::Answered,
+        ),
+        ("d", 180, "202", "203", None, &["203"], Disposition::Busy),
+        (
+            "e",
+            240,
+            "+7333",
+            "800",
+            Some("2021"),
+            &["2021"],
+            Disposition::Answered,
+        ),
+        ("f", 300, "+7_1%", "800", None, &[], Disposition::Cancelled),
+    ];
+    rows.into_iter()
+        .map(
+            |(id, start, from, to, answered_by, rang, disposition)| CallRecord {
+                from: Some(from.to_owned()),
+                to: Some(to.to_owned()),
+                answered_by: answered_by.map(str::to_owned),
+                rang: rang.iter().map(|e| e.to_string()).collect(),
+                ..bare_call(id, start, disposition)
+            },
+        )
+        .collect()
+}
+
+async fn journal_filters(store: &Store) {
+    for call in journal() {
+        store.save_call("pbx1", &call, &[], at(1000)).await.unwrap();
+    }
+    let check = |filter: CallFilter, expected: Expect| async move {
+        let page = store.list_calls(&filter, 100, None).await.unwrap();
+        let ids: Vec<_> = page.calls.iter().map(|c| c.record.id.as_str()).collect();
+        let count = store.count_calls(&filter).await.unwrap();
+        expected.assert_eq(&format!("{} ({count})", ids.join(" ")));
+    };
+    check(CallFilter::default(), expect!["f e d c b a (6)"]).await;
+    let since = CallFilter {
+        since: Some(at(60)),
+        ..Default::default()
+    };
+    check(since, expect!["f e d c b (5)"]).await;
+    let window = CallFilter {
+        since: Some(at(60)),
+        until: Some(at(180)),
+        ..Default::default()
+    };
+    check(window, expect!["c b (2)"]).await;
+    let number = CallFilter {
+        number: Some("+7111".into()),
+        ..Default::default()
+    };
+    check(number, expect!["c a (2)"]).await;
+    // LIKE wildcards in the input match only themselves.
+    let wild = CallFilter {
+        number: Some("+7_1%".into()),
+        ..Default::default()
+    };
+    check(wild, expect!["f (1)"]).await;
+    let ext = CallFilter {
+        extension: Some("201".into()),
+        ..Default::default()
+    };
+    check(ext, expect!["b a (2)"]).await;
+    let ext_rang = CallFilter {
+        extension: Some("203".into()),
+        ..Default::default()
+    };
+    check(ext_rang, expect!["d (1)"]).await;
+    let ext_wild = CallFilter {
+        extension: Some("20%".into()),
+        ..Default::default()
+    };
+    check(ext_wild, expect![" (0)"]).await;
+    let answered = CallFilter {
+        disposition: Some(Disposition::Answered),
+        ..Default::default()
+    };
+    check(answered, expect!["e c a (3)"]).await;
+    let combined = CallFilter {
+        number: Some("800".into()),
+        extension: Some("201".into()),
+        disposition: Some(Disposition::NoAnswer),
+        ..Default::default()
+    };
+    check(combined, expect!["b (1)"]).await;
+}
+
+async fn journal_pages(store: &Store) {
+    for call in journal() {
+        store.save_call("pbx1", &call, &[], at(1000)).await.unwrap();
+    }
+    // Same start time on two PBXes: the cursor must still split them correctly.
+    store
+        .save_call(
+            "pbx2",
+            &bare_call("c", 120, Disposition::Failed),
+            &[],
+            at(1000),
+        )
+        .await
+        .unwrap();
+
+    let mut pages = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list_calls(&CallFilter::default(), 2, cursor.as_deref())
+            .await
+            .unwrap();
+        pages.push(
+            page.calls
+                .iter()
+                .map(|c| format!("{}/{}", c.pbx, c.record.id))
+                .collect::<Vec<_>>(),
+        );
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    expect![[r#"
+        [
+            [
+                "pbx1/f",
+                "pbx1/e",
+            ],
+            [
+                "pbx1/d",
+                "pbx2/c",
+            ],
+            [
+                "pbx1/c",
+                "pbx1/b",
+            ],
+            [
+                "pbx1/a",
+            ],
+        ]
+    "#]]
+    .assert_debug_eq(&pages);
+
+    let err = store
+        .list_calls(&CallFilter::default(), 2, Some("garbage"))
+        .await
+        .unwrap_err();
+    expect![[r#"invalid page cursor "garbage""#]].assert_eq(&err.to_string());
+}
+
+async fn outbox_concurrent_claims_are_disjoint(store: &Store) {
+    const CALLS: usize = 40;
+    const ROWS_PER_CALL: usize = 5;
+    for n in 0..CALLS {
+        let call = bare_call(&format!("1700000000.{n}"), n as i64, Disposition::Answered);
+        let rows: Vec<_> = (0..ROWS_PER_CALL)
+            .map(|r| delivery(&format!("{}/{r}", call.id)))
+            .collect();
+        store.save_call("pbx1", &call, &rows, at(0)).await.unwrap();
+    }
+
+    let worker = |owner: &'static str| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut claimed = Vec::new();
+            loop {
+                let batch = store
+                    .claim_outbox(owner, 7, TimeDelta::minutes(5), at(10))
+                    .await
+                    .unwrap();
+                if batch.is_empty() {
+                    return claimed;
+                }
+                for row in &batch {
+                    assert_eq!(row.lease_owner.as_deref(), Some(owner));
+                    assert_eq!(row.status, OutboxStatus::InFlight);
+                    assert_eq!(row.attempts, 1);
+                }
+                claimed.extend(batch.into_iter().map(|row| row.id));
+            }
+        })
+    };
+    let (a, b) = (worker("worker-a"), worker("worker-b"));
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+
+    let a_ids: BTreeSet<_> = a.iter().copied().collect();
+    let b_ids: BTreeSet<_> = b.iter().copied().collect();
+    assert_eq!(a_ids.len(), a.len(), "worker a got a row twice");
+    assert_eq!(b_ids.len(), b.len(), "worker b got a row twice");
+    assert!(
+        a_ids.is_disjoint(&b_ids),
+        "both workers claimed {:?}",
+        a_ids.intersection(&b_ids)
+    );
+    assert_eq!(a.len() + b.len(), CALLS * ROWS_PER_CALL);
+}
+
+async fn outbox_lease_and_failures(store: &Store) {
+    let call = bare_call("1700000000.1", 0, Disposition::Answered);
+    let rows = [delivery("k1"), delivery("k2"), delivery("k3")];
+    store.save_call("pbx1", &call, &rows, at(0)).await.unwrap();
+    let lease = TimeDelta::seconds(30);
+
+    let claimed = store.claim_outbox("w1", 10, lease, at(1)).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    assert_eq!(claimed[0].lease_until, Some(at(31)));
+    let ids: Vec<i64> = claimed.iter().map(|r| r.id).collect();
+
+    // While the lease runs, nobody else gets the rows.
+    assert!(store
+        .claim_outbox("w2", 10, lease, at(20))
+        .await
+        .unwrap()
+        .is_empty());
+
+    assert!(store.mark_delivered(ids[0], "w1").await.unwrap());
+    let retry = Failure::Retriable {
+        next_attempt_at: at(100),
+    };
+    assert!(store
+        .mark_failed(ids[1], "w1", retry, "HTTP 503")
+        .await
+        .unwrap());
+    assert!(store
+        .mark_failed(ids[2], "w1", Failure::Permanent, "HTTP 400")
+        .await
+        .unwrap());
+    // A worker that no longer holds the lease changes nothing.
+    assert!(!store.mark_delivered(ids[1], "w2").await.unwrap());
+
+    // Not due before next_attempt_at, due after; delivered and dead rows never come back.
+    assert!(store
+        .claim_outbox("w2", 10, lease, at(99))
+        .await
+        .unwrap()
+        .is_empty());
+    let again = store.claim_outbox("w2", 10, lease, at(100)).await.unwrap();
+    assert_eq!(again.iter().map(|r| r.id).collect::<Vec<_>>(), [ids[1]]);
+    assert_eq!(again[0].attempts, 2);
+    assert_eq!(again[0].last_error.as_deref(), Some("HTTP 503"));
+
+    // w2 dies: once its lease ends, w3 takes the row over and w2's late report is refused.
+    assert!(store
+        .claim_outbox("w3", 10, lease, at(129))
+        .await
+        .unwrap()
+        .is_empty());
+    let taken = store.claim_outbox("w3", 10, lease, at(130)).await.unwrap();
+    assert_eq!(taken.iter().map(|r| r.id).collect::<Vec<_>>(), [ids[1]]);
+    assert!(!store.mark_delivered(ids[1], "w2").await.unwrap());
+    assert!(store.mark_delivered(ids[1], "w3").await.unwrap());
+
+    let states: Vec<_> = store
+        .outbox_for_call("pbx1", &call.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            (
+                r.idempotency_key,
+                r.status,
+                r.attempts,
+                r.last_error,
+                r.lease_owner,
+            )
+        })
+        .collect();
+    expect![[r#"
+        [
+            (
+                "k1",
+                Delivered,
+                1,
+                None,
+                None,
+            ),
+            (
+                "k2",
+                Delivered,
+                3,
+                None,
+                None,
+            ),
+            (
+                "k3",
+                Dead,
+                1,
+                Some(
+                    "HTTP 400",
+                ),
+                None,
+            ),
+        ]
+    "#]]
+    .assert_debug_eq(&states);
+}
+
+async fn raw_events_and_retention(store: &Store) {
+    let event = |seq: u64, second: i64, linkedid: Option<&str>| RawEvent {
+        pbx: "pbx1".to_owned(),
+        seq,
+        received_at: at(second),
+        event: "Newchannel".to_owned(),
+        linkedid: linkedid.map(str::to_owned),
+        message: json!({"Event": "Newchannel", "Channel": format!("PJSIP/201-{seq:08x}")}),
+    };
+    let events = [
+        event(1, 0, Some("L1")),
+        event(2, 10, None),
+        event(3, 20, Some("L1")),
+        event(4, 30, Some("L2")),
+    ];
+    store.append_events(&events).await.unwrap();
+
+    assert_eq!(
+        store.events_for_call("pbx1", "L1").await.unwrap(),
+        [events[0].clone(), events[2].clone()]
+    );
+    assert_eq!(store.purge_events(at(20)).await.unwrap(), 2);
+    assert_eq!(
+        store.events_for_call("pbx1", "L1").await.unwrap(),
+        [events[2].clone()]
+    );
+    assert_eq!(store.purge_events(at(20)).await.unwrap(), 0);
+}
