@@ -1,0 +1,432 @@
+//! HTTP API (axum) under `/api/v1`, the live event stream, and the embedded web UI.
+//!
+//! `fn app(state) -> Router` is the whole HTTP surface, so tests drive it with `oneshot`
+//! and no socket. Every `/api` route needs a bearer token (fail closed: no token, no access);
+//! `/health` and the UI's static page are open, the page itself asks for a token.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use calls::{CallEvent, CallEventKind, Disposition};
+use chrono::{DateTime, Utc};
+use futures::stream::{self, Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use store::{CallFilter, Store};
+use tokio::sync::broadcast;
+
+/// How many live events a slow SSE client may lag behind before it is told to resync.
+const LIVE_BUFFER: usize = 4096;
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 1000;
+
+/// Shared state behind every handler.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    store: Store,
+    live: broadcast::Sender<LiveEvent>,
+    active: Arc<Mutex<BTreeMap<String, ActiveCall>>>,
+    /// SHA-256 of each accepted token: a leaked state dump does not leak a token.
+    token_hashes: Arc<Vec<[u8; 32]>>,
+}
+
+/// A call event as it goes out on the live stream, numbered so a client can resume.
+#[derive(Clone, Debug, Serialize)]
+pub struct LiveEvent {
+    /// Position in this process's stream (SSE `id`).
+    pub seq: u64,
+    /// The PBX the call is on.
+    pub pbx: String,
+    /// The event.
+    #[serde(flatten)]
+    pub event: CallEvent,
+}
+
+/// A call in progress, as the live-calls view shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ActiveCall {
+    /// Linkedid.
+    pub id: String,
+    /// The PBX it is on.
+    pub pbx: String,
+    /// Inbound, outbound or internal (as known at start).
+    pub direction: calls::Direction,
+    /// Caller.
+    pub from: Option<String>,
+    /// Dialed number.
+    pub to: Option<String>,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// `ringing` or `talking`.
+    pub state: &'static str,
+    /// Extensions ringing now.
+    pub ringing: Vec<String>,
+    /// Who answered.
+    pub answered_by: Option<String>,
+    /// When it was answered.
+    pub answered_at: Option<DateTime<Utc>>,
+}
+
+impl AppState {
+    /// State over `store`, accepting the given plain-text tokens.
+    pub fn new(store: Store, tokens: &[String]) -> Self {
+        let (live, _) = broadcast::channel(LIVE_BUFFER);
+        AppState {
+            store,
+            live,
+            active: Arc::default(),
+            token_hashes: Arc::new(tokens.iter().map(|t| hash_token(t)).collect()),
+        }
+    }
+
+    /// Publishes a tracker event: updates the live-calls view and fans it out to streams.
+    pub fn publish(&self, pbx: &str, seq: u64, event: CallEvent) {
+        self.apply_to_active(pbx, &event);
+        // No subscriber is not an error: nobody is watching.
+        let _ = self.live.send(LiveEvent {
+            seq,
+            pbx: pbx.to_owned(),
+            event,
+        });
+    }
+
+    fn apply_to_active(&self, pbx: &str, event: &CallEvent) {
+        let mut active = self.active.lock().expect("active-calls lock poisoned");
+        match &event.kind {
+            CallEventKind::Started {
+                direction,
+                from,
+                to,
+            } => {
+                active.insert(
+                    event.call_id.clone(),
+                    ActiveCall {
+                        id: event.call_id.clone(),
+                        pbx: pbx.to_owned(),
+                        direction: *direction,
+                        from: from.clone(),
+                        to: to.clone(),
+                        started_at: event.at,
+                        state: "ringing",
+                        ringing: Vec::new(),
+                        answered_by: None,
+                        answered_at: None,
+                    },
+                );
+            }
+            CallEventKind::Ringing { extensions } => {
+                if let Some(call) = active.get_mut(&event.call_id) {
+                    call.ringing.clone_from(extensions);
+                }
+            }
+            CallEventKind::Answered { by } => {
+                if let Some(call) = active.get_mut(&event.call_id) {
+                    call.state = "talking";
+                    call.ringing.clear();
+                    call.answered_by.clone_from(by);
+                    call.answered_at = Some(event.at);
+                }
+            }
+            CallEventKind::Transferred { transfer } => {
+                if let Some(call) = active.get_mut(&event.call_id) {
+                    call.answered_by.clone_from(&transfer.to);
+                }
+            }
+            CallEventKind::Ended { .. } => {
+                active.remove(&event.call_id);
+            }
+        }
+    }
+
+    fn token_ok(&self, presented: &str) -> bool {
+        let h = hash_token(presented);
+        self.token_hashes.iter().any(|t| constant_time_eq(t, &h))
+    }
+}
+
+fn hash_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The HTTP surface.
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/calls", get(list_calls))
+        .route("/calls/{id}", get(get_call))
+        .route("/live", get(live_calls))
+        .route("/events", get(events))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/", get(ui))
+        .route("/health", get(health))
+        .nest("/api/v1", api)
+        .with_state(state)
+}
+
+/// The one error type at the HTTP edge: a status and a message, as JSON.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(serde_json::json!({ "error": self.message }));
+        (self.status, body).into_response()
+    }
+}
+
+impl From<store::StoreError> for ApiError {
+    fn from(e: store::StoreError) -> Self {
+        match e {
+            store::StoreError::BadCursor(_) | store::StoreError::Ambiguous { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+            }
+            _ => {
+                tracing::error!(error = %e, "store failure in API handler");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "journal unavailable")
+            }
+        }
+    }
+}
+
+async fn require_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Browsers' EventSource cannot set headers, so the stream also takes `?access_token=`.
+    let presented = bearer.or(q.access_token.as_deref());
+    match presented {
+        Some(t) if state.token_ok(t) => Ok(next.run(req).await),
+        Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid token")),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing token: send Authorization: Bearer <token>",
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenQuery {
+    access_token: Option<String>,
+}
+
+async fn ui() -> Html<&'static str> {
+    Html(include_str!("../web/index.html"))
+}
+
+async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let active = state.active.lock().expect("active-calls lock poisoned").len();
+    Json(serde_json::json!({ "status": "ok", "active_calls": active }))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    number: Option<String>,
+    extension: Option<String>,
+    disposition: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+async fn list_calls(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let disposition = q
+        .disposition
+        .as_deref()
+        .map(parse_disposition)
+        .transpose()?;
+    let filter = CallFilter {
+        since: q.since,
+        until: q.until,
+        number: q.number,
+        extension: q.extension,
+        disposition,
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let page = state
+        .store
+        .list_calls(&filter, limit, q.cursor.as_deref())
+        .await?;
+    let calls: Vec<_> = page
+        .calls
+        .into_iter()
+        .map(|c| call_json(&c.pbx, c.record))
+        .collect();
+    Ok(Json(
+        serde_json::json!({ "calls": calls, "next_cursor": page.next_cursor }),
+    ))
+}
+
+fn parse_disposition(s: &str) -> Result<Disposition, ApiError> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "unknown disposition {s:?}: expected answered, no_answer, busy, failed or cancelled"
+            ),
+        )
+    })
+}
+
+fn call_json(pbx: &str, record: calls::CallRecord) -> serde_json::Value {
+    let mut v = serde_json::to_value(record).expect("a call record always serializes");
+    v["pbx"] = pbx.into();
+    v
+}
+
+async fn get_call(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    match state.store.get_call(&id, None).await? {
+        Some(c) => Ok(Json(call_json(&c.pbx, c.record))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no call {id:?}"),
+        )),
+    }
+}
+
+async fn live_calls(State(state): State<AppState>) -> Json<Vec<ActiveCall>> {
+    let active = state.active.lock().expect("active-calls lock poisoned");
+    Json(active.values().cloned().collect())
+}
+
+async fn events(
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = state.live.subscribe();
+    let stream = stream::unfold(rx, |mut rx| async move {
+        let event = match rx.recv().await {
+            Ok(ev) => Event::default()
+                .id(ev.seq.to_string())
+                .event(event_name(&ev.event.kind))
+                .json_data(&ev)
+                .expect("a live event always serializes"),
+            // The client fell behind the buffer: tell it to reload the live view
+            // rather than silently skipping events.
+            Err(broadcast::error::RecvError::Lagged(n)) => Event::default()
+                .event("resync")
+                .data(format!("{{\"missed\":{n}}}")),
+            Err(broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok(event), rx))
+    })
+    .boxed();
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+fn event_name(kind: &CallEventKind) -> &'static str {
+    match kind {
+        CallEventKind::Started { .. } => "call.started",
+        CallEventKind::Ringing { .. } => "call.ringing",
+        CallEventKind::Answered { .. } => "call.answered",
+        CallEventKind::Transferred { .. } => "call.transferred",
+        CallEventKind::Ended { .. } => "call.ended",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    async fn state() -> (AppState, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
+        let store = Store::connect(&url).await.unwrap();
+        (AppState::new(store, &["secret-token".to_owned()]), dir)
+    }
+
+    async fn get(app: Router, uri: &str, token: Option<&str>) -> (StatusCode, String) {
+        let mut req = Request::get(uri);
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let resp = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn api_fails_closed_without_a_valid_token() {
+        let (state, _dir) = state().await;
+        let (s, _) = get(app(state.clone()), "/api/v1/calls", None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        let (s, _) = get(app(state.clone()), "/api/v1/calls", Some("wrong")).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        let (s, body) = get(app(state), "/api/v1/calls", Some("secret-token")).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+    }
+
+    #[tokio::test]
+    async fn health_is_open_and_counts_live_calls() {
+        let (state, _dir) = state().await;
+        state.publish(
+            "pbx",
+            1,
+            CallEvent {
+                call_id: "1.0".into(),
+                at: DateTime::from_timestamp(1_795_388_070, 0).unwrap(),
+                kind: CallEventKind::Started {
+                    direction: calls::Direction::Inbound,
+                    from: Some("15551234567".into()),
+                    to: Some("15550001000".into()),
+                },
+            },
+        );
+        let (s, body) = get(app(state), "/health", None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(body, r#"{"active_calls":1,"status":"ok"}"#);
+    }
+
+    #[tokio::test]
+    async fn bad_disposition_is_a_clear_400() {
+        let (state, _dir) = state().await;
+        let (s, body) = get(
+            app(state),
+            "/api/v1/calls?disposition=maybe",
+            Some("secret-token"),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(body.contains("unknown disposition"), "{body}");
+    }
+}
