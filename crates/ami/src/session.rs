@@ -416,3 +416,65 @@ fn ends_with_complete(name: &str) -> bool {
     name.len() >= SUFFIX.len()
         && name.as_bytes()[name.len() - SUFFIX.len()..].eq_ignore_ascii_case(SUFFIX.as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::{expect, Expect};
+
+    /// Logs a plain session in, sends `actions`, feeds `rx` (LF line ends, `\n` turned into
+    /// CRLF), and renders every event and the final in-flight/queued actions.
+    fn check(actions: Vec<Action>, rx: &str, expect: Expect) {
+        let mut s = Session::with_id_prefix(
+            Credentials {
+                username: "u".into(),
+                secret: "s".into(),
+                auth: AuthMethod::Plain,
+                events: "off".into(),
+            },
+            "t",
+        );
+        s.handle_input(
+            b"Asterisk Call Manager/11.0.0\r\nResponse: Success\r\nActionID: t-1\r\n\r\n",
+        );
+        for a in actions {
+            s.send_action(a);
+        }
+        s.handle_input(rx.replace('\n', "\r\n").as_bytes());
+        let mut out = String::new();
+        while let Some(ev) = s.poll_event() {
+            out.push_str(&format!("{ev:?}\n"));
+        }
+        out.push_str(&format!("lost: {:?}\n", s.connection_lost()));
+        expect.assert_eq(&out);
+    }
+
+    #[test]
+    fn old_command_form_and_failed_list_action() {
+        check(
+            vec![Action::command("core show version"), Action::queue_status(Some("nope"))],
+            "Response: Follows\nActionID: t-2\nAsterisk 13.38.3\n--END COMMAND--\n\nResponse: Error\nActionID: t-3\nMessage: No such queue\n\n",
+            expect![[r#"
+                Greeting(Banner { product: "Asterisk Call Manager", ami_version: "11.0.0" })
+                LoggedIn
+                ActionDone { id: ActionId("t-2"), result: ActionResult { response: ["Response: Follows", "ActionID: t-2", "Output: Asterisk 13.38.3"], items: [], complete: None } }
+                ActionDone { id: ActionId("t-3"), result: ActionResult { response: ["Response: Error", "ActionID: t-3", "Message: No such queue"], items: [], complete: None } }
+                lost: []
+            "#]],
+        );
+    }
+
+    #[test]
+    fn unfinished_list_and_unanswered_actions_come_back_in_send_order() {
+        check(
+            vec![Action::ping(), Action::db_get("cidname", "100")],
+            "Response: Success\nActionID: t-3\nEventList: start\n\nEvent: DBGetResponse\nActionID: t-3\nVal: x\n\nEvent: Newchannel\n\n",
+            expect![[r#"
+                Greeting(Banner { product: "Asterisk Call Manager", ami_version: "11.0.0" })
+                LoggedIn
+                Event(["Event: Newchannel"])
+                lost: [(ActionId("t-2"), ["Action: Ping"]), (ActionId("t-3"), ["Action: DBGet", "Family: cidname", "Key: 100"])]
+            "#]],
+        );
+    }
+}

@@ -43,3 +43,27 @@ pub fn all_rx_raw() -> Vec<PathBuf> {
     assert!(!files.is_empty(), "no */ami/*.rx.raw fixtures found");
     files
 }
+
+/// Decodes a whole transcript in one go; every frame, or the first decode error.
+pub fn decode_all(bytes: &[u8]) -> Result<Vec<ami::Frame>, ami::DecodeError> {
+    let mut dec = ami::Decoder::new();
+    let mut buf = bytes::BytesMut::from(bytes);
+    let mut frames = Vec::new();
+    while let Some(f) = dec.decode(&mut buf)? {
+        frames.push(f);
+    }
+    assert!(buf.is_empty(), "{} undecoded bytes left", buf.len());
+    Ok(frames)
+}
+
+/// The messages of a transcript that decodes without errors.
+pub fn messages(relative: &str) -> Vec<ami::Message> {
+    decode_all(&read(relative))
+        .unwrap()
+        .into_iter()
+        .filter_map(|f| match f {
+            ami::Frame::Message(m) => Some(m),
+            ami::Frame::Banner(_) => None,
+        })
+        .collect()
+}
