@@ -5,6 +5,7 @@
 //! Everything that touches a socket or a clock lives in the `pbxlink` binary.
 
 pub mod action;
+pub mod ajam;
 pub mod event;
 pub mod frame;
 pub mod message;
