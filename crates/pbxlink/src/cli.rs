@@ -17,6 +17,8 @@ enum Command {
         /// Raw AMI transcript (wire format).
         file: std::path::PathBuf,
     },
+    /// The call journal: list calls, show one call's story.
+    Calls(crate::calls_cli::CallsArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -30,6 +32,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             Ok(())
+        }
+        Command::Calls(args) => {
+            tokio::runtime::Runtime::new()?.block_on(crate::calls_cli::run(args))
         }
     }
 }

@@ -3,6 +3,7 @@
 use clap::Parser;
 
 mod api;
+mod calls_cli;
 mod cli;
 
 fn main() -> anyhow::Result<()> {
