@@ -2,9 +2,12 @@
 
 use clap::Parser;
 
+mod ami_client;
 mod api;
 mod calls_cli;
 mod cli;
+mod config;
+mod replay_server;
 
 fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();

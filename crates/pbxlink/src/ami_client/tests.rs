@@ -1,0 +1,400 @@
+//! The AMI link against the replay server over loopback: logins, actions, reconnects,
+//! keepalive, TLS and the overflow policies.
+//!
+//! In-crate rather than in `tests/`: `pbxlink` is a binary crate, so an integration test
+//! could not reach these modules.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use bytes::BytesMut;
+use expect_test::expect;
+
+use super::*;
+use crate::config::Config;
+use crate::replay_server::{Fault, ReplayOptions, ReplayServer, Transcript};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures");
+const USER: &str = "harness";
+const SECRET: &str = "harness-secret";
+/// Upper bound for anything a test waits for; only a hung test ever reaches it.
+const HANG: Duration = Duration::from_secs(20);
+
+fn fixture(rel: &str) -> PathBuf {
+    let path = Path::new(FIXTURES).join(rel);
+    assert!(path.exists(), "fixture missing: {}", path.display());
+    path
+}
+
+fn transcript(name: &str) -> Transcript {
+    Transcript::load(&fixture(&format!("asterisk-22/ami/{name}.rx.raw"))).unwrap()
+}
+
+async fn serve(name: &str, options: ReplayOptions) -> ReplayServer {
+    ReplayServer::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        transcript(name),
+        options,
+    )
+    .await
+    .unwrap()
+}
+
+fn client_config(addr: SocketAddr, auth: &str, secret: &str) -> ClientConfig {
+    let text = format!(
+        "[[pbx]]\nhost = \"{}\"\nport = {}\nusername = \"{USER}\"\nsecret = \"{secret}\"\n\
+         auth = \"{auth}\"\nping_interval = 3600\nreconnect_min = 0.01\nreconnect_max = 3600\n",
+        addr.ip(),
+        addr.port()
+    );
+    ClientConfig::from_pbx(&Config::parse(&text, "test").unwrap().pbx[0]).unwrap()
+}
+
+async fn next(rx: &mut mpsc::Receiver<LinkEvent>) -> LinkEvent {
+    tokio::time::timeout(HANG, rx.recv())
+        .await
+        .expect("no link event before the hang bound")
+        .expect("link ended")
+}
+
+async fn expect_connected(rx: &mut mpsc::Receiver<LinkEvent>) {
+    match next(rx).await {
+        LinkEvent::Connected { ami_version } => assert_eq!(ami_version, "11.0.0"),
+        other => panic!("expected Connected, got {other:?}"),
+    }
+}
+
+/// Polls `cond` until it holds (upper bound: [`HANG`]).
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + HANG;
+    while !cond() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn decode(raw: &[u8]) -> Message {
+    let mut buf = BytesMut::from(raw);
+    match ami::Decoder::without_banner().decode(&mut buf) {
+        Ok(Some(ami::Frame::Message(m))) => m,
+        other => panic!("transcript event does not decode: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn md5_login_ping_and_core_settings() {
+    let server = serve("00b_login_md5", ReplayOptions::new(USER, SECRET)).await;
+    let (client, mut rx) = AmiClient::start(client_config(server.local_addr(), "md5", SECRET));
+    expect_connected(&mut rx).await;
+    let pong = client.send(Action::ping()).await.unwrap();
+    assert_eq!(pong.response.get("Ping"), Some("Pong"));
+    let settings = client.send(Action::new("CoreSettings")).await.unwrap();
+    assert_eq!(settings.response.get("AsteriskVersion"), Some("22.10.1"));
+    client.shutdown().await;
+    assert!(matches!(
+        next(&mut rx).await,
+        LinkEvent::Disconnected {
+            reason: LinkError::Shutdown
+        }
+    ));
+    assert!(
+        rx.recv().await.is_none(),
+        "the event stream ends after shutdown"
+    );
+    expect![[r#"
+        [
+            ConnectionLog {
+                logged_in: Some(
+                    true,
+                ),
+                actions: [
+                    "Challenge",
+                    "Login",
+                    "Ping",
+                    "CoreSettings",
+                    "Logoff",
+                ],
+                events_sent: [],
+            },
+        ]
+    "#]]
+    .assert_debug_eq(&server.connections());
+}
+
+#[tokio::test]
+async fn plain_login_command_output_list_and_unknown_action() {
+    let server = serve("01_inbound_answered", ReplayOptions::new(USER, SECRET)).await;
+    let (client, mut rx) = AmiClient::start(client_config(server.local_addr(), "plain", SECRET));
+    expect_connected(&mut rx).await;
+
+    let version = client
+        .send(Action::command("core show version"))
+        .await
+        .unwrap();
+    assert_eq!(
+        version.output(),
+        ["Asterisk 22.10.1 (pbxlink replay server)"]
+    );
+
+    let channels = client.send(Action::core_show_channels()).await.unwrap();
+    let names: Vec<_> = channels
+        .items
+        .iter()
+        .map(|m| m.get("Channel").unwrap_or_default())
+        .collect();
+    expect![[r#"
+        [
+            "Local/201@agents-00000001;1",
+            "Local/201@agents-00000001;2",
+            "Local/15550001000@from-pstn-00000000;2",
+            "Local/15550001000@from-pstn-00000000;1",
+        ]
+    "#]]
+    .assert_debug_eq(&names);
+    let complete = channels.complete.unwrap();
+    assert_eq!(complete.get("ListItems"), Some("4"));
+    assert_eq!(complete.action_id(), channels.response.action_id());
+
+    let unknown = client.send(Action::new("NoSuchAction")).await.unwrap();
+    assert!(!unknown.is_success());
+    assert_eq!(unknown.message(), Some("Invalid/unknown command"));
+}
+
+#[tokio::test]
+async fn failed_login_is_clear_and_does_not_storm() {
+    let server = serve("00c_login_failed", ReplayOptions::new(USER, SECRET)).await;
+    // reconnect_min is 10 ms: without the "wait reconnect_max after a refused login" rule
+    // the client would be back many times before the asserts below.
+    let (client, mut rx) =
+        AmiClient::start(client_config(server.local_addr(), "md5", "wrong-secret"));
+    let LinkEvent::Disconnected { reason } = next(&mut rx).await else {
+        panic!("expected Disconnected");
+    };
+    let addr = server.local_addr();
+    assert_eq!(
+        reason.to_string(),
+        format!("authentication failed for user harness at {addr}: Authentication failed")
+    );
+    let err = client.send(Action::ping()).await.unwrap_err();
+    assert_eq!(err, AmiError::LoginFailed(reason));
+    assert_eq!(server.connections().len(), 1);
+    assert_eq!(server.connections()[0].logged_in, Some(false));
+}
+
+#[tokio::test]
+async fn reconnect_after_drops_loses_and_duplicates_nothing() {
+    let mut options = ReplayOptions::new(USER, SECRET);
+    // Connection 0 dies mid-message after 40 events; connection 1 gets garbage after 10
+    // more and then runs to the end of the transcript.
+    options.faults = vec![Some(Fault::DropAfter(40)), Some(Fault::GarbageAfter(10))];
+    let server = serve("01_inbound_answered", options).await;
+    let total = transcript("01_inbound_answered").events().len();
+    let (client, mut rx) = AmiClient::start(client_config(server.local_addr(), "md5", SECRET));
+
+    // Events delivered, split by connection.
+    let mut per_connection: Vec<Vec<Message>> = Vec::new();
+    let mut delivered = 0;
+    let mut reasons = Vec::new();
+    while delivered < total {
+        match next(&mut rx).await {
+            LinkEvent::Connected { .. } => per_connection.push(Vec::new()),
+            LinkEvent::Disconnected { reason } => reasons.push(reason.to_string()),
+            LinkEvent::Event(m) => {
+                per_connection
+                    .last_mut()
+                    .expect("event before Connected")
+                    .push(m);
+                delivered += 1;
+            }
+        }
+    }
+    let t = transcript("01_inbound_answered");
+    let sent: Vec<Vec<Message>> = server
+        .connections()
+        .iter()
+        .map(|c| {
+            c.events_sent
+                .iter()
+                .map(|&i| decode(&t.events()[i]))
+                .collect()
+        })
+        .collect();
+    assert_eq!(per_connection, sent);
+    assert_eq!(
+        sent.iter().map(Vec::len).collect::<Vec<_>>(),
+        [40, total - 40]
+    );
+    assert_eq!(reasons, ["connection closed by the PBX"]);
+    assert_eq!(
+        client.stats().malformed,
+        1,
+        "the garbage is counted, not delivered"
+    );
+    assert_eq!(client.stats().connects, 2);
+}
+
+#[tokio::test]
+async fn missed_pong_reconnects_resends_reads_and_fails_originate() {
+    let mut options = ReplayOptions::new(USER, SECRET);
+    // The first connection goes silent right after login: no events, no responses.
+    options.faults = vec![Some(Fault::StallAfter(0, HANG * 2))];
+    let server = serve("01_inbound_answered", options).await;
+    let mut config = client_config(server.local_addr(), "md5", SECRET);
+    config.ping_interval = Duration::from_millis(100);
+    let (client, mut rx) = AmiClient::start(config);
+    expect_connected(&mut rx).await;
+
+    let originate = client.send(Action::originate(ami::Originate::exten(
+        "Local/201@agents",
+        "outbound",
+        "15557654321",
+        1,
+    )));
+    let channels = client.send(Action::core_show_channels());
+    let (originate, channels) = tokio::join!(originate, channels);
+
+    assert_eq!(
+        originate.unwrap_err().to_string(),
+        "connection lost while Originate was in flight; not re-sent, it may have run"
+    );
+    assert_eq!(
+        channels.unwrap().items.len(),
+        4,
+        "re-sent on the new connection"
+    );
+    let LinkEvent::Disconnected { reason } = next(&mut rx).await else {
+        panic!("expected Disconnected");
+    };
+    assert_eq!(
+        reason,
+        LinkError::KeepaliveTimeout(Duration::from_millis(100))
+    );
+    expect_connected(&mut rx).await;
+    // The stalled connection never read what was sent to it; the new one got only the
+    // re-sent read (keepalive Pings left out: how many there are depends on the clock).
+    let actions: Vec<Vec<String>> = server
+        .connections()
+        .into_iter()
+        .map(|c| c.actions.into_iter().filter(|a| a != "Ping").collect())
+        .collect();
+    expect![[r#"
+        [
+            [
+                "Challenge",
+                "Login",
+            ],
+            [
+                "Challenge",
+                "Login",
+                "CoreShowChannels",
+            ],
+        ]
+    "#]]
+    .assert_debug_eq(&actions);
+}
+
+#[tokio::test]
+async fn tls_with_a_self_signed_certificate() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
+    let server_tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)
+    .unwrap();
+    let mut options = ReplayOptions::new(USER, SECRET);
+    options.tls = Some(Arc::new(server_tls));
+    let server = serve("00b_login_md5", options).await;
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), cert.cert.pem()).unwrap();
+
+    let pbx = |extra: &str| {
+        let text = format!(
+            "[[pbx]]\nhost = \"localhost\"\nport = {}\nusername = \"{USER}\"\nsecret = \"{SECRET}\"\n\
+             tls = true\nreconnect_min = 3600\nreconnect_max = 3600\n{extra}",
+            server.local_addr().port()
+        );
+        ClientConfig::from_pbx(&Config::parse(&text, "test").unwrap().pbx[0]).unwrap()
+    };
+
+    let (client, mut rx) =
+        AmiClient::start(pbx(&format!("tls_ca_file = \"{}\"\n", ca.path().display())));
+    expect_connected(&mut rx).await;
+    assert!(client.send(Action::ping()).await.unwrap().is_success());
+
+    // The same server is refused when its certificate is checked against the web PKI.
+    let (_client, mut rx) = AmiClient::start(pbx(""));
+    match next(&mut rx).await {
+        LinkEvent::Disconnected {
+            reason: LinkError::Connect { message, .. },
+        } => assert!(
+            message.starts_with("TLS handshake: invalid peer certificate"),
+            "{message}"
+        ),
+        other => panic!("expected a TLS failure, got {other:?}"),
+    }
+
+    // ...and accepted when verification is switched off.
+    let (client, mut rx) = AmiClient::start(pbx("tls_insecure_skip_verify = true\n"));
+    expect_connected(&mut rx).await;
+    assert!(client.send(Action::ping()).await.unwrap().is_success());
+}
+
+#[tokio::test]
+async fn slow_consumer_block_policy_loses_nothing() {
+    let server = serve("01_inbound_answered", ReplayOptions::new(USER, SECRET)).await;
+    let total = transcript("01_inbound_answered").events().len();
+    let mut config = client_config(server.local_addr(), "md5", SECRET);
+    config.event_queue = 4;
+    let (client, mut rx) = AmiClient::start(config);
+    // Nobody reads until the server has sent everything: the link stops reading the
+    // socket, and the kernel buffers hold the rest.
+    eventually("server sent the whole transcript", || {
+        server.events_sent() == total
+    })
+    .await;
+    expect_connected(&mut rx).await;
+    for _ in 0..total {
+        assert!(matches!(next(&mut rx).await, LinkEvent::Event(_)));
+    }
+    let stats = client.stats();
+    assert_eq!(
+        (stats.events_delivered, stats.events_dropped),
+        (total as u64, 0)
+    );
+}
+
+#[tokio::test]
+async fn slow_consumer_drop_newest_policy_counts_drops() {
+    let server = serve("01_inbound_answered", ReplayOptions::new(USER, SECRET)).await;
+    let t = transcript("01_inbound_answered");
+    let total = t.events().len() as u64;
+    let mut config = client_config(server.local_addr(), "md5", SECRET);
+    config.event_queue = 4;
+    config.overflow = OverflowPolicy::DropNewest;
+    let (client, mut rx) = AmiClient::start(config);
+    eventually("every event delivered or dropped", || {
+        let s = client.stats();
+        s.events_delivered + s.events_dropped == total
+    })
+    .await;
+    let stats = client.stats();
+    assert!(stats.events_dropped > 0, "{stats:?}");
+    // The link still answers actions although nobody reads its events.
+    assert!(client.send(Action::ping()).await.unwrap().is_success());
+    // What was delivered comes after Connected, in transcript order.
+    expect_connected(&mut rx).await;
+    let mut rest = t.events().iter().map(|raw| decode(raw));
+    for _ in 0..stats.events_delivered {
+        let LinkEvent::Event(m) = next(&mut rx).await else {
+            panic!("expected an event");
+        };
+        assert!(
+            rest.any(|e| e == m),
+            "delivered out of order or unknown: {m:?}"
+        );
+    }
+}

@@ -1,0 +1,527 @@
+//! The pbxlink config file (TOML): PBX connections, data directory, database.
+//!
+//! Every field has a default, so `pbxlink` runs with no file at all (one PBX on
+//! 127.0.0.1:5038, secret from `PBXLINK_AMI_SECRET`). Unknown keys are errors: a typo in
+//! `ping_intervall` must not silently fall back to the default.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Environment variable read for the AMI secret when a `[[pbx]]` has neither `secret`
+/// nor `secret_env`.
+pub const DEFAULT_SECRET_ENV: &str = "PBXLINK_AMI_SECRET";
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where pbxlink keeps its state (SQLite database, spool).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The call journal database.
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    /// The PBXs to connect to.
+    #[serde(default = "default_pbxs")]
+    pub pbx: Vec<PbxConfig>,
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// sqlx URL (`sqlite://...` or `postgres://...`); default: SQLite in `data_dir`.
+    pub url: Option<String>,
+}
+
+/// One `[[pbx]]`: an AMI connection (and optionally its AJAM endpoint).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PbxConfig {
+    /// Name used in logs, the database and the CLI (`--pbx NAME`).
+    #[serde(default = "default_pbx_name")]
+    pub name: String,
+    #[serde(default = "default_host")]
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// AMI over TLS (Asterisk `manager.conf` `tlsenable`, usually port 5039).
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM file with the CA(s) to trust instead of the built-in web PKI roots.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Accept any server certificate. For lab setups only; logged as a warning.
+    #[serde(default)]
+    pub tls_insecure_skip_verify: bool,
+    #[serde(default = "default_username")]
+    pub username: String,
+    /// The secret itself. Prefer `secret_env` so the file can be shared.
+    pub secret: Option<Secret>,
+    /// Name of the environment variable holding the secret.
+    pub secret_env: Option<String>,
+    #[serde(default)]
+    pub auth: AuthKind,
+    /// AMI `Events:` value at login: `on`, `off`, or a class list like `call,agent`.
+    #[serde(default = "default_events")]
+    pub events: String,
+    /// Seconds between keepalive Pings; a Ping unanswered for as long marks the link dead.
+    #[serde(default = "default_ping_interval", with = "seconds")]
+    pub ping_interval: Duration,
+    /// Seconds an action may wait for its response.
+    #[serde(default = "default_action_timeout", with = "seconds")]
+    pub action_timeout: Duration,
+    /// First reconnect delay, in seconds; doubles on each failure up to `reconnect_max`.
+    #[serde(default = "default_reconnect_min", with = "seconds")]
+    pub reconnect_min: Duration,
+    #[serde(default = "default_reconnect_max", with = "seconds")]
+    pub reconnect_max: Duration,
+    /// Capacity of the event queue between the AMI reader and its consumer.
+    #[serde(default = "default_event_queue")]
+    pub event_queue: usize,
+    /// What the reader does when that queue is full.
+    #[serde(default)]
+    pub overflow: OverflowPolicy,
+    /// AMI over HTTP (`[pbx.ajam]`), for PBXs where only the HTTP port is reachable.
+    pub ajam: Option<AjamConfig>,
+}
+
+/// `[pbx.ajam]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AjamConfig {
+    /// Base URL of the rawman endpoint, e.g. `http://pbx:8088/rawman`.
+    pub url: String,
+}
+
+/// AMI login method.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthKind {
+    /// Challenge/response: the secret never crosses the wire.
+    #[default]
+    Md5,
+    /// `Secret:` in clear (what most AMI libraries do).
+    Plain,
+}
+
+/// What the AMI reader does when the consumer of events falls behind and the queue is full.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverflowPolicy {
+    /// Stop reading the socket until there is room: TCP flow control pushes back on
+    /// Asterisk, nothing is lost. Asterisk itself drops a client whose buffer stays full
+    /// for `writetimeout`, which shows up here as a reconnect (and a resync), not as a gap.
+    #[default]
+    Block,
+    /// Drop the event that does not fit, count it and log it; the reader keeps pace with
+    /// the socket, so action responses and keepalives are never delayed by a slow consumer.
+    DropNewest,
+}
+
+/// A secret that never shows in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for the one place that needs it (login).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Debug for PbxConfig {
+    // Hand-written only to leave out nothing but the secret's value, which `Secret` hides.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PbxConfig")
+            .field("name", &self.name)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_insecure_skip_verify", &self.tls_insecure_skip_verify)
+            .field("username", &self.username)
+            .field("secret", &self.secret)
+            .field("secret_env", &self.secret_env)
+            .field("auth", &self.auth)
+            .field("events", &self.events)
+            .field("ping_interval", &self.ping_interval)
+            .field("action_timeout", &self.action_timeout)
+            .field("reconnect_min", &self.reconnect_min)
+            .field("reconnect_max", &self.reconnect_max)
+            .field("event_queue", &self.event_queue)
+            .field("overflow", &self.overflow)
+            .field("ajam", &self.ajam)
+            .finish()
+    }
+}
+
+/// Why a config could not be loaded or used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}:{column}: {message}")]
+    Parse {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{file}: {message}")]
+    Invalid { file: String, message: String },
+    #[error("pbx '{pbx}': no AMI secret; set `secret` or `secret_env` in the config, or {DEFAULT_SECRET_ENV}")]
+    NoSecret { pbx: String },
+    #[error("pbx '{pbx}': environment variable {var} (secret_env) is not set")]
+    SecretEnvUnset { pbx: String, var: String },
+    #[error("no [[pbx]] named '{0}' in the config")]
+    UnknownPbx(String),
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::parse("", "<built-in config>").expect("the empty config is valid")
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// The file at `path`, or the built-in defaults when there is none.
+    pub fn load_or_default(path: Option<&Path>) -> Result<Config, ConfigError> {
+        path.map_or_else(|| Ok(Config::default()), Config::load)
+    }
+
+    /// Parses config text; `file` names it in error messages.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map_or((0, 0), |span| line_column(text, span.start));
+            ConfigError::Parse {
+                file: file.to_owned(),
+                line,
+                column,
+                message: e.message().to_owned(),
+            }
+        })?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            file: file.to_owned(),
+            message,
+        };
+        for (i, pbx) in self.pbx.iter().enumerate() {
+            if self.pbx[..i].iter().any(|p| p.name == pbx.name) {
+                return Err(invalid(format!("two [[pbx]] are named '{}'", pbx.name)));
+            }
+            if pbx.reconnect_min.is_zero() || pbx.reconnect_min > pbx.reconnect_max {
+                return Err(invalid(format!(
+                    "pbx '{}': need 0 < reconnect_min <= reconnect_max",
+                    pbx.name
+                )));
+            }
+            if pbx.ping_interval.is_zero() || pbx.action_timeout.is_zero() {
+                return Err(invalid(format!(
+                    "pbx '{}': ping_interval and action_timeout must be > 0",
+                    pbx.name
+                )));
+            }
+            if pbx.event_queue == 0 {
+                return Err(invalid(format!(
+                    "pbx '{}': event_queue must be > 0",
+                    pbx.name
+                )));
+            }
+            if let Some(ajam) = &pbx.ajam {
+                url::Url::parse(&ajam.url).map_err(|e| {
+                    invalid(format!("pbx '{}': ajam url '{}': {e}", pbx.name, ajam.url))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The sqlx database URL: `[database] url`, or SQLite in `data_dir`.
+    pub fn database_url(&self) -> String {
+        self.database.url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("pbxlink.db").display()
+            )
+        })
+    }
+
+    /// The `[[pbx]]` called `name`, or the first one when `name` is `None`.
+    pub fn pbx(&self, name: Option<&str>) -> Result<&PbxConfig, ConfigError> {
+        match name {
+            Some(n) => self.pbx.iter().find(|p| p.name == n),
+            None => self.pbx.first(),
+        }
+        .ok_or_else(|| ConfigError::UnknownPbx(name.unwrap_or_default().to_owned()))
+    }
+}
+
+impl PbxConfig {
+    /// The AMI secret: `secret`, else the variable named by `secret_env`, else
+    /// `PBXLINK_AMI_SECRET`. `env` is `std::env::var` in production (a parameter for tests).
+    pub fn resolve_secret(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Secret, ConfigError> {
+        if let Some(s) = &self.secret {
+            return Ok(s.clone());
+        }
+        if let Some(var) = &self.secret_env {
+            return env(var)
+                .map(Secret)
+                .ok_or_else(|| ConfigError::SecretEnvUnset {
+                    pbx: self.name.clone(),
+                    var: var.clone(),
+                });
+        }
+        env(DEFAULT_SECRET_ENV)
+            .map(Secret)
+            .ok_or_else(|| ConfigError::NoSecret {
+                pbx: self.name.clone(),
+            })
+    }
+
+    /// [`PbxConfig::resolve_secret`] from the process environment.
+    pub fn secret_from_env(&self) -> Result<Secret, ConfigError> {
+        self.resolve_secret(|var| std::env::var(var).ok())
+    }
+
+    /// `host:port`, for messages.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// 1-based line and column of a byte offset, as editors show them.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+/// Durations are written as seconds (`ping_interval = 20`, `reconnect_min = 0.5`).
+mod seconds {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(|_| {
+            serde::de::Error::custom(format!("expected a number of seconds >= 0, found {secs}"))
+        })
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+fn default_pbxs() -> Vec<PbxConfig> {
+    let one: PbxConfig = toml::from_str("").expect("every PbxConfig field has a default");
+    vec![one]
+}
+fn default_pbx_name() -> String {
+    "default".to_owned()
+}
+fn default_host() -> String {
+    "127.0.0.1".to_owned()
+}
+fn default_port() -> u16 {
+    5038
+}
+fn default_username() -> String {
+    "pbxlink".to_owned()
+}
+fn default_events() -> String {
+    "on".to_owned()
+}
+fn default_ping_interval() -> Duration {
+    Duration::from_secs(20)
+}
+fn default_action_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_reconnect_min() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_reconnect_max() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_event_queue() -> usize {
+    4096
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::{expect, Expect};
+
+    fn check(text: &str, expect: Expect) {
+        let out = match Config::parse(text, "pbxlink.toml") {
+            Ok(c) => format!("{c:#?}"),
+            Err(e) => format!("error: {e}"),
+        };
+        expect.assert_eq(&out);
+    }
+
+    #[test]
+    fn full_config_and_secret_is_hidden() {
+        check(
+            r#"
+data_dir = "/var/lib/pbxlink"
+[database]
+url = "postgres://pbxlink@db/pbxlink"
+[[pbx]]
+name = "office"
+host = "pbx.example.com"
+port = 5039
+tls = true
+tls_ca_file = "/etc/pbxlink/ca.pem"
+username = "crm"
+secret = "s3cret"
+auth = "plain"
+events = "call,agent"
+ping_interval = 5
+reconnect_min = 0.25
+reconnect_max = 10
+overflow = "drop_newest"
+[pbx.ajam]
+url = "http://pbx.example.com:8088/rawman"
+"#,
+            expect![[r#"
+                Config {
+                    data_dir: "/var/lib/pbxlink",
+                    database: DatabaseConfig {
+                        url: Some(
+                            "postgres://pbxlink@db/pbxlink",
+                        ),
+                    },
+                    pbx: [
+                        PbxConfig {
+                            name: "office",
+                            host: "pbx.example.com",
+                            port: 5039,
+                            tls: true,
+                            tls_ca_file: Some(
+                                "/etc/pbxlink/ca.pem",
+                            ),
+                            tls_insecure_skip_verify: false,
+                            username: "crm",
+                            secret: Some(
+                                ***,
+                            ),
+                            secret_env: None,
+                            auth: Plain,
+                            events: "call,agent",
+                            ping_interval: 5s,
+                            action_timeout: 10s,
+                            reconnect_min: 250ms,
+                            reconnect_max: 10s,
+                            event_queue: 4096,
+                            overflow: DropNewest,
+                            ajam: Some(
+                                AjamConfig {
+                                    url: "http://pbx.example.com:8088/rawman",
+                                },
+                            ),
+                        },
+                    ],
+                }"#]],
+        );
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        check(
+            "[[pbx]]\nname = \"a\"\nport = \"5038\"\n",
+            expect!["error: pbxlink.toml:3:8: invalid type: string \"5038\", expected u16"],
+        );
+        check(
+            "[[pbx]]\nping_intervall = 5\n",
+            expect![[
+                r#"error: pbxlink.toml:2:1: unknown field `ping_intervall`, expected one of `name`, `host`, `port`, `tls`, `tls_ca_file`, `tls_insecure_skip_verify`, `username`, `secret`, `secret_env`, `auth`, `events`, `ping_interval`, `action_timeout`, `reconnect_min`, `reconnect_max`, `event_queue`, `overflow`, `ajam`"#
+            ]],
+        );
+        check(
+            "[[pbx]]\nauth = \"sha1\"\n",
+            expect!["error: pbxlink.toml:2:8: unknown variant `sha1`, expected `md5` or `plain`"],
+        );
+        check(
+            "[[pbx]]\nreconnect_min = 5\nreconnect_max = 1\n",
+            expect!["error: pbxlink.toml: pbx 'default': need 0 < reconnect_min <= reconnect_max"],
+        );
+        check(
+            "[[pbx]]\n[[pbx]]\n",
+            expect!["error: pbxlink.toml: two [[pbx]] are named 'default'"],
+        );
+    }
+
+    #[test]
+    fn defaults_without_a_file() {
+        let c = Config::default();
+        assert_eq!(c.database_url(), "sqlite://./data/pbxlink.db?mode=rwc");
+        let pbx = c.pbx(None).unwrap();
+        assert_eq!(pbx.address(), "127.0.0.1:5038");
+        assert_eq!(pbx.auth, AuthKind::Md5);
+        assert_eq!(pbx.overflow, OverflowPolicy::Block);
+        assert!(matches!(c.pbx(Some("x")), Err(ConfigError::UnknownPbx(_))));
+    }
+
+    #[test]
+    fn secret_sources_in_order() {
+        let env = |var: &str| (var == "MY_SECRET").then(|| "from-env".to_owned());
+        let pbx = |text: &str| Config::parse(text, "t").unwrap().pbx.remove(0);
+        let show = |r: Result<Secret, ConfigError>| match r {
+            Ok(s) => s.expose().to_owned(),
+            Err(e) => e.to_string(),
+        };
+        assert_eq!(
+            show(pbx("[[pbx]]\nsecret = \"x\"\nsecret_env = \"MY_SECRET\"").resolve_secret(env)),
+            "x"
+        );
+        assert_eq!(
+            show(pbx("[[pbx]]\nsecret_env = \"MY_SECRET\"").resolve_secret(env)),
+            "from-env"
+        );
+        assert_eq!(
+            show(pbx("[[pbx]]\nsecret_env = \"OTHER\"").resolve_secret(env)),
+            "pbx 'default': environment variable OTHER (secret_env) is not set"
+        );
+        assert_eq!(
+            show(pbx("[[pbx]]").resolve_secret(|_| None)),
+            "pbx 'default': no AMI secret; set `secret` or `secret_env` in the config, or PBXLINK_AMI_SECRET"
+        );
+    }
+}
