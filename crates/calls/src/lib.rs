@@ -2,10 +2,42 @@
 //!
 //! Fed `(now, &ami::Message)`; never reads the clock, never does I/O. Emits high-level
 //! [`CallEvent`]s while a call runs and one [`CallRecord`] when it ends.
+//!
+//! # Invariants
+//!
+//! - **A call is a Linkedid conversation**, as a CRM user sees it: a transferred call stays
+//!   one call; ring group / queue member legs, Local channel halves and the attended-transfer
+//!   consult leg are legs of it. A call starts at the `Newchannel` whose Uniqueid equals its
+//!   Linkedid and ends when its last channel hangs up. Exceptions that follow the real
+//!   signals: a Pickup moves the picker's channel into the picked-up call (the picker's
+//!   own Linkedid never becomes a call); in a ConfBridge every participant is its own call.
+//! - **Parties come from channel names and dial events**, never from context names:
+//!   `PJSIP/201-…` is extension 201, any endpoint that is not extension-shaped (or is listed
+//!   in [`TrackerConfig::trunks`]) is a trunk whose party is the number it dialed
+//!   (`DialString`) or its caller ID, `Local/201#@…`/`Local/203@from-queue` stand for 201/203.
+//!   A Local `;1` whose `;2` dials onwards is only a hop; the phone it dials is the party.
+//! - **Who answered** is the first party whose dial ended `ANSWER` (the picker for a pickup,
+//!   the external number for an outbound or forwarded call, the room for a conference).
+//!   The PBX answering for an IVR, a queue or an announcement is not a person answering.
+//! - **Rang** lists the phones dialed for the call (a SIP phone that answers 486 was dialed,
+//!   so it rang), in order; the click-to-call agent leg rings first.
+//! - **Unknown starts are not reported**: events of channels whose call start was not seen
+//!   (attached mid-call, lost events) are ignored, so no record is ever invented. A
+//!   `CoreShowChannels` snapshot after a reconnect ends the tracked channels it no longer
+//!   lists (they hung up while we were away).
+//! - **Bounded memory**: a channel is forgotten at its Hangup, a call when it ends.
+//!
+//! Deliberately not done: no clock (every entry point takes `now`), no I/O, no deadlines
+//! (a call ends on its last Hangup; trailing `Cdr` events are not needed), no parsing of
+//! `Cdr` events, no reconstruction of calls from snapshots.
 
+pub mod party;
 pub mod record;
+pub mod tracker;
 
+pub use party::{Kind, TrackerConfig};
 pub use record::{
     CallEvent, CallEventKind, CallRecord, Direction, Disposition, TimelineEntry, Transfer,
     TransferKind,
 };
+pub use tracker::Tracker;

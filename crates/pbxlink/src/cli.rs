@@ -19,6 +19,14 @@ enum Command {
     },
     /// The call journal: list calls, show one call's story.
     Calls(crate::calls_cli::CallsArgs),
+    /// Run the call tracker over a recorded AMI stream; print one call record per line.
+    Replay {
+        /// Raw AMI transcript (*.rx.raw) or a JSON array of event objects.
+        file: std::path::PathBuf,
+        /// Also print the live call events (JSON lines with a "type" field), in order.
+        #[arg(long)]
+        events: bool,
+    },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -33,6 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Replay { file, events } => crate::replay::run(&file, events),
         Command::Calls(args) => {
             tokio::runtime::Runtime::new()?.block_on(crate::calls_cli::run(args))
         }

@@ -7,7 +7,9 @@ mod api;
 mod calls_cli;
 mod cli;
 mod config;
+mod replay;
 mod replay_server;
+mod stream_clock;
 
 fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();

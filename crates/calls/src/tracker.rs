@@ -1,0 +1,798 @@
+//! The call tracker: AMI events in (with the `now` the caller vouches for), call events and
+//! finished call records out. See the crate docs for what a call is.
+
+use std::collections::VecDeque;
+
+use ami::Message;
+use chrono::{DateTime, Utc};
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::party::{local_partner, Kind, TrackerConfig};
+use crate::record::{
+    CallEvent, CallEventKind, CallRecord, Direction, Disposition, TimelineEntry, Transfer,
+    TransferKind,
+};
+
+/// Turns the AMI event stream into calls. Pure: no clock, no I/O.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    config: TrackerConfig,
+    channels: FxHashMap<String, Channel>,
+    calls: FxHashMap<String, Call>,
+    events: VecDeque<CallEvent>,
+    records: VecDeque<CallRecord>,
+    /// Channel names listed by a `CoreShowChannels` answer still being received.
+    snapshot: Option<FxHashSet<String>>,
+}
+
+#[derive(Debug)]
+struct Channel {
+    /// The call this channel belongs to (its Linkedid, or the picked-up call after Pickup).
+    call: String,
+    kind: Kind,
+    /// The number an outbound trunk leg was dialed with (`15557654321@carrier`).
+    dialed: Option<String>,
+    caller_num: Option<String>,
+    /// A Local `;1` whose `;2` dialed onwards: the real party is further down.
+    hop: bool,
+    up_at: Option<DateTime<Utc>>,
+}
+
+impl Channel {
+    /// The extension or external number this channel stands for.
+    fn party(&self) -> Option<String> {
+        match &self.kind {
+            Kind::Phone(ext) => Some(ext.clone()),
+            Kind::Trunk => self.dialed.clone().or_else(|| self.caller_num.clone()),
+            Kind::Local { number, .. } if !number.is_empty() => Some(number.clone()),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Call {
+    id: String,
+    /// The channel that started the call and, for a Local origin, its other half: the
+    /// caller's side. Its dials are the call's own (not a ring group member's).
+    origin: String,
+    origin_partner: Option<String>,
+    inbound: bool,
+    /// A trunk (or an external-number Local) was dialed.
+    external: bool,
+    started_at: DateTime<Utc>,
+    from: Option<String>,
+    to: Option<String>,
+    caller_name: Option<String>,
+    answered_at: Option<DateTime<Utc>>,
+    answered_by: Option<String>,
+    /// When the conversation began (a person answered / joined the conference).
+    talk_from: Option<DateTime<Utc>>,
+    /// The party the caller talks to now (changes with transfers).
+    current: Option<String>,
+    rang: Vec<String>,
+    ringing: Vec<String>,
+    transfers: Vec<Transfer>,
+    /// A transfer event was seen; the caller's next dial carries it out (not a new transfer).
+    transfer_pending: bool,
+    queue: Option<String>,
+    recording: Option<String>,
+    legs: Vec<String>,
+    timeline: Vec<TimelineEntry>,
+    live: usize,
+    /// DialStatus of the caller side's last dial.
+    last_dial: Option<String>,
+    busy_app: bool,
+    failed_app: bool,
+    abandoned: bool,
+    in_ivr: bool,
+    hung_up_by: bool,
+}
+
+impl Call {
+    fn is_caller_side(&self, channel: &str) -> bool {
+        self.origin == channel || self.origin_partner.as_deref() == Some(channel)
+    }
+
+    fn direction(&self) -> Direction {
+        if self.inbound {
+            Direction::Inbound
+        } else if self.external {
+            Direction::Outbound
+        } else {
+            Direction::Internal
+        }
+    }
+
+    fn note(&mut self, at: DateTime<Utc>, what: &str, detail: String) {
+        self.timeline.push(TimelineEntry {
+            at,
+            what: what.to_owned(),
+            detail,
+        });
+    }
+
+    fn disposition(&self) -> Disposition {
+        if self.answered_by.is_some() {
+            return Disposition::Answered;
+        }
+        if self.abandoned {
+            return Disposition::NoAnswer;
+        }
+        match self.last_dial.as_deref() {
+            Some("BUSY") => Disposition::Busy,
+            Some("NOANSWER") => Disposition::NoAnswer,
+            Some("CANCEL") => Disposition::Cancelled,
+            Some("CONGESTION" | "CHANUNAVAIL" | "INVALIDARGS") => Disposition::Failed,
+            _ if self.busy_app => Disposition::Busy,
+            _ if self.failed_app => Disposition::Failed,
+            _ if self.rang.is_empty() => Disposition::Cancelled,
+            _ => Disposition::NoAnswer,
+        }
+    }
+}
+
+fn non_empty(v: Option<&str>) -> Option<&str> {
+    v.filter(|s| !s.is_empty() && *s != "<unknown>")
+}
+
+fn seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> u64 {
+    let ms = (to - from).num_milliseconds().max(0) as u64;
+    (ms + 500) / 1000
+}
+
+impl Tracker {
+    /// A tracker with the given configuration.
+    pub fn new(config: TrackerConfig) -> Self {
+        Tracker {
+            config,
+            ..Tracker::default()
+        }
+    }
+
+    /// The next live call event, in order.
+    pub fn poll_event(&mut self) -> Option<CallEvent> {
+        self.events.pop_front()
+    }
+
+    /// The next finished call, in the order calls ended.
+    pub fn poll_record(&mut self) -> Option<CallRecord> {
+        self.records.pop_front()
+    }
+
+    /// Calls in progress (for metrics and bounded-memory checks).
+    pub fn calls_in_progress(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Feeds one AMI message. Anything that is not a call event is ignored cheaply.
+    pub fn handle(&mut self, now: DateTime<Utc>, msg: &Message) {
+        let Some(event) = msg.event() else { return };
+        match event {
+            // ~75% of all events: look at one field and leave.
+            "VarSet" => self.on_varset(now, msg),
+            "Newexten" => self.on_newexten(now, msg),
+            "Newchannel" => self.on_newchannel(now, msg),
+            "Newstate" => self.on_newstate(now, msg),
+            "DialBegin" => self.on_dial_begin(now, msg),
+            "DialEnd" => self.on_dial_end(now, msg),
+            "Hangup" => self.on_hangup(now, msg),
+            "Pickup" => self.on_pickup(now, msg),
+            "BlindTransfer" => self.on_blind_transfer(now, msg),
+            "AttendedTransfer" => self.on_attended_transfer(now, msg),
+            "ConfbridgeJoin" => self.on_conference_join(now, msg),
+            "QueueCallerJoin" => self.on_queue(now, msg, false),
+            "QueueCallerAbandon" => self.on_queue(now, msg, true),
+            "DTMFEnd" => self.on_dtmf(now, msg),
+            "CoreShowChannel" => self.on_snapshot_channel(msg),
+            "CoreShowChannelsComplete" => self.on_snapshot_complete(now),
+            _ => {}
+        }
+    }
+
+    /// End of input: every call still in progress ends now.
+    pub fn flush(&mut self, now: DateTime<Utc>) {
+        let mut open: Vec<Call> = self.calls.drain().map(|(_, c)| c).collect();
+        open.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
+        self.channels.clear();
+        for call in open {
+            self.finish(call, now);
+        }
+    }
+
+    fn call_of(&mut self, channel: &str) -> Option<&mut Call> {
+        let id = &self.channels.get(channel)?.call;
+        self.calls.get_mut(id)
+    }
+
+    fn emit(&mut self, call_id: &str, at: DateTime<Utc>, kind: CallEventKind) {
+        self.events.push_back(CallEvent {
+            call_id: call_id.to_owned(),
+            at,
+            kind,
+        });
+    }
+
+    fn on_varset(&mut self, now: DateTime<Utc>, msg: &Message) {
+        if msg.get("Variable") != Some("MIXMONITOR_FILENAME") {
+            return;
+        }
+        let (Some(channel), Some(file)) = (msg.get("Channel"), non_empty(msg.get("Value"))) else {
+            return;
+        };
+        if let Some(call) = self.call_of(channel) {
+            if call.recording.is_none() {
+                call.recording = Some(file.to_owned());
+                call.note(now, "recording", format!("recording started: {file}"));
+            }
+        }
+    }
+
+    fn on_newexten(&mut self, now: DateTime<Utc>, msg: &Message) {
+        let app = msg.get("Application").unwrap_or("");
+        if !matches!(
+            app,
+            "Background" | "WaitExten" | "Read" | "Busy" | "Congestion"
+        ) {
+            return;
+        }
+        let Some(channel) = msg.get("Channel") else {
+            return;
+        };
+        let Some(call) = self.call_of(channel) else {
+            return;
+        };
+        if !call.is_caller_side(channel) {
+            return;
+        }
+        match app {
+            "Busy" => call.busy_app = true,
+            "Congestion" => call.failed_app = true,
+            _ if !call.in_ivr && call.answered_by.is_none() => {
+                call.in_ivr = true;
+                call.note(now, "ivr", "entered IVR".to_owned());
+            }
+            _ => {}
+        }
+    }
+
+    fn on_newchannel(&mut self, now: DateTime<Utc>, msg: &Message) {
+        let (Some(name), Some(uniqueid), Some(linkedid)) =
+            (msg.get("Channel"), msg.get("Uniqueid"), msg.get("Linkedid"))
+        else {
+            return;
+        };
+        let kind = self.config.classify(name);
+        let caller_num = non_empty(msg.get("CallerIDNum")).map(str::to_owned);
+        if !self.calls.contains_key(linkedid) {
+            if uniqueid != linkedid {
+                // A leg of a call whose start we did not see (attached mid-call): not ours.
+                return;
+            }
+            self.start_call(now, msg, name, &kind, caller_num.clone());
+        }
+        let Some(call) = self.calls.get_mut(linkedid) else {
+            return;
+        };
+        call.live += 1;
+        call.legs.push(name.to_owned());
+        self.channels.insert(
+            name.to_owned(),
+            Channel {
+                call: linkedid.to_owned(),
+                kind,
+                dialed: None,
+                caller_num,
+                hop: false,
+                up_at: None,
+            },
+        );
+    }
+
+    fn start_call(
+        &mut self,
+        now: DateTime<Utc>,
+        msg: &Message,
+        name: &str,
+        kind: &Kind,
+        caller_num: Option<String>,
+    ) {
+        let id = msg.get("Linkedid").unwrap_or_default().to_owned();
+        let exten = non_empty(msg.get("Exten"))
+            .filter(|e| *e != "s")
+            .map(str::to_owned);
+        let (inbound, from, to) = match kind {
+            Kind::Trunk => (true, caller_num, exten),
+            Kind::Local { number, .. } if self.config.is_extension(number) => {
+                (false, Some(number.clone()), None)
+            }
+            Kind::Local { number, .. } => (true, caller_num, Some(number.clone())),
+            Kind::Phone(ext) => (false, Some(ext.clone()), exten),
+            Kind::Other => (false, caller_num, exten),
+        };
+        let mut call = Call {
+            id: id.clone(),
+            origin: name.to_owned(),
+            origin_partner: local_partner(name),
+            inbound,
+            external: false,
+            started_at: now,
+            from,
+            to,
+            caller_name: non_empty(msg.get("CallerIDName")).map(str::to_owned),
+            answered_at: None,
+            answered_by: None,
+            talk_from: None,
+            current: None,
+            rang: Vec::new(),
+            ringing: Vec::new(),
+            transfers: Vec::new(),
+            transfer_pending: false,
+            queue: None,
+            recording: None,
+            legs: Vec::new(),
+            timeline: Vec::new(),
+            live: 0,
+            last_dial: None,
+            busy_app: false,
+            failed_app: false,
+            abandoned: false,
+            in_ivr: false,
+            hung_up_by: false,
+        };
+        let detail = format!(
+            "call from {} to {}",
+            call.from.as_deref().unwrap_or("unknown"),
+            call.to.as_deref().unwrap_or("unknown")
+        );
+        call.note(now, "started", detail);
+        let kind = CallEventKind::Started {
+            direction: call.direction(),
+            from: call.from.clone(),
+            to: call.to.clone(),
+        };
+        self.calls.insert(id.clone(), call);
+        self.emit(&id, now, kind);
+    }
+
+    fn on_newstate(&mut self, now: DateTime<Utc>, msg: &Message) {
+        let Some(name) = msg.get("Channel") else {
+            return;
+        };
+        let Some(chan) = self.channels.get_mut(name) else {
+            return;
+        };
+        let state = msg.get("ChannelStateDesc").unwrap_or("");
+        if state == "Up" && chan.up_at.is_none() {
+            chan.up_at = Some(now);
+        }
+        if chan.caller_num.is_none() {
+            chan.caller_num = non_empty(msg.get("CallerIDNum")).map(str::to_owned);
+        }
+        // A Local `;1` that rings without dialing onwards is the party itself (a phone
+        // simulated in dialplan, an app): it rang.
+        let rings = match &chan.kind {
+            Kind::Local { number, half: 1 } if state == "Ringing" && !chan.hop => {
+                self.config.is_extension(number).then(|| number.clone())
+            }
+            _ => None,
+        };
+        let call_id = chan.call.clone();
+        let caller_num = chan.caller_num.clone();
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
+        if call.from.is_none() && call.is_caller_side(name) {
+            call.from = caller_num;
+        }
+        if let Some(ext) = rings {
+            self.ring(now, &call_id, ext);
+        }
+    }
+
+    /// `ext` is ringing now in `call_id`.
+    fn ring(&mut self, now: DateTime<Utc>, call_id: &str, ext: String) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        if call.ringing.contains(&ext) {
+            return;
+        }
+        let detail = format!("rang {}", self.config.describe(&ext));
+        if !call.rang.contains(&ext) {
+            call.rang.push(ext.clone());
+        }
+        call.ringing.push(ext);
+        call.note(now, "ringing", detail);
+        let kind = CallEventKind::Ringing {
+            extensions: call.ringing.clone(),
+        };
+        self.emit(call_id, now, kind);
+    }
+
+    fn on_dial_begin(&mut self, now: DateTime<Utc>, msg: &Message) {
+        let Some(dest) = msg.get("DestChannel") else {
+            return;
+        };
+        let dialer = msg.get("Channel");
+        let Some(dest_chan) = self.channels.get_mut(dest) else {
+            return;
+        };
+        let mut external = false;
+        match &dest_chan.kind {
+            Kind::Trunk => {
+                // `15557654321@carrier`, `carrier/15557654321`: the number is what was dialed.
+                let dial = msg.get("DialString").unwrap_or("");
+                let number = dial.split('@').next().unwrap_or(dial);
+                let number = number.rsplit('/').next().unwrap_or(number);
+                if !number.is_empty() {
+                    dest_chan.dialed = Some(number.to_owned());
+                }
+                external = true;
+            }
+            Kind::Local { number, .. } => external = !self.config.is_extension(number),
+            _ => {}
+        }
+        let rings = match &dest_chan.kind {
+            Kind::Phone(ext) => Some(ext.clone()),
+            _ => None,
+        };
+        let dest_party = dest_chan.party();
+        let call_id = dest_chan.call.clone();
+        if let Some(dialer) = dialer {
+            if let Some(partner) = local_partner(dialer) {
+                if let Some(one) = self.channels.get_mut(&partner) {
+                    one.hop = matches!(one.kind, Kind::Local { half: 1, .. });
+                }
+            }
+        }
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
+        call.external |= external;
+        if dialer.is_some_and(|d| call.is_caller_side(d)) {
+            if call.to.is_none() {
+                call.to = dest_party.clone();
+            }
+            if call.answered_by.is_some() {
+                if call.transfer_pending {
+                    call.transfer_pending = false;
+                } else {
+                    // The caller was moved on without a transfer event (AMI Redirect, a
+                    // dialplan Goto): a blind transfer by whoever they talked to.
+                    let transfer = Transfer {
+                        kind: TransferKind::Blind,
+                        from: call.current.clone(),
+                        to: dest_party,
+                        at: now,
+                    };
+                    self.transferred(now, &call_id, transfer);
+                }
+            }
+        }
+        if let Some(ext) = rings {
+            self.ring(now, &call_id, ext);
+        }
+    }
+
+    fn on_dial_end(&mut self, now: DateTime<Utc>, msg: &Message) {
+        let (Some(dest), Some(status)) = (msg.get("DestChannel"), msg.get("DialStatus")) else {
+            return;
+        };
+        let Some(dest_chan) = self.channels.get(dest) else {
+            return;
+        };
+        let party = dest_chan.party();
+        let hop = dest_chan.hop;
+        let terminal_local = match &dest_chan.kind {
+            Kind::Local { number, half: 1 } if !hop && self.config.is_extension(number) => {
+                Some(number.clone())
+            }
+            _ => None,
+        };
+        let call_id = dest_chan.call.clone();
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
+        if let Some(p) = &party {
+            call.ringing.retain(|r| r != p);
+        }
+        // No Channel: the originate leg or the bridge core dialed; not the call's own dial.
+        let Some(dialer) = msg.get("Channel") else {
+            return;
+        };
+        if call.is_caller_side(dialer) {
+            call.last_dial = Some(status.to_owned());
+        }
+        match status {
+            "ANSWER" if !hop => {
+                if let Some(p) = party {
+                    self.answer(now, &call_id, p);
+                }
+            }
+            "BUSY" | "NOANSWER" | "CONGESTION" | "CHANUNAVAIL" => {
+                // A dialplan-simulated phone that was busy still "rang" for the CRM,
+                // like a SIP phone that answered 486.
+                if let Some(ext) = terminal_local {
+                    if !call.rang.contains(&ext) {
+                        call.rang.push(ext);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn answer(&mut self, now: DateTime<Utc>, call_id: &str, party: String) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        call.ringing.clear();
+        if call.current.as_ref() == Some(&party) {
+            return;
+        }
+        call.current = Some(party.clone());
+        let detail = format!("answered by {}", self.config.describe(&party));
+        call.note(now, "answered", detail);
+        if call.answered_by.is_none() {
+            call.answered_by = Some(party.clone());
+            call.answered_at = Some(now);
+            call.talk_from = Some(now);
+            self.emit(call_id, now, CallEventKind::Answered { by: Some(party) });
+        }
+    }
+
+    fn transferred(&mut self, now: DateTime<Utc>, call_id: &str, transfer: Transfer) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        let kind = match transfer.kind {
+            TransferKind::Blind => "blind",
+            TransferKind::Attended => "attended",
+        };
+        let detail = format!(
+            "{kind} transfer from {} to {}",
+            transfer.from.as_deref().unwrap_or("unknown"),
+            transfer.to.as_deref().unwrap_or("unknown")
+        );
+        call.note(now, "transferred", detail);
+        call.transfers.push(transfer.clone());
+        self.emit(call_id, now, CallEventKind::Transferred { transfer });
+    }
+
+    fn on_pickup(&mut self, now: DateTime<Utc>, msg: &Message) {
+        let (Some(picker), Some(target)) = (msg.get("Channel"), msg.get("TargetChannel")) else {
+            return;
+        };
+        let Some(target_call) = self.channels.get(target).map(|c| c.call.clone()) else {
+            return;
+        };
+        let Some(picker_chan) = self.channels.get_mut(picker) else {
+            return;
+        };
+        if picker_chan.call == target_call || !self.calls.contains_key(&target_call) {
+            return;
+        }
+        // The picker dialed a feature code as its own call; from now on it is a leg of the
+        // picked-up call, and its own call (only that dial) is forgotten unreported.
+        let own_call = std::mem::replace(&mut picker_chan.call, target_call.clone());
+        let party = picker_chan.party();
+        if let Some(own) = self.calls.get_mut(&own_call) {
+            own.live = own.live.saturating_sub(1);
+            own.legs.retain(|l| l != picker);
+            if own.live == 0 {
+                self.calls.remove(&own_call);
+            }
+        }
+        let Some(call) = self.calls.get_mut(&target_call) else {
+            return;
+        };
+        call.live += 1;
+        call.legs.push(picker.to_owned());
+        let detail = format!(
+            "picked up by {}",
+            party
+                .as_deref()
+                .map_or("unknown".to_owned(), |p| self.config.describe(p))
+        );
+        call.note(now, "pickup", detail);
+    }
+
+    fn on_blind_transfer(&mut self, now: DateTime<Utc>, msg: &Message) {
+        let Some(transferee) = msg.get("TransfereeChannel") else {
+            return;
+        };
+        let from = msg
+            .get("TransfererChannel")
+            .and_then(|c| self.channels.get(c))
+            .and_then(Channel::party);
+        let Some(call) = self.call_of(transferee) else {
+            return;
+        };
+        call.transfer_pending = true;
+        let call_id = call.id.clone();
+        let transfer = Transfer {
+            kind: TransferKind::Blind,
+            from,
+            to: non_empty(msg.get("Extension")).map(str::to_owned),
+            at: now,
+        };
+        self.transferred(now, &call_id, transfer);
+    }
+
+    fn on_attended_transfer(&mut self, now: DateTime<Utc>, msg: &Message) {
+        let party = |key: &str| {
+            msg.get(key)
+                .and_then(|c| self.channels.get(c))
+                .and_then(Channel::party)
+        };
+        let from = party("OrigTransfererChannel");
+        let to = party("TransferTargetChannel").or_else(|| party("SecondTransfererChannel"));
+        let call_id = ["TransfereeChannel", "OrigTransfererChannel"]
+            .iter()
+            .filter_map(|k| msg.get(k).and_then(|c| self.channels.get(c)))
+            .map(|c| c.call.clone())
+            .next();
+        let Some(call_id) = call_id else { return };
+        if let Some(call) = self.calls.get_mut(&call_id) {
+            call.current = to.clone();
+        }
+        let transfer = Transfer {
+            kind: TransferKind::Attended,
+            from,
+            to,
+            at: now,
+        };
+        self.transferred(now, &call_id, transfer);
+    }
+
+    fn on_conference_join(&mut self, now: DateTime<Utc>, msg: &Message) {
+        let (Some(channel), Some(room)) = (msg.get("Channel"), msg.get("Conference")) else {
+            return;
+        };
+        let up_at = self.channels.get(channel).and_then(|c| c.up_at);
+        let Some(call) = self.call_of(channel) else {
+            return;
+        };
+        call.note(now, "conference", format!("joined conference {room}"));
+        if call.answered_by.is_none() {
+            // The conference answered the line; the conversation is the time in the room.
+            call.answered_by = Some(room.to_owned());
+            call.current = Some(room.to_owned());
+            call.answered_at = Some(up_at.unwrap_or(now));
+            call.talk_from = Some(now);
+            let id = call.id.clone();
+            self.emit(
+                &id,
+                now,
+                CallEventKind::Answered {
+                    by: Some(room.to_owned()),
+                },
+            );
+        }
+    }
+
+    fn on_queue(&mut self, now: DateTime<Utc>, msg: &Message, abandon: bool) {
+        let Some(channel) = msg.get("Channel") else {
+            return;
+        };
+        let queue = msg.get("Queue").unwrap_or_default().to_owned();
+        let Some(call) = self.call_of(channel) else {
+            return;
+        };
+        if abandon {
+            call.abandoned = true;
+            call.note(now, "queue", format!("abandoned in queue {queue}"));
+        } else {
+            call.note(now, "queue", format!("joined queue {queue}"));
+            call.queue = Some(queue);
+        }
+    }
+
+    fn on_dtmf(&mut self, now: DateTime<Utc>, msg: &Message) {
+        let (Some(channel), Some(digit)) = (msg.get("Channel"), msg.get("Digit")) else {
+            return;
+        };
+        if msg.get("Direction") != Some("Received") {
+            return;
+        }
+        let Some(call) = self.call_of(channel) else {
+            return;
+        };
+        if call.in_ivr && call.answered_by.is_none() && call.is_caller_side(channel) {
+            call.note(now, "dtmf", format!("pressed {digit}"));
+        }
+    }
+
+    fn on_hangup(&mut self, now: DateTime<Utc>, msg: &Message) {
+        let Some(name) = msg.get("Channel") else {
+            return;
+        };
+        let Some(chan) = self.channels.remove(name) else {
+            return;
+        };
+        self.hang_up(now, name, chan);
+    }
+
+    fn hang_up(&mut self, now: DateTime<Utc>, name: &str, chan: Channel) {
+        let Some(call) = self.calls.get_mut(&chan.call) else {
+            return;
+        };
+        call.live = call.live.saturating_sub(1);
+        let party = chan.party();
+        if let Some(p) = &party {
+            call.ringing.retain(|r| r != p);
+        }
+        if !call.hung_up_by {
+            let who = if call.is_caller_side(name) {
+                Some("hung up by caller")
+            } else if call.answered_by.is_some() && party.is_some() && party == call.current {
+                Some("hung up by callee")
+            } else {
+                None
+            };
+            if let Some(who) = who {
+                call.hung_up_by = true;
+                call.note(now, "hangup", who.to_owned());
+            }
+        }
+        if call.live == 0 {
+            if let Some(call) = self.calls.remove(&chan.call) {
+                self.finish(call, now);
+            }
+        }
+    }
+
+    fn on_snapshot_channel(&mut self, msg: &Message) {
+        if let Some(name) = msg.get("Channel") {
+            self.snapshot
+                .get_or_insert_with(FxHashSet::default)
+                .insert(name.to_owned());
+        }
+    }
+
+    /// After a reconnect, a channel we track that Asterisk no longer lists hung up while we
+    /// were away: end it so its call can finish (and memory stays bounded).
+    fn on_snapshot_complete(&mut self, now: DateTime<Utc>) {
+        let listed = self.snapshot.take().unwrap_or_default();
+        let mut gone: Vec<String> = self
+            .channels
+            .keys()
+            .filter(|name| !listed.contains(*name))
+            .cloned()
+            .collect();
+        gone.sort();
+        for name in gone {
+            if let Some(chan) = self.channels.remove(&name) {
+                self.hang_up(now, &name, chan);
+            }
+        }
+    }
+
+    fn finish(&mut self, call: Call, now: DateTime<Utc>) {
+        let disposition = call.disposition();
+        self.emit(&call.id, now, CallEventKind::Ended { disposition });
+        let ring_end = call.answered_at.unwrap_or(now);
+        let record = CallRecord {
+            direction: call.direction(),
+            ring_seconds: seconds(call.started_at, ring_end),
+            talk_seconds: call.talk_from.map_or(0, |t| seconds(t, now)),
+            id: call.id,
+            from: call.from,
+            to: call.to,
+            caller_name: call.caller_name,
+            started_at: call.started_at,
+            answered_at: call.answered_at,
+            ended_at: now,
+            disposition,
+            answered_by: call.answered_by,
+            rang: call.rang,
+            transfers: call.transfers,
+            queue: call.queue,
+            recording: call.recording,
+            legs: call.legs,
+            timeline: call.timeline,
+        };
+        self.records.push_back(record);
+    }
+}
