@@ -6,6 +6,9 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "pbxlink", version, about)]
 pub struct Cli {
+    /// Config file (TOML); without one, built-in defaults apply.
+    #[arg(long, global = true, env = "PBXLINK_CONFIG")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -19,6 +22,8 @@ enum Command {
     },
     /// The call journal: list calls, show one call's story.
     Calls(crate::calls_cli::CallsArgs),
+    /// Talk to Asterisk over AMI: ping, send an action, watch events, serve a recording.
+    Ami(crate::ami_cli::AmiArgs),
     /// Run the call tracker over a recorded AMI stream; print one call record per line.
     Replay {
         /// Raw AMI transcript (*.rx.raw) or a JSON array of event objects.
@@ -42,6 +47,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Replay { file, events } => crate::replay::run(&file, events),
+        Command::Ami(args) => crate::ami_cli::run(cli.config.as_deref(), args),
         Command::Calls(args) => {
             tokio::runtime::Runtime::new()?.block_on(crate::calls_cli::run(args))
         }

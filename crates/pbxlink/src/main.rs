@@ -2,6 +2,7 @@
 
 use clap::Parser;
 
+mod ami_cli;
 mod ami_client;
 mod api;
 mod calls_cli;

@@ -1,0 +1,293 @@
+//! `pbxlink ami ...`: check an AMI login, send any action, watch events, or serve a
+//! recorded transcript as a stand-in Asterisk.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ami::{Action, ActionResult, Message};
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::ami_client::{AmiClient, ClientConfig, LinkEvent};
+use crate::config::{AuthKind, Config, PbxConfig, Secret};
+use crate::replay_server::{ReplayOptions, ReplayServer, Transcript};
+
+#[derive(Debug, Args)]
+pub struct AmiArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(subcommand)]
+    command: AmiCommand,
+}
+
+/// Which PBX: a `[[pbx]]` of the config, with flags overriding its fields.
+#[derive(Debug, Args)]
+struct Target {
+    /// Name of the `[[pbx]]` in the config (default: the first one).
+    #[arg(long, global = true)]
+    pbx: Option<String>,
+    #[arg(long, global = true)]
+    host: Option<String>,
+    #[arg(long, global = true)]
+    port: Option<u16>,
+    /// AMI user name (`manager.conf` section).
+    #[arg(long, global = true)]
+    user: Option<String>,
+    /// AMI secret (else the config's `secret`/`secret_env`, else PBXLINK_AMI_SECRET).
+    #[arg(long, global = true)]
+    secret: Option<String>,
+    /// Login method.
+    #[arg(long, global = true, value_parser = ["md5", "plain"])]
+    auth: Option<String>,
+    /// Connect with TLS.
+    #[arg(long, global = true)]
+    tls: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum AmiCommand {
+    /// Log in, Ping; print the AMI and Asterisk versions and the round-trip time.
+    Ping,
+    /// Send one action and print its response and list items:
+    /// `pbxlink ami action QueueStatus Queue=support`.
+    Action {
+        /// Action name, e.g. `CoreShowChannels`.
+        name: String,
+        /// Fields as `Key=Value`; a key may repeat (`Variable=A=1 Variable=B=2`).
+        #[arg(value_parser = parse_field)]
+        fields: Vec<(String, String)>,
+        /// One JSON object per message instead of AMI `Key: Value` text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print events as they come, one JSON object per line; Ctrl-C logs off.
+    Events {
+        /// Only events whose field matches, e.g. `Event=Hangup` (repeatable: all must match).
+        #[arg(long, value_parser = parse_field)]
+        filter: Vec<(String, String)>,
+        /// Pretty-print the JSON.
+        #[arg(long)]
+        pretty: bool,
+    },
+    /// Serve a recorded transcript (`*.rx.raw`) as an AMI server, for demos and tests.
+    Serve {
+        /// The transcript.
+        file: PathBuf,
+        /// Address to listen on (port 0: any free port; the chosen one is printed).
+        #[arg(long, default_value = "127.0.0.1:5038")]
+        listen: SocketAddr,
+        /// Milliseconds between events (0: as fast as the client reads).
+        #[arg(long, default_value_t = 0)]
+        pace_ms: u64,
+    },
+}
+
+fn parse_field(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected Key=Value, got '{s}'"))
+}
+
+pub fn run(config_file: Option<&Path>, args: AmiArgs) -> anyhow::Result<()> {
+    let config = Config::load_or_default(config_file)?;
+    let pbx = args
+        .target
+        .apply(config.pbx(args.target.pbx.as_deref())?.clone());
+    let runtime = tokio::runtime::Runtime::new()?;
+    match args.command {
+        AmiCommand::Ping => runtime.block_on(ping(&pbx)),
+        AmiCommand::Action { name, fields, json } => {
+            let action = fields
+                .iter()
+                .fold(Action::new(&name), |a, (k, v)| a.field(k, v));
+            runtime.block_on(action_once(&pbx, action, json))
+        }
+        AmiCommand::Events { filter, pretty } => runtime.block_on(events(&pbx, &filter, pretty)),
+        AmiCommand::Serve {
+            file,
+            listen,
+            pace_ms,
+        } => runtime.block_on(serve(&pbx, &file, listen, pace_ms)),
+    }
+}
+
+impl Target {
+    fn apply(&self, mut pbx: PbxConfig) -> PbxConfig {
+        if let Some(host) = &self.host {
+            pbx.host.clone_from(host);
+        }
+        if let Some(port) = self.port {
+            pbx.port = port;
+        }
+        if let Some(user) = &self.user {
+            pbx.username.clone_from(user);
+        }
+        if let Some(secret) = &self.secret {
+            pbx.secret = Some(Secret::new(secret));
+        }
+        match self.auth.as_deref() {
+            Some("plain") => pbx.auth = AuthKind::Plain,
+            Some(_) => pbx.auth = AuthKind::Md5,
+            None => {}
+        }
+        pbx.tls |= self.tls;
+        pbx
+    }
+}
+
+/// Starts a link and waits for its first login; a failed first attempt is an error (a
+/// one-shot command should say what is wrong, not retry forever).
+async fn connect(
+    pbx: &PbxConfig,
+    events: bool,
+) -> anyhow::Result<(AmiClient, mpsc::Receiver<LinkEvent>, String)> {
+    let mut config = ClientConfig::from_pbx(pbx)?;
+    if !events {
+        // Nobody reads events here; without this they would fill the queue and, under the
+        // default block policy, stall the responses behind them.
+        config.credentials.events = "off".to_owned();
+    }
+    let (client, mut rx) = AmiClient::start(config);
+    match rx.recv().await {
+        Some(LinkEvent::Connected { ami_version }) => Ok((client, rx, ami_version)),
+        Some(LinkEvent::Disconnected { reason }) => bail!("{reason}"),
+        Some(LinkEvent::Event(_)) | None => bail!("AMI link ended before login"),
+    }
+}
+
+async fn ping(pbx: &PbxConfig) -> anyhow::Result<()> {
+    let (client, _events, ami_version) = connect(pbx, false).await?;
+    let start = Instant::now();
+    let pong = client.send(Action::ping()).await?;
+    let rtt = start.elapsed();
+    ensure_success("Ping", &pong)?;
+    let settings = client.send(Action::core_settings()).await?;
+    client.shutdown().await;
+    println!("connected to {} as {}", pbx.address(), pbx.username);
+    println!("AMI version:      {ami_version}");
+    println!(
+        "Asterisk version: {}",
+        settings
+            .response
+            .get("AsteriskVersion")
+            .unwrap_or("unknown")
+    );
+    println!("Ping round trip:  {:.3} ms", rtt.as_secs_f64() * 1000.0);
+    Ok(())
+}
+
+async fn action_once(pbx: &PbxConfig, action: Action, json: bool) -> anyhow::Result<()> {
+    let name = action.name().to_owned();
+    let (client, _events, _) = connect(pbx, false).await?;
+    let result = client.send(action).await;
+    client.shutdown().await;
+    let result = result?;
+    let messages = std::iter::once(&result.response)
+        .chain(&result.items)
+        .chain(result.complete.as_ref());
+    for m in messages {
+        print_message(m, json, false)?;
+    }
+    ensure_success(&name, &result)
+}
+
+fn ensure_success(name: &str, result: &ActionResult) -> anyhow::Result<()> {
+    if !result.is_success() {
+        bail!(
+            "{name} failed: {}",
+            result.message().unwrap_or("no message")
+        );
+    }
+    Ok(())
+}
+
+async fn events(pbx: &PbxConfig, filter: &[(String, String)], pretty: bool) -> anyhow::Result<()> {
+    let (client, mut rx, ami_version) = connect(pbx, true).await?;
+    eprintln!("connected to {} (AMI {ami_version})", pbx.address());
+    let matches = |m: &Message| {
+        filter
+            .iter()
+            .all(|(k, v)| m.get(k).is_some_and(|got| got.eq_ignore_ascii_case(v)))
+    };
+    loop {
+        tokio::select! {
+            event = rx.recv() => match event {
+                Some(LinkEvent::Event(m)) if matches(&m) => {
+                    if let Err(e) = print_message(&m, true, pretty) {
+                        client.shutdown().await;
+                        // A closed pipe is how `| head` says "enough", not a failure.
+                        return match e.kind() {
+                            std::io::ErrorKind::BrokenPipe => Ok(()),
+                            _ => Err(e.into()),
+                        };
+                    }
+                }
+                Some(LinkEvent::Event(_)) => {}
+                // The link reconnects by itself; say so, so gaps in the output are explained.
+                Some(LinkEvent::Connected { ami_version }) => {
+                    eprintln!("reconnected (AMI {ami_version})");
+                }
+                Some(LinkEvent::Disconnected { reason }) => eprintln!("disconnected: {reason}"),
+                None => return Ok(()),
+            },
+            signal = tokio::signal::ctrl_c() => {
+                signal.context("waiting for Ctrl-C")?;
+                client.shutdown().await;
+                let stats = client.stats();
+                eprintln!(
+                    "{} events received, {} dropped, {} undecodable inputs skipped",
+                    stats.events_delivered, stats.events_dropped, stats.malformed
+                );
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Prints one message to stdout; an error means stdout is gone (e.g. `| head` exited).
+fn print_message(m: &Message, json: bool, pretty: bool) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match (json, pretty) {
+        (true, true) => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&m.to_json()).unwrap_or_default()
+        ),
+        (true, false) => writeln!(out, "{}", m.to_json()),
+        (false, _) => {
+            let mut wire = Vec::new();
+            m.encode(&mut wire);
+            out.write_all(String::from_utf8_lossy(&wire).replace('\r', "").as_bytes())
+        }
+    }
+}
+
+async fn serve(
+    pbx: &PbxConfig,
+    file: &Path,
+    listen: SocketAddr,
+    pace_ms: u64,
+) -> anyhow::Result<()> {
+    let transcript = Transcript::load(file)?;
+    let events = transcript.events().len();
+    let secret = pbx.secret_from_env()?;
+    let mut options = ReplayOptions::new(&pbx.username, secret.expose());
+    options.pace = Duration::from_millis(pace_ms);
+    let server = ReplayServer::start(listen, transcript, options)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    println!(
+        "serving {} ({events} events) on {} for user {}",
+        file.display(),
+        server.local_addr(),
+        pbx.username
+    );
+    tokio::select! {
+        () = server.run() => bail!("replay server stopped"),
+        signal = tokio::signal::ctrl_c() => signal.context("waiting for Ctrl-C"),
+    }
+}
