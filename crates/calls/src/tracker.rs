@@ -80,8 +80,9 @@ struct Call {
     legs: Vec<String>,
     timeline: Vec<TimelineEntry>,
     live: usize,
-    /// DialStatus of the caller side's last dial.
+    /// DialStatus of the caller side's last dial, and when it ended (the ringing stopped).
     last_dial: Option<String>,
+    last_dial_end: Option<DateTime<Utc>>,
     busy_app: bool,
     failed_app: bool,
     abandoned: bool,
@@ -334,6 +335,7 @@ impl Tracker {
             timeline: Vec::new(),
             live: 0,
             last_dial: None,
+            last_dial_end: None,
             busy_app: false,
             failed_app: false,
             abandoned: false,
@@ -503,6 +505,7 @@ impl Tracker {
         };
         if call.is_caller_side(dialer) {
             call.last_dial = Some(status.to_owned());
+            call.last_dial_end = Some(now);
         }
         match status {
             "ANSWER" if !hop => {
@@ -564,19 +567,28 @@ impl Tracker {
         let (Some(picker), Some(target)) = (msg.get("Channel"), msg.get("TargetChannel")) else {
             return;
         };
-        let Some(target_call) = self.channels.get(target).map(|c| c.call.clone()) else {
-            return;
-        };
+        let target_call = self
+            .channels
+            .get(target)
+            .map(|c| c.call.clone())
+            .filter(|id| self.calls.contains_key(id));
         let Some(picker_chan) = self.channels.get_mut(picker) else {
             return;
         };
-        if picker_chan.call == target_call || !self.calls.contains_key(&target_call) {
+        if Some(&picker_chan.call) == target_call.as_ref() {
             return;
         }
         // The picker dialed a feature code as its own call; from now on it is a leg of the
-        // picked-up call, and its own call (only that dial) is forgotten unreported.
-        let own_call = std::mem::replace(&mut picker_chan.call, target_call.clone());
+        // picked-up call, and its own call (only that dial) is forgotten unreported. When
+        // the picked-up call is not tracked (its start was not seen), neither is the picker.
+        let own_call = picker_chan.call.clone();
         let party = picker_chan.party();
+        match &target_call {
+            Some(id) => picker_chan.call = id.clone(),
+            None => {
+                self.channels.remove(picker);
+            }
+        }
         if let Some(own) = self.calls.get_mut(&own_call) {
             own.live = own.live.saturating_sub(1);
             own.legs.retain(|l| l != picker);
@@ -584,6 +596,9 @@ impl Tracker {
                 self.calls.remove(&own_call);
             }
         }
+        let Some(target_call) = target_call else {
+            return;
+        };
         let Some(call) = self.calls.get_mut(&target_call) else {
             return;
         };
@@ -772,7 +787,9 @@ impl Tracker {
     fn finish(&mut self, call: Call, now: DateTime<Utc>) {
         let disposition = call.disposition();
         self.emit(&call.id, now, CallEventKind::Ended { disposition });
-        let ring_end = call.answered_at.unwrap_or(now);
+        // Unanswered: the ringing stopped when the last dial ended, not when the
+        // announcement that may follow it did.
+        let ring_end = call.answered_at.or(call.last_dial_end).unwrap_or(now);
         let record = CallRecord {
             direction: call.direction(),
             ring_seconds: seconds(call.started_at, ring_end),

@@ -1,0 +1,116 @@
+//! Properties of the tracker on every real AMI transcript in ../shared/fixtures: a stream
+//! cut short at the front never invents or distorts a call, and the byte chunking of the
+//! stream never changes the records.
+
+use std::path::PathBuf;
+
+use ami::{Decoder, Frame, Message};
+use bytes::BytesMut;
+use calls::{CallRecord, Tracker, TrackerConfig};
+use chrono::{DateTime, Utc};
+use proptest::prelude::*;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures");
+
+/// Every `ami/*.rx.raw` of every fixture set. Panics (fails the test) when none is there.
+fn transcripts() -> Vec<(PathBuf, Vec<u8>)> {
+    let sets = std::fs::read_dir(FIXTURES)
+        .unwrap_or_else(|e| panic!("fixture directory {FIXTURES} is missing: {e}"));
+    let mut files = Vec::new();
+    for set in sets.flatten() {
+        let Ok(ami) = std::fs::read_dir(set.path().join("ami")) else {
+            continue;
+        };
+        for f in ami.flatten() {
+            let path = f.path();
+            if path.to_string_lossy().ends_with(".rx.raw") {
+                let bytes = std::fs::read(&path).unwrap();
+                files.push((path, bytes));
+            }
+        }
+    }
+    files.sort();
+    assert!(
+        files.len() >= 30,
+        "expected the fixture transcripts under {FIXTURES}"
+    );
+    files
+}
+
+fn decode_chunks(chunks: &[&[u8]]) -> Vec<Message> {
+    let mut dec = Decoder::new();
+    let mut buf = BytesMut::new();
+    let mut msgs = Vec::new();
+    for chunk in chunks {
+        buf.extend_from_slice(chunk);
+        while let Some(frame) = dec.decode(&mut buf).unwrap() {
+            if let Frame::Message(m) = frame {
+                msgs.push(m);
+            }
+        }
+    }
+    msgs
+}
+
+/// The stream position as the clock: the tracker must not care where `now` comes from.
+fn at(index: usize) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000 + index as i64, 0).unwrap()
+}
+
+/// Records of `msgs[skip..]`, each message keeping the time it has in the whole stream.
+fn records(msgs: &[Message], skip: usize) -> Vec<CallRecord> {
+    let mut tracker = Tracker::new(TrackerConfig::default());
+    let mut out = Vec::new();
+    for (i, m) in msgs.iter().enumerate().skip(skip) {
+        tracker.handle(at(i), m);
+        while tracker.poll_event().is_some() {}
+        out.extend(std::iter::from_fn(|| tracker.poll_record()));
+    }
+    tracker.flush(at(msgs.len()));
+    out.extend(std::iter::from_fn(|| tracker.poll_record()));
+    out
+}
+
+fn linkedids(msgs: &[Message]) -> Vec<&str> {
+    msgs.iter().filter_map(|m| m.get("Linkedid")).collect()
+}
+
+#[test]
+fn every_transcript_ends_with_no_call_left_open() {
+    for (path, bytes) in transcripts() {
+        let msgs = decode_chunks(&[&bytes]);
+        let mut tracker = Tracker::new(TrackerConfig::default());
+        for (i, m) in msgs.iter().enumerate() {
+            tracker.handle(at(i), m);
+        }
+        assert_eq!(tracker.calls_in_progress(), 0, "{}", path.display());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn dropping_the_start_never_invents_or_distorts_a_call(file in any::<prop::sample::Index>(), cut in any::<prop::sample::Index>()) {
+        let files = transcripts();
+        let (path, bytes) = &files[file.index(files.len())];
+        let msgs = decode_chunks(&[bytes]);
+        let full = records(&msgs, 0);
+        let skip = cut.index(msgs.len() + 1);
+        let ids = linkedids(&msgs);
+        for rec in records(&msgs, skip) {
+            prop_assert!(ids.contains(&rec.id.as_str()), "{}: invented call {}", path.display(), rec.id);
+            let same = full.iter().find(|f| f.id == rec.id);
+            prop_assert_eq!(Some(&rec), same, "{}: call {} differs after dropping {} events", path.display(), &rec.id, skip);
+        }
+    }
+
+    #[test]
+    fn splitting_the_bytes_anywhere_gives_the_same_records(file in any::<prop::sample::Index>(), split in any::<prop::sample::Index>()) {
+        let files = transcripts();
+        let (_, bytes) = &files[file.index(files.len())];
+        let whole = records(&decode_chunks(&[bytes]), 0);
+        let (a, b) = bytes.split_at(split.index(bytes.len() + 1));
+        prop_assert_eq!(records(&decode_chunks(&[a, b]), 0), whole);
+    }
+}
