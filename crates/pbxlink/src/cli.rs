@@ -32,6 +32,8 @@ enum Command {
         #[arg(long)]
         events: bool,
     },
+    /// A simulated Asterisk/FreePBX: generated call traffic over AMI, or written to a file.
+    Simulate(crate::simulate::SimulateArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -47,6 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Replay { file, events } => crate::replay::run(&file, events),
+        Command::Simulate(args) => crate::simulate::run(args),
         Command::Ami(args) => crate::ami_cli::run(cli.config.as_deref(), args),
         Command::Calls(args) => {
             tokio::runtime::Runtime::new()?.block_on(crate::calls_cli::run(args))

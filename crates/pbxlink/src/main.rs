@@ -11,6 +11,7 @@ mod config;
 mod replay;
 mod replay_server;
 mod stream_clock;
+mod simulate;
 
 fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();

@@ -1,0 +1,314 @@
+//! The deterministic call generator: a seed and a virtual start time in, `(time, event)` out,
+//! in time order, with calls arriving at a Poisson rate under a concurrency cap.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use ami::Message;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::call::{CallBuilder, Ids};
+use super::directory::{Directory, PbxState};
+use super::scenario::{self, Scenario, Truth};
+use super::wire::{chan_event, Chan};
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Mean call arrival rate.
+    pub calls_per_second: f64,
+    /// Most calls up at once; an arrival waits for a call to end.
+    pub concurrency: usize,
+    /// Stop starting calls after this many seconds of virtual time (None: never stop).
+    pub duration_secs: Option<f64>,
+    /// Same seed, same bytes.
+    pub seed: u64,
+    /// Extension numbers of the phones.
+    pub extensions: Vec<String>,
+    /// Scenario weights.
+    pub mix: Vec<(Scenario, u32)>,
+    /// Virtual time of the first call, ms since the Unix epoch.
+    pub start_ms: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            calls_per_second: 0.5,
+            concurrency: 20,
+            duration_secs: None,
+            seed: 1,
+            extensions: (201..=220).map(|e: u32| e.to_string()).collect(),
+            mix: Scenario::DEFAULT_MIX.to_vec(),
+            // 2026-11-22 22:54:30 UTC, the day the reference transcripts were recorded.
+            start_ms: 1_795_388_070_000,
+        }
+    }
+}
+
+/// A channel that exists right now in the stream already emitted.
+#[derive(Debug, Clone)]
+pub struct LiveChan {
+    pub chan: Chan,
+    pub call: u64,
+    pub created_ms: u64,
+    pub app: String,
+    pub app_data: String,
+    pub bridge: String,
+}
+
+#[derive(Debug)]
+struct CallState {
+    truth: Truth,
+    pending: usize,
+}
+
+/// Generates the event stream. Pure: no clock, no I/O.
+#[derive(Debug)]
+pub struct Generator {
+    opts: Options,
+    dir: Directory,
+    state: PbxState,
+    ids: Ids,
+    rng: StdRng,
+    // (time, insertion order) -> (call, event): time order, stable within a call.
+    pending: BTreeMap<(u64, u64), (u64, Message)>,
+    seq: u64,
+    next_arrival: Option<u64>,
+    calls: BTreeMap<u64, CallState>,
+    next_call: u64,
+    // (end time, call) of calls in progress, for the concurrency cap.
+    ends: BTreeSet<(u64, u64)>,
+    live: BTreeMap<String, LiveChan>,
+    finished: VecDeque<Truth>,
+    last_ms: u64,
+}
+
+impl Generator {
+    pub fn new(opts: Options) -> Self {
+        let rng = StdRng::seed_from_u64(opts.seed);
+        let dir = Directory::new(opts.extensions.clone(), opts.start_ms / 1000 - 4);
+        let first = (opts.calls_per_second > 0.0).then_some(opts.start_ms);
+        Generator {
+            dir,
+            state: PbxState::default(),
+            ids: Ids::default(),
+            rng,
+            pending: BTreeMap::new(),
+            seq: 0,
+            next_arrival: first,
+            calls: BTreeMap::new(),
+            next_call: 0,
+            ends: BTreeSet::new(),
+            live: BTreeMap::new(),
+            finished: VecDeque::new(),
+            last_ms: opts.start_ms,
+            opts,
+        }
+    }
+
+    /// Time of the last event handed out (the stream's "now").
+    pub fn now_ms(&self) -> u64 {
+        self.last_ms
+    }
+
+    /// The PBX's AstDB and queue pause state, which actions change and scenarios read.
+    pub fn state_mut(&mut self) -> &mut PbxState {
+        &mut self.state
+    }
+
+    pub fn directory(&self) -> &Directory {
+        &self.dir
+    }
+
+    /// Channels up at [`Self::now_ms`], by name.
+    pub fn live(&self) -> impl Iterator<Item = &LiveChan> {
+        self.live.values()
+    }
+
+    /// Ground truth of the calls whose last event has been handed out, in that order.
+    pub fn take_finished(&mut self) -> Vec<Truth> {
+        self.finished.drain(..).collect()
+    }
+
+    /// Time of the next event, if any.
+    pub fn peek_ms(&mut self) -> Option<u64> {
+        self.admit_arrivals();
+        self.pending.keys().next().map(|k| k.0)
+    }
+
+    /// The next event in time order; None when the duration is over and every call ended.
+    pub fn next_event(&mut self) -> Option<(u64, Message)> {
+        self.admit_arrivals();
+        let ((t, _), (call, m)) = self.pending.pop_first()?;
+        self.last_ms = t;
+        self.observe(call, t, &m);
+        if let Some(cs) = self.calls.get_mut(&call) {
+            cs.pending -= 1;
+            if cs.pending == 0 {
+                if let Some(cs) = self.calls.remove(&call) {
+                    self.finished.push_back(cs.truth);
+                }
+            }
+        }
+        Some((t, m))
+    }
+
+    /// A click-to-call asked for by an AMI Originate: the phone `ext` rings now, then `number`.
+    pub fn originate(&mut self, ext: &str, number: &str, action_id: &str) -> Truth {
+        let t = self.last_ms;
+        self.add_call(t, |b| {
+            scenario::click_to_call_truth(b, ext, number, action_id)
+        })
+    }
+
+    /// Hangs up the call that `channel` belongs to, now; false if no such channel is up.
+    pub fn hangup(&mut self, channel: &str) -> bool {
+        let Some(call) = self.live.get(channel).map(|l| l.call) else {
+            return false;
+        };
+        let dropped: Vec<(u64, u64)> = self
+            .pending
+            .iter()
+            .filter(|(_, (c, _))| *c == call)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in dropped {
+            self.pending.remove(&k);
+        }
+        let t = self.last_ms;
+        let mut legs: Vec<LiveChan> = self
+            .live
+            .values()
+            .filter(|l| l.call == call)
+            .cloned()
+            .collect();
+        legs.sort_by_key(|l| l.created_ms);
+        if let Some(cs) = self.calls.get_mut(&call) {
+            cs.pending = legs.len();
+            let truth = &mut cs.truth;
+            let answered = truth.answered_by.is_some();
+            truth.talk_seconds_approx = truth.talk_seconds_approx.min(if answered {
+                (t - legs[0].created_ms) / 1000
+            } else {
+                0
+            });
+            if !answered {
+                truth.disposition = calls::Disposition::Cancelled;
+            }
+        }
+        for l in legs {
+            let mut m = chan_event("Hangup", &l.chan);
+            m.push("Cause", "16");
+            m.push("Cause-txt", "Normal Clearing");
+            self.insert(t, call, m);
+        }
+        true
+    }
+
+    // Starts every call whose arrival time has come before the next pending event.
+    fn admit_arrivals(&mut self) {
+        while let Some(at) = self.next_arrival {
+            if self.pending.keys().next().is_some_and(|k| k.0 < at) {
+                return;
+            }
+            let end_of_run = self
+                .opts
+                .duration_secs
+                .map(|d| self.opts.start_ms + (d * 1000.0) as u64);
+            if end_of_run.is_some_and(|e| at >= e) {
+                self.next_arrival = None;
+                return;
+            }
+            // Over the concurrency cap: the arrival waits for the earliest end.
+            self.ends.retain(|&(end, _)| end > at);
+            if self.ends.len() >= self.opts.concurrency.max(1) {
+                let first_end = self.ends.first().map_or(at, |e| e.0);
+                self.next_arrival = Some(first_end.max(at + 1));
+                continue;
+            }
+            let scenario = self.pick_scenario();
+            self.add_call(at, |b| scenario::build(b, scenario));
+            let gap = -(1.0 - self.rng.random::<f64>()).ln() * 1000.0 / self.opts.calls_per_second;
+            self.next_arrival = Some(at + gap.max(1.0) as u64);
+        }
+    }
+
+    fn pick_scenario(&mut self) -> Scenario {
+        let total: u32 = self.opts.mix.iter().map(|(_, w)| w).sum();
+        let mut r = self.rng.random_range(0..total.max(1));
+        for (s, w) in &self.opts.mix {
+            if r < *w {
+                return *s;
+            }
+            r -= w;
+        }
+        Scenario::InboundExt
+    }
+
+    fn add_call(&mut self, t: u64, f: impl FnOnce(&mut CallBuilder) -> Truth) -> Truth {
+        // Each call draws from its own stream so one call's length never shifts the next one's.
+        let mut call_rng = StdRng::seed_from_u64(self.rng.random());
+        let mut b = CallBuilder::new(&mut self.ids, &mut call_rng, &self.dir, &self.state, t);
+        let truth = f(&mut b);
+        let events = std::mem::take(&mut b.events);
+        let call = self.next_call;
+        self.next_call += 1;
+        let end = events.iter().map(|(t, _)| *t).max().unwrap_or(t);
+        self.ends.insert((end, call));
+        self.calls.insert(
+            call,
+            CallState {
+                truth: truth.clone(),
+                pending: events.len(),
+            },
+        );
+        for (t, m) in events {
+            self.insert(t, call, m);
+        }
+        truth
+    }
+
+    fn insert(&mut self, t: u64, call: u64, m: Message) {
+        self.pending.insert((t, self.seq), (call, m));
+        self.seq += 1;
+    }
+
+    // Keeps the live channel table in step with the emitted stream.
+    fn observe(&mut self, call: u64, t: u64, m: &Message) {
+        let Some(chan) = Chan::from_message(m) else {
+            return;
+        };
+        match m.event() {
+            Some("Hangup") => {
+                self.live.remove(&chan.name);
+            }
+            Some(ev) => {
+                let entry = self
+                    .live
+                    .entry(chan.name.clone())
+                    .or_insert_with(|| LiveChan {
+                        chan: chan.clone(),
+                        call,
+                        created_ms: t,
+                        app: String::new(),
+                        app_data: String::new(),
+                        bridge: String::new(),
+                    });
+                entry.chan = chan;
+                match ev {
+                    "Newexten" => {
+                        entry.app = m.get("Application").unwrap_or_default().to_owned();
+                        entry.app_data = m.get("AppData").unwrap_or_default().to_owned();
+                    }
+                    "BridgeEnter" => {
+                        entry.bridge = m.get("BridgeUniqueid").unwrap_or_default().to_owned()
+                    }
+                    "BridgeLeave" => entry.bridge.clear(),
+                    _ => {}
+                }
+            }
+            None => {}
+        }
+    }
+}

@@ -1,0 +1,707 @@
+//! The simulated Asterisk's AMI TCP server: login (plain and MD5 challenge), the generated
+//! event stream (real time or as fast as the client reads), and the actions a gateway sends.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ami::{Decoder, Frame, Message};
+use bytes::{Bytes, BytesMut};
+use rand::Rng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::generator::{Generator, LiveChan, Options};
+use super::wire::{event, UNKNOWN};
+use super::{truth_path, BANNER};
+
+/// How the server behaves (the generator has its own [`Options`]).
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub username: String,
+    pub secret: String,
+    /// As fast as the clients read instead of at the events' virtual timestamps.
+    pub fast: bool,
+    /// Also write the streamed transcript and its ground truth here.
+    pub write: Option<PathBuf>,
+}
+
+// Events waiting for a slow client before the stream stops for everybody.
+const CLIENT_QUEUE: usize = 4096;
+
+#[derive(Debug)]
+struct Shared {
+    gen: Mutex<Generator>,
+    opts: ServerOptions,
+    subscribers: Mutex<Vec<mpsc::Sender<Bytes>>>,
+    // Wakes the pump when a client subscribes (fast mode waits for one) or a call is added.
+    wake: Notify,
+}
+
+/// A running simulator; stops with all its connections when dropped.
+#[derive(Debug)]
+pub struct SimulatorHandle {
+    addr: SocketAddr,
+    accept: JoinHandle<()>,
+    pump: JoinHandle<anyhow::Result<()>>,
+}
+
+impl SimulatorHandle {
+    /// The address the server listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Runs until the generator has nothing left to send (forever without a duration).
+    pub async fn wait(mut self) {
+        let _ = (&mut self.pump).await;
+    }
+}
+
+impl Drop for SimulatorHandle {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.pump.abort();
+    }
+}
+
+/// Starts the simulator on `addr` (port 0: any free port); `pbxlink run` uses this on
+/// 127.0.0.1 when no PBX is configured.
+pub async fn start(
+    addr: SocketAddr,
+    gen_opts: Options,
+    opts: ServerOptions,
+) -> anyhow::Result<SimulatorHandle> {
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let shared = Arc::new(Shared {
+        gen: Mutex::new(Generator::new(gen_opts)),
+        opts,
+        subscribers: Mutex::new(Vec::new()),
+        wake: Notify::new(),
+    });
+    let accept = tokio::spawn(accept_loop(listener, shared.clone()));
+    let pump = tokio::spawn(pump(shared));
+    Ok(SimulatorHandle { addr, accept, pump })
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    // Owning the connection tasks here means aborting this task ends them all.
+    let mut connections = JoinSet::new();
+    while let Ok((sock, _)) = listener.accept().await {
+        connections.spawn(Connection::new(shared.clone()).serve(sock));
+        while connections.try_join_next().is_some() {}
+    }
+}
+
+// Drives the generator and hands each event to every subscribed connection.
+async fn pump(shared: Arc<Shared>) -> anyhow::Result<()> {
+    let mut files = match &shared.opts.write {
+        Some(path) => {
+            let mut raw = std::io::BufWriter::new(std::fs::File::create(path)?);
+            raw.write_all(BANNER.as_bytes())?;
+            Some((
+                raw,
+                std::io::BufWriter::new(std::fs::File::create(truth_path(path))?),
+            ))
+        }
+        None => None,
+    };
+    let started = tokio::time::Instant::now();
+    let first_ms = shared.gen.lock().unwrap().now_ms();
+    let mut buf = Vec::new();
+    loop {
+        if shared.opts.fast && shared.subscribers.lock().unwrap().is_empty() {
+            shared.wake.notified().await;
+            continue;
+        }
+        let next = shared.gen.lock().unwrap().peek_ms();
+        let Some(at) = next else {
+            if let Some((raw, truth)) = files.as_mut() {
+                raw.flush()?;
+                truth.flush()?;
+            }
+            return Ok(());
+        };
+        if !shared.opts.fast {
+            let due = started + Duration::from_millis(at.saturating_sub(first_ms));
+            // An Originate may add earlier events meanwhile: wake up for those too.
+            tokio::select! {
+                _ = tokio::time::sleep_until(due) => {}
+                _ = shared.wake.notified() => continue,
+            }
+        }
+        let (event, truths) = {
+            let mut gen = shared.gen.lock().unwrap();
+            (gen.next_event(), gen.take_finished())
+        };
+        let Some((_, m)) = event else { continue };
+        buf.clear();
+        m.encode(&mut buf);
+        let bytes = Bytes::copy_from_slice(&buf);
+        if let Some((raw, truth)) = files.as_mut() {
+            raw.write_all(&bytes)?;
+            for t in truths {
+                serde_json::to_writer(&mut *truth, &t)?;
+                truth.write_all(b"\n")?;
+            }
+        }
+        let subscribers: Vec<_> = shared.subscribers.lock().unwrap().clone();
+        for tx in subscribers {
+            // A closed connection is dropped from the list below.
+            let _ = tx.send(bytes.clone()).await;
+        }
+        shared
+            .subscribers
+            .lock()
+            .unwrap()
+            .retain(|tx| !tx.is_closed());
+    }
+}
+
+enum After {
+    Continue,
+    Close,
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    challenge: Option<String>,
+    logged_in: bool,
+    events: Option<mpsc::Receiver<Bytes>>,
+    out: Vec<u8>,
+}
+
+impl Connection {
+    fn new(shared: Arc<Shared>) -> Self {
+        Connection {
+            shared,
+            challenge: None,
+            logged_in: false,
+            events: None,
+            out: Vec::new(),
+        }
+    }
+
+    async fn serve(mut self, sock: TcpStream) {
+        let (mut rd, mut wr) = sock.into_split();
+        if wr.write_all(BANNER.as_bytes()).await.is_err() {
+            return;
+        }
+        let mut dec = Decoder::without_banner();
+        let mut buf = BytesMut::with_capacity(4096);
+        loop {
+            let events = self.events.as_mut();
+            tokio::select! {
+                n = rd.read_buf(&mut buf) => {
+                    if !matches!(n, Ok(n) if n > 0) {
+                        return;
+                    }
+                    loop {
+                        let action = match dec.decode(&mut buf) {
+                            Ok(Some(Frame::Message(m))) => m,
+                            Ok(Some(_)) => continue,
+                            Ok(None) => break,
+                            // Asterisk drops what it cannot parse and keeps the session.
+                            Err(_) => continue,
+                        };
+                        let after = self.handle(&action);
+                        if wr.write_all(&self.out).await.is_err() {
+                            return;
+                        }
+                        self.out.clear();
+                        if let After::Close = after {
+                            let _ = wr.shutdown().await;
+                            return;
+                        }
+                    }
+                }
+                Some(bytes) = async { match events { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                    if wr.write_all(&bytes).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn reply(&mut self, fields: &[(&str, &str)]) {
+        Message::from_pairs(fields.iter().copied()).encode(&mut self.out);
+    }
+
+    fn handle(&mut self, action: &Message) -> After {
+        let name = action.action().unwrap_or_default().to_ascii_lowercase();
+        let id = action.action_id().unwrap_or_default().to_owned();
+        let id = id.as_str();
+        let with_id = |fields: &[(&'static str, String)]| -> Vec<(String, String)> {
+            let mut v = vec![("Response".to_owned(), "Success".to_owned())];
+            if !id.is_empty() {
+                v.push(("ActionID".to_owned(), id.to_owned()));
+            }
+            v.extend(fields.iter().map(|(k, val)| ((*k).to_owned(), val.clone())));
+            v
+        };
+        match name.as_str() {
+            "challenge" => {
+                let challenge = rand::rng()
+                    .random_range(100_000_000u32..1_000_000_000)
+                    .to_string();
+                self.challenge = Some(challenge.clone());
+                self.respond(with_id(&[("Challenge", challenge)]));
+                return After::Continue;
+            }
+            "login" => {
+                if !self.check_login(action) {
+                    self.error(id, "Authentication failed");
+                    return After::Close;
+                }
+                self.logged_in = true;
+                self.respond(with_id(&[("Message", "Authentication accepted".into())]));
+                if !action
+                    .get("Events")
+                    .is_some_and(|e| e.eq_ignore_ascii_case("off"))
+                {
+                    let mut m = event("FullyBooted");
+                    m.push("Uptime", "4");
+                    m.push("LastReload", "4");
+                    m.push("Status", "Fully Booted");
+                    m.encode(&mut self.out);
+                    let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
+                    self.shared.subscribers.lock().unwrap().push(tx);
+                    self.events = Some(rx);
+                    self.shared.wake.notify_one();
+                }
+                return After::Continue;
+            }
+            "logoff" => {
+                let mut fields = vec![("Response", "Goodbye")];
+                if !id.is_empty() {
+                    fields.push(("ActionID", id));
+                }
+                fields.push(("Message", "Thanks for all the fish."));
+                self.reply(&fields);
+                return After::Close;
+            }
+            _ if !self.logged_in => {
+                self.error(id, "Permission denied");
+                return After::Continue;
+            }
+            _ => {}
+        }
+        let channel = action.get("Channel").unwrap_or_default();
+        match name.as_str() {
+            "ping" => {
+                let now = self.shared.gen.lock().unwrap().now_ms();
+                self.respond(with_id(&[
+                    ("Ping", "Pong".into()),
+                    (
+                        "Timestamp",
+                        format!("{}.{:06}", now / 1000, (now % 1000) * 1000),
+                    ),
+                ]));
+            }
+            "coresettings" => self.respond(with_id(&CORE_SETTINGS.map(|(k, v)| (k, v.to_owned())))),
+            "corestatus" => {
+                let calls = self.shared.gen.lock().unwrap().live().count().to_string();
+                self.respond(with_id(&[
+                    ("CoreStartupDate", "2026-11-22".into()),
+                    ("CoreStartupTime", "22:54:26".into()),
+                    ("CoreReloadDate", "2026-11-22".into()),
+                    ("CoreReloadTime", "22:54:26".into()),
+                    ("CoreCurrentCalls", calls),
+                    ("CoreProcessedCalls", "0".into()),
+                ]));
+            }
+            "command" => {
+                let cmd = action.get("Command").unwrap_or_default();
+                let output = match cmd.trim() {
+                    "core show version" => "Asterisk 22.10.1 built by pbxlink simulate".to_owned(),
+                    other => format!("No such command '{other}' (type 'core show help {other}' for other possible commands)"),
+                };
+                self.respond(with_id(&[
+                    ("Message", "Command output follows".into()),
+                    ("Output", output),
+                ]));
+            }
+            "originate" => {
+                let ext = channel
+                    .split(['/', '-'])
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_owned();
+                let number = action.get("Exten").unwrap_or_default().to_owned();
+                let known = self
+                    .shared
+                    .gen
+                    .lock()
+                    .unwrap()
+                    .directory()
+                    .extensions
+                    .contains(&ext);
+                if !channel.starts_with("PJSIP/") || !known || number.is_empty() {
+                    self.error(id, "Originate failed");
+                } else {
+                    self.respond(with_id(&[(
+                        "Message",
+                        "Originate successfully queued".into(),
+                    )]));
+                    self.shared.gen.lock().unwrap().originate(&ext, &number, id);
+                    self.shared.wake.notify_one();
+                }
+            }
+            "hangup" => {
+                if self.shared.gen.lock().unwrap().hangup(channel) {
+                    self.respond(with_id(&[("Message", "Channel Hungup".into())]));
+                    self.shared.wake.notify_one();
+                } else {
+                    self.error(id, "No such channel");
+                }
+            }
+            // Accepted like Asterisk does; the generated call keeps its own course.
+            "redirect" | "blindtransfer" | "atxfer" => {
+                let exists = self
+                    .shared
+                    .gen
+                    .lock()
+                    .unwrap()
+                    .live()
+                    .any(|l| l.chan.name == channel);
+                let message = match name.as_str() {
+                    "redirect" => "Redirect successful",
+                    "blindtransfer" => "Transfer succeeded",
+                    _ => "Atxfer successfully queued",
+                };
+                if exists {
+                    self.respond(with_id(&[("Message", message.into())]));
+                } else {
+                    self.error(id, "Channel specified does not exist");
+                }
+            }
+            "dbget" => self.db_get(action, id),
+            "dbput" => {
+                let key = db_key(action);
+                let val = action
+                    .get("Val")
+                    .or_else(|| action.get("Value"))
+                    .unwrap_or_default()
+                    .to_owned();
+                self.shared
+                    .gen
+                    .lock()
+                    .unwrap()
+                    .state_mut()
+                    .astdb
+                    .insert(key, val);
+                self.respond(with_id(&[(
+                    "Message",
+                    "Updated database successfully".into(),
+                )]));
+            }
+            "dbdel" => {
+                let removed = self
+                    .shared
+                    .gen
+                    .lock()
+                    .unwrap()
+                    .state_mut()
+                    .astdb
+                    .remove(&db_key(action))
+                    .is_some();
+                if removed {
+                    self.respond(with_id(&[("Message", "Key deleted successfully".into())]));
+                } else {
+                    self.error(id, "Database entry not found");
+                }
+            }
+            "queuepause" => {
+                let interface = action.get("Interface").unwrap_or_default().to_owned();
+                let paused = action.get("Paused").is_some_and(|p| {
+                    p.eq_ignore_ascii_case("true") || p == "1" || p.eq_ignore_ascii_case("yes")
+                });
+                let queue = action.get("Queue").map(str::to_owned);
+                let mut gen = self.shared.gen.lock().unwrap();
+                let queues: Vec<String> = gen
+                    .directory()
+                    .queues
+                    .iter()
+                    .filter(|q| {
+                        queue.as_deref().is_none_or(|n| n == q.number)
+                            && q.members
+                                .iter()
+                                .any(|m| format!("Local/{m}@from-queue/n") == interface)
+                    })
+                    .map(|q| q.number.to_owned())
+                    .collect();
+                if queues.is_empty() {
+                    drop(gen);
+                    self.error(id, "Interface not found");
+                } else {
+                    let state = gen.state_mut();
+                    for q in queues {
+                        let key = (q, interface.clone());
+                        if paused {
+                            state.paused.insert(key);
+                        } else {
+                            state.paused.remove(&key);
+                        }
+                    }
+                    drop(gen);
+                    let message = if paused {
+                        "Interface paused successfully"
+                    } else {
+                        "Interface unpaused successfully"
+                    };
+                    self.respond(with_id(&[("Message", message.into())]));
+                }
+            }
+            "extensionstatelist" => self.extension_state_list(id),
+            "coreshowchannels" => self.channel_list(id, false, channel),
+            "status" => self.channel_list(id, true, channel),
+            _ => self.error(id, "Invalid/unknown command"),
+        }
+        After::Continue
+    }
+
+    fn respond(&mut self, fields: Vec<(String, String)>) {
+        Message::from_pairs(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .encode(&mut self.out);
+    }
+
+    fn error(&mut self, id: &str, message: &str) {
+        let mut fields = vec![("Response", "Error")];
+        if !id.is_empty() {
+            fields.push(("ActionID", id));
+        }
+        fields.push(("Message", message));
+        self.reply(&fields);
+    }
+
+    // A list answer: the Success response, the items, the *Complete event.
+    fn list(
+        &mut self,
+        id: &str,
+        message: &str,
+        items: Vec<Message>,
+        complete: &str,
+        extra_count: bool,
+    ) {
+        self.reply(&[
+            ("Response", "Success"),
+            ("ActionID", id),
+            ("EventList", "start"),
+            ("Message", message),
+        ]);
+        let n = items.len().to_string();
+        for m in items {
+            m.encode(&mut self.out);
+        }
+        let mut done = vec![
+            ("Event", complete),
+            ("ActionID", id),
+            ("EventList", "Complete"),
+            ("ListItems", n.as_str()),
+        ];
+        if extra_count {
+            done.push(("Items", n.as_str()));
+        }
+        self.reply(&done);
+    }
+
+    fn db_get(&mut self, action: &Message, id: &str) {
+        let key = db_key(action);
+        let val = self
+            .shared
+            .gen
+            .lock()
+            .unwrap()
+            .state_mut()
+            .astdb
+            .get(&key)
+            .cloned();
+        let Some(val) = val else {
+            self.error(id, "Database entry not found");
+            return;
+        };
+        let mut m = Message::new();
+        m.push("Event", "DBGetResponse");
+        m.push("Family", action.get("Family").unwrap_or_default());
+        m.push("Key", action.get("Key").unwrap_or_default());
+        m.push("Val", &val);
+        m.push("ActionID", id);
+        self.list(id, "Result will follow", vec![m], "DBGetComplete", false);
+    }
+
+    fn extension_state_list(&mut self, id: &str) {
+        let exts = self
+            .shared
+            .gen
+            .lock()
+            .unwrap()
+            .directory()
+            .extensions
+            .clone();
+        let items = exts
+            .iter()
+            .map(|e| {
+                let mut m = Message::new();
+                m.push("Event", "ExtensionStatus");
+                m.push("ActionID", id);
+                m.push("Exten", e);
+                m.push("Context", "ext-local");
+                m.push("Hint", &format!("PJSIP/{e}&Custom:DND{e}"));
+                m.push("Status", "0");
+                m.push("StatusText", "Idle");
+                m
+            })
+            .collect();
+        self.list(
+            id,
+            "Extension Statuses will follow",
+            items,
+            "ExtensionStateListComplete",
+            false,
+        );
+    }
+
+    // CoreShowChannels (`status` false) or Status (`status` true, optionally one channel).
+    fn channel_list(&mut self, id: &str, status: bool, only: &str) {
+        let (now, live): (u64, Vec<LiveChan>) = {
+            let gen = self.shared.gen.lock().unwrap();
+            (
+                gen.now_ms(),
+                gen.live()
+                    .filter(|l| only.is_empty() || l.chan.name == only)
+                    .cloned()
+                    .collect(),
+            )
+        };
+        let items = live
+            .iter()
+            .map(|l| {
+                if status {
+                    status_item(l, now, id)
+                } else {
+                    show_channel_item(l, now, id)
+                }
+            })
+            .collect();
+        if status {
+            self.list(
+                id,
+                "Channel status will follow",
+                items,
+                "StatusComplete",
+                true,
+            );
+        } else {
+            self.list(
+                id,
+                "Channels will follow",
+                items,
+                "CoreShowChannelsComplete",
+                false,
+            );
+        }
+    }
+
+    fn check_login(&self, action: &Message) -> bool {
+        let opts = &self.shared.opts;
+        if action.get("Username") != Some(opts.username.as_str()) {
+            return false;
+        }
+        let md5 = action
+            .get("AuthType")
+            .is_some_and(|a| a.eq_ignore_ascii_case("md5"));
+        match (&self.challenge, md5) {
+            (Some(challenge), true) => {
+                let key = ami::session::md5_key(challenge, &opts.secret);
+                action
+                    .get("Key")
+                    .is_some_and(|k| k.eq_ignore_ascii_case(&key))
+            }
+            (None, true) => false,
+            (_, false) => action.get("Secret") == Some(opts.secret.as_str()),
+        }
+    }
+}
+
+const CORE_SETTINGS: [(&str, &str); 12] = [
+    ("AMIversion", "11.0.0"),
+    ("AsteriskVersion", "22.10.1"),
+    ("SystemName", ""),
+    ("CoreMaxCalls", "0"),
+    ("CoreMaxLoadAvg", "0.000000"),
+    ("CoreRunUser", ""),
+    ("CoreRunGroup", ""),
+    ("CoreMaxFilehandles", "0"),
+    ("CoreRealTimeEnabled", "No"),
+    ("CoreCDRenabled", "Yes"),
+    ("CoreHTTPenabled", "Yes"),
+    ("SoundsSearchCustomDir", "No"),
+];
+
+// DBGet/DBPut/DBDel name the entry by Family and Key: AstDB path "Family/Key".
+fn db_key(action: &Message) -> String {
+    format!(
+        "{}/{}",
+        action.get("Family").unwrap_or_default(),
+        action.get("Key").unwrap_or_default()
+    )
+}
+
+fn show_channel_item(l: &LiveChan, now: u64, id: &str) -> Message {
+    let mut m = Message::new();
+    m.push("Event", "CoreShowChannel");
+    m.push("ActionID", id);
+    l.chan.block("", &mut m);
+    let secs = now.saturating_sub(l.created_ms) / 1000;
+    m.push("Application", &l.app);
+    m.push("ApplicationData", &l.app_data);
+    m.push(
+        "Duration",
+        &format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60),
+    );
+    m.push("BridgeId", &l.bridge);
+    m
+}
+
+fn status_item(l: &LiveChan, now: u64, id: &str) -> Message {
+    let mut m = Message::new();
+    m.push("Event", "Status");
+    m.push("Privilege", "Call");
+    l.chan.block("", &mut m);
+    let tech = l.chan.name.split('/').next().unwrap_or_default();
+    let conn_num = if l.chan.conn_num == UNKNOWN {
+        ""
+    } else {
+        &l.chan.conn_num
+    };
+    let seconds = (now.saturating_sub(l.created_ms) / 1000).to_string();
+    let fields: [(&str, &str); 17] = [
+        ("Type", tech),
+        ("DNID", ""),
+        ("EffectiveConnectedLineNum", conn_num),
+        ("EffectiveConnectedLineName", &l.chan.conn_name),
+        ("TimeToHangup", "0"),
+        ("BridgeID", &l.bridge),
+        ("Application", &l.app),
+        ("Data", &l.app_data),
+        ("Nativeformats", "(ulaw)"),
+        ("Readformat", "ulaw"),
+        ("Readtrans", ""),
+        ("Writeformat", "ulaw"),
+        ("Writetrans", ""),
+        ("Callgroup", "0"),
+        ("Pickupgroup", "0"),
+        ("Seconds", &seconds),
+        ("ActionID", id),
+    ];
+    for (k, v) in fields {
+        m.push(k, v);
+    }
+    m
+}
