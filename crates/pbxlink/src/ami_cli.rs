@@ -12,9 +12,10 @@ use clap::{Args, Subcommand};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::ajam_client::AjamClient;
 use crate::ami_client::{AmiClient, ClientConfig, LinkEvent};
-use crate::config::{AuthKind, Config, PbxConfig, Secret};
-use crate::replay_server::{ReplayOptions, ReplayServer, Transcript};
+use crate::config::{AjamConfig, AuthKind, Config, PbxConfig, Secret};
+use crate::replay_server::{Fault, ReplayOptions, ReplayServer, Transcript};
 
 #[derive(Debug, Args)]
 pub struct AmiArgs {
@@ -46,6 +47,12 @@ struct Target {
     /// Connect with TLS.
     #[arg(long, global = true)]
     tls: bool,
+    /// Go through AJAM (HTTP) at the `[pbx.ajam] url` instead of the AMI TCP port.
+    #[arg(long, global = true)]
+    ajam: bool,
+    /// Go through AJAM at this URL (`http://pbx:8088/rawman` or `.../mxml`).
+    #[arg(long, global = true)]
+    ajam_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,7 +90,29 @@ enum AmiCommand {
         /// Milliseconds between events (0: as fast as the client reads).
         #[arg(long, default_value_t = 0)]
         pace_ms: u64,
+        /// Fault on the first connection: `drop:N` (close mid-message after N events),
+        /// `stall:N:SECS` (go silent for SECS after N events), `garbage:N`.
+        #[arg(long, value_parser = parse_fault)]
+        fault: Option<Fault>,
     },
+}
+
+/// How long one WaitEvent may wait on the Asterisk side (below its `httptimeout` of 60 s).
+const AJAM_POLL: Duration = Duration::from_secs(30);
+
+fn parse_fault(s: &str) -> Result<Fault, String> {
+    let bad = || format!("expected drop:N, stall:N:SECS or garbage:N, got '{s}'");
+    let parts: Vec<&str> = s.split(':').collect();
+    let num = |i: usize| -> Result<u64, String> {
+        parts.get(i).and_then(|p| p.parse().ok()).ok_or_else(bad)
+    };
+    let after = usize::try_from(num(1)?).map_err(|_| bad())?;
+    match (parts[0], parts.len()) {
+        ("drop", 2) => Ok(Fault::DropAfter(after)),
+        ("garbage", 2) => Ok(Fault::GarbageAfter(after)),
+        ("stall", 3) => Ok(Fault::StallAfter(after, Duration::from_secs(num(2)?))),
+        _ => Err(bad()),
+    }
 }
 
 fn parse_field(s: &str) -> Result<(String, String), String> {
@@ -97,21 +126,25 @@ pub fn run(config_file: Option<&Path>, args: AmiArgs) -> anyhow::Result<()> {
     let pbx = args
         .target
         .apply(config.pbx(args.target.pbx.as_deref())?.clone());
+    let ajam = args.target.use_ajam();
     let runtime = tokio::runtime::Runtime::new()?;
     match args.command {
-        AmiCommand::Ping => runtime.block_on(ping(&pbx)),
+        AmiCommand::Ping => runtime.block_on(ping(&pbx, ajam)),
         AmiCommand::Action { name, fields, json } => {
             let action = fields
                 .iter()
                 .fold(Action::new(&name), |a, (k, v)| a.field(k, v));
-            runtime.block_on(action_once(&pbx, action, json))
+            runtime.block_on(action_once(&pbx, ajam, action, json))
         }
-        AmiCommand::Events { filter, pretty } => runtime.block_on(events(&pbx, &filter, pretty)),
+        AmiCommand::Events { filter, pretty } => {
+            runtime.block_on(events(&pbx, ajam, &filter, pretty))
+        }
         AmiCommand::Serve {
             file,
             listen,
             pace_ms,
-        } => runtime.block_on(serve(&pbx, &file, listen, pace_ms)),
+            fault,
+        } => runtime.block_on(serve(&pbx, &file, listen, pace_ms, fault)),
     }
 }
 
@@ -135,7 +168,14 @@ impl Target {
             None => {}
         }
         pbx.tls |= self.tls;
+        if let Some(url) = &self.ajam_url {
+            pbx.ajam = Some(AjamConfig { url: url.clone() });
+        }
         pbx
+    }
+
+    fn use_ajam(&self) -> bool {
+        self.ajam || self.ajam_url.is_some()
     }
 }
 
@@ -159,32 +199,82 @@ async fn connect(
     }
 }
 
-async fn ping(pbx: &PbxConfig) -> anyhow::Result<()> {
-    let (client, _events, ami_version) = connect(pbx, false).await?;
+/// A logged-in connection for one command: the AMI link or an AJAM session.
+enum Conn {
+    Tcp(AmiClient),
+    Ajam(AjamClient),
+}
+
+impl Conn {
+    async fn open(pbx: &PbxConfig, ajam: bool) -> anyhow::Result<Conn> {
+        if !ajam {
+            return Ok(Conn::Tcp(connect(pbx, false).await?.0));
+        }
+        let Some(config) = &pbx.ajam else {
+            bail!(
+                "pbx '{}' has no [pbx.ajam] url (or pass --ajam-url)",
+                pbx.name
+            );
+        };
+        let client = AjamClient::new(
+            &config.url,
+            &pbx.username,
+            pbx.secret_from_env()?,
+            pbx.action_timeout,
+        )?;
+        client.login().await?;
+        Ok(Conn::Ajam(client))
+    }
+
+    async fn send(&self, action: Action) -> anyhow::Result<ActionResult> {
+        Ok(match self {
+            Conn::Tcp(c) => c.send(action).await?,
+            Conn::Ajam(c) => c.send(action).await?,
+        })
+    }
+
+    async fn close(&self) {
+        match self {
+            Conn::Tcp(c) => c.shutdown().await,
+            Conn::Ajam(c) => {
+                if let Err(e) = c.logoff().await {
+                    tracing::debug!(error = %e, "AJAM logoff failed");
+                }
+            }
+        }
+    }
+}
+
+async fn ping(pbx: &PbxConfig, ajam: bool) -> anyhow::Result<()> {
+    let conn = Conn::open(pbx, ajam).await?;
     let start = Instant::now();
-    let pong = client.send(Action::ping()).await?;
+    let pong = conn.send(Action::ping()).await;
     let rtt = start.elapsed();
-    ensure_success("Ping", &pong)?;
-    let settings = client.send(Action::core_settings()).await?;
-    client.shutdown().await;
-    println!("connected to {} as {}", pbx.address(), pbx.username);
-    println!("AMI version:      {ami_version}");
-    println!(
-        "Asterisk version: {}",
-        settings
-            .response
-            .get("AsteriskVersion")
-            .unwrap_or("unknown")
-    );
+    let settings = conn.send(Action::core_settings()).await;
+    conn.close().await;
+    ensure_success("Ping", &pong?)?;
+    let settings = settings?;
+    let field = |k| settings.response.get(k).unwrap_or("unknown");
+    match &pbx.ajam {
+        Some(a) if ajam => println!("connected to {} as {}", a.url, pbx.username),
+        _ => println!("connected to {} as {}", pbx.address(), pbx.username),
+    }
+    println!("AMI version:      {}", field("AMIversion"));
+    println!("Asterisk version: {}", field("AsteriskVersion"));
     println!("Ping round trip:  {:.3} ms", rtt.as_secs_f64() * 1000.0);
     Ok(())
 }
 
-async fn action_once(pbx: &PbxConfig, action: Action, json: bool) -> anyhow::Result<()> {
+async fn action_once(
+    pbx: &PbxConfig,
+    ajam: bool,
+    action: Action,
+    json: bool,
+) -> anyhow::Result<()> {
     let name = action.name().to_owned();
-    let (client, _events, _) = connect(pbx, false).await?;
-    let result = client.send(action).await;
-    client.shutdown().await;
+    let conn = Conn::open(pbx, ajam).await?;
+    let result = conn.send(action).await;
+    conn.close().await;
     let result = result?;
     let messages = std::iter::once(&result.response)
         .chain(&result.items)
@@ -205,25 +295,52 @@ fn ensure_success(name: &str, result: &ActionResult) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn events(pbx: &PbxConfig, filter: &[(String, String)], pretty: bool) -> anyhow::Result<()> {
-    let (client, mut rx, ami_version) = connect(pbx, true).await?;
-    eprintln!("connected to {} (AMI {ami_version})", pbx.address());
+async fn events(
+    pbx: &PbxConfig,
+    ajam: bool,
+    filter: &[(String, String)],
+    pretty: bool,
+) -> anyhow::Result<()> {
     let matches = |m: &Message| {
         filter
             .iter()
             .all(|(k, v)| m.get(k).is_some_and(|got| got.eq_ignore_ascii_case(v)))
     };
-    loop {
+    let print = |m: &Message| -> anyhow::Result<()> {
+        match print_message(m, true, pretty) {
+            // A closed pipe is how `| head` says "enough", not a failure.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+            other => Ok(other?),
+        }
+    };
+    let watched = if ajam {
+        watch_ajam(Conn::open(pbx, true).await?, &matches, &print).await
+    } else {
+        watch_tcp(pbx, &matches, &print).await
+    };
+    match watched {
+        Err(e) if e.is::<StdoutClosed>() => Ok(()),
+        other => other,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("stdout closed")]
+struct StdoutClosed;
+
+async fn watch_tcp(
+    pbx: &PbxConfig,
+    matches: &dyn Fn(&Message) -> bool,
+    print: &dyn Fn(&Message) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let (client, mut rx, ami_version) = connect(pbx, true).await?;
+    eprintln!("connected to {} (AMI {ami_version})", pbx.address());
+    let result = loop {
         tokio::select! {
             event = rx.recv() => match event {
                 Some(LinkEvent::Event(m)) if matches(&m) => {
-                    if let Err(e) = print_message(&m, true, pretty) {
-                        client.shutdown().await;
-                        // A closed pipe is how `| head` says "enough", not a failure.
-                        return match e.kind() {
-                            std::io::ErrorKind::BrokenPipe => Ok(()),
-                            _ => Err(e.into()),
-                        };
+                    if let Err(e) = print(&m) {
+                        break Err(e);
                     }
                 }
                 Some(LinkEvent::Event(_)) => {}
@@ -232,20 +349,44 @@ async fn events(pbx: &PbxConfig, filter: &[(String, String)], pretty: bool) -> a
                     eprintln!("reconnected (AMI {ami_version})");
                 }
                 Some(LinkEvent::Disconnected { reason }) => eprintln!("disconnected: {reason}"),
-                None => return Ok(()),
+                None => break Ok(()),
             },
-            signal = tokio::signal::ctrl_c() => {
-                signal.context("waiting for Ctrl-C")?;
-                client.shutdown().await;
-                let stats = client.stats();
-                eprintln!(
-                    "{} events received, {} dropped, {} undecodable inputs skipped",
-                    stats.events_delivered, stats.events_dropped, stats.malformed
-                );
-                return Ok(());
-            }
+            signal = tokio::signal::ctrl_c() => break signal.context("waiting for Ctrl-C"),
         }
-    }
+    };
+    client.shutdown().await;
+    let stats = client.stats();
+    eprintln!(
+        "{} events received, {} dropped, {} undecodable inputs skipped",
+        stats.events_delivered, stats.events_dropped, stats.malformed
+    );
+    result
+}
+
+/// AJAM has no push: poll with WaitEvent, which Asterisk holds open until events come.
+async fn watch_ajam(
+    conn: Conn,
+    matches: &dyn Fn(&Message) -> bool,
+    print: &dyn Fn(&Message) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let Conn::Ajam(client) = &conn else {
+        bail!("not an AJAM connection");
+    };
+    let result = loop {
+        tokio::select! {
+            polled = client.wait_event(AJAM_POLL) => {
+                let printed = polled
+                    .map_err(anyhow::Error::from)
+                    .and_then(|events| events.iter().filter(|m| matches(m)).try_for_each(print));
+                if let Err(e) = printed {
+                    break Err(e);
+                }
+            }
+            signal = tokio::signal::ctrl_c() => break signal.context("waiting for Ctrl-C"),
+        }
+    };
+    conn.close().await;
+    result
 }
 
 /// Prints one message to stdout; an error means stdout is gone (e.g. `| head` exited).
@@ -271,12 +412,14 @@ async fn serve(
     file: &Path,
     listen: SocketAddr,
     pace_ms: u64,
+    fault: Option<Fault>,
 ) -> anyhow::Result<()> {
     let transcript = Transcript::load(file)?;
     let events = transcript.events().len();
     let secret = pbx.secret_from_env()?;
     let mut options = ReplayOptions::new(&pbx.username, secret.expose());
     options.pace = Duration::from_millis(pace_ms);
+    options.faults = vec![fault];
     let server = ReplayServer::start(listen, transcript, options)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -286,8 +429,17 @@ async fn serve(
         server.local_addr(),
         pbx.username
     );
-    tokio::select! {
-        () = server.run() => bail!("replay server stopped"),
-        signal = tokio::signal::ctrl_c() => signal.context("waiting for Ctrl-C"),
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    for (i, c) in server.connections().iter().enumerate() {
+        eprintln!(
+            "connection {i}: login {:?}, {} actions, {} events sent",
+            c.logged_in,
+            c.actions.len(),
+            c.events_sent.len()
+        );
     }
+    eprintln!("{} of {events} events sent", server.events_sent());
+    Ok(())
 }

@@ -2,6 +2,7 @@
 
 use clap::Parser;
 
+mod ajam_client;
 mod ami_cli;
 mod ami_client;
 mod api;

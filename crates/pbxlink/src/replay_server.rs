@@ -240,11 +240,6 @@ impl ReplayServer {
     pub fn events_sent(&self) -> usize {
         *self.shared.cursor.lock().unwrap()
     }
-
-    /// Waits until the accept loop ends (it only ends on an accept error).
-    pub async fn run(mut self) {
-        let _ = (&mut self.task).await;
-    }
 }
 
 impl Drop for ReplayServer {

@@ -1,0 +1,131 @@
+//! `pbxlink ami ...` end to end: the binary serves a real transcript with `ami serve`, and
+//! `ami ping` / `ami action` talk to it over loopback.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures");
+const BIN: &str = env!("CARGO_BIN_EXE_pbxlink");
+
+/// `pbxlink ami serve` on a free port; killed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(transcript: &str) -> Server {
+        let path = format!("{FIXTURES}/asterisk-22/ami/{transcript}.rx.raw");
+        assert!(
+            std::path::Path::new(&path).exists(),
+            "fixture missing: {path}"
+        );
+        let mut child = Command::new(BIN)
+            .args([
+                "ami",
+                "--user",
+                "harness",
+                "--secret",
+                "harness-secret",
+                "serve",
+            ])
+            .args([&path, "--listen", "127.0.0.1:0"])
+            .env_remove("PBXLINK_CONFIG")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "serving FILE (N events) on 127.0.0.1:PORT for user harness"
+        let port = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("127.0.0.1:"))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        Server { child, port }
+    }
+
+    fn ami(&self, secret: &str, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(["ami", "--port", &self.port.to_string(), "--user", "harness"])
+            .args(["--secret", secret])
+            .args(args)
+            .env_remove("PBXLINK_CONFIG")
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn ping_prints_versions_and_round_trip() {
+    let server = Server::start("01_inbound_answered");
+    let out = server.ami("harness-secret", &["ping"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[..3],
+        [
+            format!("connected to 127.0.0.1:{} as harness", server.port).as_str(),
+            "AMI version:      11.0.0",
+            "Asterisk version: 22.10.1",
+        ]
+    );
+    assert!(lines[3].starts_with("Ping round trip:  "), "{text}");
+}
+
+#[test]
+fn failed_login_says_who_and_where() {
+    let server = Server::start("00c_login_failed");
+    let out = server.ami("wrong", &["ping"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected = format!(
+        "authentication failed for user harness at 127.0.0.1:{}: Authentication failed",
+        server.port
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+}
+
+#[test]
+fn action_prints_response_and_list_items() {
+    let server = Server::start("01_inbound_answered");
+    let out = server.ami("harness-secret", &["action", "CoreShowChannels", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let kinds: Vec<String> = stdout(&out)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let kind = v.get("Event").or_else(|| v.get("Response")).unwrap();
+            kind.as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "Success",
+            "CoreShowChannel",
+            "CoreShowChannel",
+            "CoreShowChannel",
+            "CoreShowChannel",
+            "CoreShowChannelsComplete"
+        ]
+    );
+
+    let out = server.ami("harness-secret", &["action", "NoSuchAction", "Foo=bar"]);
+    assert!(!out.status.success());
+    assert!(stdout(&out).contains("Message: Invalid/unknown command"));
+}
