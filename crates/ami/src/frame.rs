@@ -282,7 +282,10 @@ fn find_end_command(buf: &[u8], from: usize) -> End {
 
 fn parse_message(body: &[u8], follows: bool) -> Message {
     let text = String::from_utf8_lossy(body);
-    let mut msg = Message::new();
+    // Keys and values are the body minus separators, one field per line: sized up front,
+    // the message allocates its two buffers once instead of growing them field by field.
+    let lines = memchr::memchr_iter(b'\n', body).count() + 1;
+    let mut msg = Message::with_capacity(text.len(), lines);
     let mut in_output = false;
     for raw in text.split('\n') {
         let line = raw.strip_suffix('\r').unwrap_or(raw);

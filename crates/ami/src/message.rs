@@ -20,6 +20,15 @@ impl Message {
         Self::default()
     }
 
+    /// An empty message with room for `text_len` bytes of keys and values and `fields`
+    /// fields: a decoder that sizes it from the wire text allocates once per buffer.
+    pub fn with_capacity(text_len: usize, fields: usize) -> Self {
+        Message {
+            text: String::with_capacity(text_len),
+            fields: Vec::with_capacity(fields),
+        }
+    }
+
     /// Builds a message from `(key, value)` pairs, in order.
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let mut m = Self::new();
