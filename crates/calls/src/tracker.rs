@@ -61,6 +61,8 @@ struct Call {
     /// A trunk (or an external-number Local) was dialed.
     external: bool,
     started_at: DateTime<Utc>,
+    /// When the caller began waiting for a person: the start, or leaving the IVR menu.
+    waiting_from: DateTime<Utc>,
     from: Option<String>,
     to: Option<String>,
     caller_name: Option<String>,
@@ -86,7 +88,9 @@ struct Call {
     busy_app: bool,
     failed_app: bool,
     abandoned: bool,
+    /// In the IVR menu now / was in it (the menu is entered once per call).
     in_ivr: bool,
+    ivr_seen: bool,
     hung_up_by: bool,
 }
 
@@ -102,6 +106,14 @@ impl Call {
             Direction::Outbound
         } else {
             Direction::Internal
+        }
+    }
+
+    /// The caller chose in the menu and is sent on: the wait for a person starts now.
+    fn leave_ivr(&mut self, now: DateTime<Utc>) {
+        if self.in_ivr {
+            self.in_ivr = false;
+            self.waiting_from = now;
         }
     }
 
@@ -230,13 +242,22 @@ impl Tracker {
     }
 
     fn on_newexten(&mut self, now: DateTime<Utc>, msg: &Message) {
-        let app = msg.get("Application").unwrap_or("");
-        if !matches!(
-            app,
-            "Background" | "WaitExten" | "Read" | "Busy" | "Congestion"
-        ) {
-            return;
+        // Application names are case-insensitive in Asterisk (`BackGround`); FreePBX runs
+        // the menu prompt as `ExecIf(...?Background(...))`.
+        const APPS: [&str; 5] = ["BackGround", "WaitExten", "Read", "Busy", "Congestion"];
+        let mut app = msg.get("Application").unwrap_or("");
+        if app.eq_ignore_ascii_case("ExecIf") {
+            let data = msg.get("AppData").unwrap_or("").to_ascii_lowercase();
+            if ["?background(", "?waitexten(", "?read("]
+                .iter()
+                .any(|a| data.contains(a))
+            {
+                app = "WaitExten";
+            }
         }
+        let Some(app) = APPS.into_iter().find(|a| a.eq_ignore_ascii_case(app)) else {
+            return;
+        };
         let Some(channel) = msg.get("Channel") else {
             return;
         };
@@ -249,7 +270,8 @@ impl Tracker {
         match app {
             "Busy" => call.busy_app = true,
             "Congestion" => call.failed_app = true,
-            _ if !call.in_ivr && call.answered_by.is_none() => {
+            _ if !call.ivr_seen && call.answered_by.is_none() => {
+                call.ivr_seen = true;
                 call.in_ivr = true;
                 call.note(now, "ivr", "entered IVR".to_owned());
             }
@@ -318,6 +340,7 @@ impl Tracker {
             inbound,
             external: false,
             started_at: now,
+            waiting_from: now,
             from,
             to,
             caller_name: non_empty(msg.get("CallerIDName")).map(str::to_owned),
@@ -340,6 +363,7 @@ impl Tracker {
             failed_app: false,
             abandoned: false,
             in_ivr: false,
+            ivr_seen: false,
             hung_up_by: false,
         };
         let detail = format!(
@@ -453,6 +477,7 @@ impl Tracker {
         };
         call.external |= external;
         if dialer.is_some_and(|d| call.is_caller_side(d)) {
+            call.leave_ivr(now);
             if call.to.is_none() {
                 call.to = dest_party.clone();
             }
@@ -699,6 +724,7 @@ impl Tracker {
             call.abandoned = true;
             call.note(now, "queue", format!("abandoned in queue {queue}"));
         } else {
+            call.leave_ivr(now);
             call.note(now, "queue", format!("joined queue {queue}"));
             call.queue = Some(queue);
         }
@@ -714,7 +740,7 @@ impl Tracker {
         let Some(call) = self.call_of(channel) else {
             return;
         };
-        if call.in_ivr && call.answered_by.is_none() && call.is_caller_side(channel) {
+        if call.in_ivr && call.is_caller_side(channel) {
             call.note(now, "dtmf", format!("pressed {digit}"));
         }
     }
@@ -792,7 +818,7 @@ impl Tracker {
         let ring_end = call.answered_at.or(call.last_dial_end).unwrap_or(now);
         let record = CallRecord {
             direction: call.direction(),
-            ring_seconds: seconds(call.started_at, ring_end),
+            ring_seconds: seconds(call.waiting_from, ring_end),
             talk_seconds: call.talk_from.map_or(0, |t| seconds(t, now)),
             id: call.id,
             from: call.from,

@@ -4,17 +4,21 @@
 //! must come out right in replay. Asterisk leaves enough time marks in the stream itself:
 //!
 //! - `Timestamp:` (timestampevents=yes): exact, used as is;
-//! - `EventTV:` (security events) and `SentNTP:` (RTCPSent/RTCPReceived): exact;
+//! - `EventTV:` (security events) and `SentNTP:` of RTCPSent (the PBX's own clock; an
+//!   RTCPReceived carries the far end's clock, so it is not used): exact;
+//! - the first RTCPSent of a channel: `SentNTP - SentPackets x 20 ms` is when its media
+//!   started, i.e. when the channel was answered (its first `Newstate Up`);
 //! - `Uniqueid` `<epoch>.<n>` on `Newchannel`: the channel was created in that second;
 //! - `Cdr` events (after the fact): `EndTime` is when the CDR row ended, so the channel's
-//!   `Hangup` is no earlier; an `AnswerTime` later than the row's `StartTime` is when its
+//!   `Hangup` is no earlier, and an unanswered row ended with its dial's `DialEnd`; an `AnswerTime` later than the row's `StartTime` is when its
 //!   channel's dial was answered (or, for an originated channel already up before dialing,
 //!   when the channel itself was answered). Cdr times are PBX local time without a zone:
 //!   the offset is calibrated from each row's `UniqueID` epoch against its `StartTime`.
 //!
 //! The whole file is known in replay, so this works in two passes: first every event gets
 //! the bounds its own marks (and the Cdr rows that point back at it) give, then each event
-//! takes the latest lower bound seen so far, capped by the earliest upper bound still ahead.
+//! takes the latest lower bound seen so far, capped by the earliest upper bound still ahead
+//! (the middle of the two when they are less than a second apart).
 //! The result never goes backwards. Second-resolution marks are floored, so a duration is
 //! off by at most about a second.
 
@@ -22,13 +26,20 @@ use ami::Message;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use rustc_hash::FxHashMap;
 
+/// RTP packet time assumed for a channel's first RTCP report (20 ms: the SIP default).
+const PTIME_SECONDS: f64 = 0.020;
+/// How far a channel's answer may lie from its media start estimated from RTCP.
+const MEDIA_SLACK: f64 = 0.1;
+
 /// One time per message, in the same order.
 pub fn reconstruct(msgs: &[Message]) -> Vec<DateTime<Utc>> {
     let mut lo: Vec<Option<f64>> = vec![None; msgs.len()];
     let mut hi: Vec<Option<f64>> = vec![None; msgs.len()];
     let mut first_up: FxHashMap<&str, usize> = FxHashMap::default();
     let mut answered: FxHashMap<(&str, &str), usize> = FxHashMap::default();
+    let mut dial_ended: FxHashMap<(&str, &str), usize> = FxHashMap::default();
     let mut hangup: FxHashMap<&str, usize> = FxHashMap::default();
+    let mut media_start: FxHashMap<&str, f64> = FxHashMap::default();
     let mut cdrs = Vec::new();
     for (i, m) in msgs.iter().enumerate() {
         if let Some(t) = exact_time(m) {
@@ -46,24 +57,51 @@ pub fn reconstruct(msgs: &[Message]) -> Vec<DateTime<Utc>> {
             Some("Newstate") if m.get("ChannelStateDesc") == Some("Up") => {
                 first_up.entry(channel).or_insert(i);
             }
-            Some("DialEnd") if m.get("DialStatus") == Some("ANSWER") => {
+            Some("DialEnd") => {
                 if let Some(dest) = m.get("DestChannel") {
-                    answered.entry((channel, dest)).or_insert(i);
+                    if m.get("DialStatus") == Some("ANSWER") {
+                        answered.entry((channel, dest)).or_insert(i);
+                    } else {
+                        dial_ended.entry((channel, dest)).or_insert(i);
+                    }
                 }
             }
             Some("Hangup") => {
                 hangup.insert(channel, i);
             }
             Some("Cdr") => cdrs.push(m),
+            Some("RTCPSent") => {
+                if let (Some(sent), Some(packets)) = (exact_time(m), m.get("SentPackets")) {
+                    if let Ok(packets) = packets.parse::<f64>() {
+                        media_start
+                            .entry(channel)
+                            .or_insert(sent - packets * PTIME_SECONDS);
+                    }
+                }
+            }
             _ => {}
+        }
+    }
+    for (channel, start) in media_start {
+        if let Some(&i) = first_up.get(channel) {
+            lo[i] = Some(lo[i].map_or(start - MEDIA_SLACK, |t| t.max(start - MEDIA_SLACK)));
+            hi[i] = Some(hi[i].map_or(start + MEDIA_SLACK, |t| t.min(start + MEDIA_SLACK)));
         }
     }
     let offset = cdr_offset(&cdrs);
     for cdr in cdrs {
         let channel = cdr.get("Channel").unwrap_or("");
         let time = |key| cdr_time(cdr.get(key)?, offset);
+        let dest = cdr.get("DestinationChannel").unwrap_or("");
         if let (Some(end), Some(&i)) = (time("EndTime"), hangup.get(channel)) {
             lo[i] = Some(lo[i].map_or(end, |t| t.max(end)));
+        }
+        if let (Some(end), Some(&i)) = (time("EndTime"), dial_ended.get(&(channel, dest))) {
+            if cdr.get("Disposition") != Some("ANSWERED") {
+                // An unanswered row ends when its dial does.
+                lo[i] = Some(lo[i].map_or(end, |t| t.max(end)));
+                hi[i] = Some(hi[i].map_or(end + 1.0, |t| t.min(end + 1.0)));
+            }
         }
         let (Some(start), Some(answer)) = (time("StartTime"), time("AnswerTime")) else {
             continue;
@@ -72,13 +110,13 @@ pub fn reconstruct(msgs: &[Message]) -> Vec<DateTime<Utc>> {
             // Already up when this row began: the answer is not an event of this row.
             continue;
         }
-        let dest = cdr.get("DestinationChannel").unwrap_or("");
         let candidates = [first_up.get(channel), answered.get(&(channel, dest))];
         if let Some(&i) = candidates.into_iter().flatten().min() {
             lo[i] = Some(lo[i].map_or(answer, |t| t.max(answer)));
             hi[i] = Some(hi[i].map_or(answer + 1.0, |t| t.min(answer + 1.0)));
         }
     }
+    share_within_bursts(msgs, &mut lo, &mut hi);
     let mut ceiling = vec![f64::INFINITY; msgs.len()];
     let mut next = f64::INFINITY;
     for i in (0..msgs.len()).rev() {
@@ -86,22 +124,68 @@ pub fn reconstruct(msgs: &[Message]) -> Vec<DateTime<Utc>> {
         ceiling[i] = next;
     }
     let mut floor = f64::NEG_INFINITY;
+    let mut last = f64::NEG_INFINITY;
     let mut out = Vec::with_capacity(msgs.len());
     for i in 0..msgs.len() {
         floor = lo[i].map_or(floor, |l| l.max(floor));
-        let t = floor.min(ceiling[i]);
-        let t = if t.is_finite() { t } else { 0.0 };
+        let ceiling = ceiling[i];
+        // Within a second of both bounds (a floored whole second), the middle is the best
+        // guess; across a longer gap, events come in bursts right after what woke them.
+        let t = if ceiling - floor <= 1.0 {
+            (floor + ceiling) / 2.0
+        } else {
+            floor.min(ceiling)
+        };
+        let t = if t.is_finite() { t.max(last) } else { 0.0 };
+        last = t;
         out.push(DateTime::from_timestamp_millis((t * 1000.0) as i64).unwrap_or_default());
     }
     out
+}
+
+/// Asterisk writes events in bursts: something happens (a digit, an answer, a hangup, a
+/// timeout) and the dialplan reacts at once. Events of one burst share one time, so a
+/// time mark anywhere in the burst (a `Newchannel` late in it) dates all of it.
+fn share_within_bursts(msgs: &[Message], lo: &mut [Option<f64>], hi: &mut [Option<f64>]) {
+    let mut start = 0;
+    for end in 1..=msgs.len() {
+        if end < msgs.len() && !starts_burst(&msgs[end]) {
+            continue;
+        }
+        let burst = start..end;
+        let blo = lo[burst.clone()].iter().flatten().copied().reduce(f64::max);
+        let bhi = hi[burst.clone()].iter().flatten().copied().reduce(f64::min);
+        lo[burst.clone()].fill(blo);
+        hi[burst].fill(bhi);
+        start = end;
+    }
+}
+
+/// Events that follow a wait (a person or a timer acted) rather than the dialplan.
+fn starts_burst(m: &Message) -> bool {
+    match m.event() {
+        Some("Newchannel") => m.get("Uniqueid") == m.get("Linkedid"),
+        Some(
+            "DTMFBegin" | "DTMFEnd" | "DialEnd" | "DialState" | "Newstate" | "HangupRequest"
+            | "SoftHangupRequest" | "Hangup" | "AgentRingNoAnswer" | "AgentConnect"
+            | "AgentComplete" | "QueueCallerAbandon" | "BlindTransfer" | "AttendedTransfer"
+            | "Pickup" | "ConfbridgeJoin" | "ConfbridgeLeave" | "Hold" | "Unhold"
+            | "OriginateResponse" | "RTCPSent" | "RTCPReceived" | "UserEvent" | "MusicOnHoldStop"
+            | "FullyBooted" | "SuccessfulAuth",
+        ) => true,
+        Some(_) => false,
+        // Responses answer actions sent at any time.
+        None => true,
+    }
 }
 
 fn exact_time(m: &Message) -> Option<f64> {
     if let Some(ts) = m.get("Timestamp") {
         return ts.parse().ok();
     }
-    if let Some(ntp) = m.get("SentNTP") {
-        return ntp.parse().ok().filter(|t: &f64| *t > 0.0);
+    // Only our own PBX's RTCP reports: a received report carries the far end's clock.
+    if m.event() == Some("RTCPSent") {
+        return m.get("SentNTP")?.parse().ok().filter(|t: &f64| *t > 0.0);
     }
     let tv = m.get("EventTV")?;
     let parsed = DateTime::parse_from_str(tv, "%Y-%m-%dT%H:%M:%S%.f%z").ok()?;
