@@ -108,9 +108,12 @@ fn parse_fault(s: &str) -> Result<Fault, String> {
     };
     let after = usize::try_from(num(1)?).map_err(|_| bad())?;
     match (parts[0], parts.len()) {
-        ("drop", 2) => Ok(Fault::DropAfter(after)),
-        ("garbage", 2) => Ok(Fault::GarbageAfter(after)),
-        ("stall", 3) => Ok(Fault::StallAfter(after, Duration::from_secs(num(2)?))),
+        ("drop", 2) => Ok(Fault::Disconnect { after }),
+        ("garbage", 2) => Ok(Fault::Garbage { after }),
+        ("stall", 3) => Ok(Fault::Stall {
+            after,
+            pause: Duration::from_secs(num(2)?),
+        }),
         _ => Err(bad()),
     }
 }
@@ -125,7 +128,7 @@ pub fn run(config_file: Option<&Path>, args: AmiArgs) -> anyhow::Result<()> {
     let config = Config::load_or_default(config_file)?;
     let pbx = args
         .target
-        .apply(config.pbx(args.target.pbx.as_deref())?.clone());
+        .apply(config.pbx(args.target.pbx.as_deref())?);
     let ajam = args.target.use_ajam();
     let runtime = tokio::runtime::Runtime::new()?;
     match args.command {

@@ -24,6 +24,8 @@ enum Command {
     Calls(crate::calls_cli::CallsArgs),
     /// Talk to Asterisk over AMI: ping, send an action, watch events, serve a recording.
     Ami(crate::ami_cli::AmiArgs),
+    /// Check the config file and print the effective settings (secrets hidden).
+    Config,
     /// Run the call tracker over a recorded AMI stream; print one call record per line.
     Replay {
         /// Raw AMI transcript (*.rx.raw) or a JSON array of event objects.
@@ -51,6 +53,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replay { file, events } => crate::replay::run(&file, events),
         Command::Simulate(args) => crate::simulate::run(args),
         Command::Ami(args) => crate::ami_cli::run(cli.config.as_deref(), args),
+        Command::Config => {
+            let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
+            print!("{}", config.summary());
+            Ok(())
+        }
         Command::Calls(args) => {
             tokio::runtime::Runtime::new()?.block_on(crate::calls_cli::run(args))
         }

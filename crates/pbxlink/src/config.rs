@@ -24,8 +24,9 @@ pub struct Config {
     /// The call journal database.
     #[serde(default)]
     pub database: DatabaseConfig,
-    /// The PBXs to connect to.
-    #[serde(default = "default_pbxs")]
+    /// The PBXs to connect to. None: `pbxlink run` starts the built-in simulated PBX
+    /// (demo mode), and the `ami` commands default to 127.0.0.1:5038.
+    #[serde(default)]
     pub pbx: Vec<PbxConfig>,
 }
 
@@ -278,11 +279,47 @@ impl Config {
         })
     }
 
-    /// The `[[pbx]]` called `name`, or the first one when `name` is `None`.
-    pub fn pbx(&self, name: Option<&str>) -> Result<&PbxConfig, ConfigError> {
+    /// The effective settings, one line each, passwords masked (`pbxlink config`).
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "data_dir: {}\ndatabase: {}\n",
+            self.data_dir.display(),
+            mask_password(&self.database_url())
+        );
+        for p in &self.pbx {
+            let secret = match p.secret_from_env() {
+                Ok(_) => "set".to_owned(),
+                Err(e) => format!("MISSING ({e})"),
+            };
+            out.push_str(&format!(
+                "pbx {}: {}{} user {} auth {:?} events {:?} secret {secret}, ping every {:?}, \
+                 reconnect {:?}..{:?}, queue {} ({:?}){}\n",
+                p.name,
+                p.address(),
+                if p.tls { " (TLS)" } else { "" },
+                p.username,
+                p.auth,
+                p.events,
+                p.ping_interval,
+                p.reconnect_min,
+                p.reconnect_max,
+                p.event_queue,
+                p.overflow,
+                p.ajam
+                    .as_ref()
+                    .map(|a| format!(", AJAM {}", a.url))
+                    .unwrap_or_default(),
+            ));
+        }
+        out
+    }
+
+    /// The `[[pbx]]` called `name`, or the first one when `name` is `None` (with no
+    /// `[[pbx]]` at all: the defaults, 127.0.0.1:5038).
+    pub fn pbx(&self, name: Option<&str>) -> Result<PbxConfig, ConfigError> {
         match name {
-            Some(n) => self.pbx.iter().find(|p| p.name == n),
-            None => self.pbx.first(),
+            Some(n) => self.pbx.iter().find(|p| p.name == n).cloned(),
+            None => Some(self.pbx.first().cloned().unwrap_or_else(default_pbx)),
         }
         .ok_or_else(|| ConfigError::UnknownPbx(name.unwrap_or_default().to_owned()))
     }
@@ -324,6 +361,18 @@ impl PbxConfig {
     }
 }
 
+/// `url` with its password, if any, replaced by `***`.
+fn mask_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            // Only fails for URLs that cannot have a password, which this one has.
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// 1-based line and column of a byte offset, as editors show them.
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
@@ -348,9 +397,8 @@ mod seconds {
 fn default_data_dir() -> PathBuf {
     PathBuf::from("./data")
 }
-fn default_pbxs() -> Vec<PbxConfig> {
-    let one: PbxConfig = toml::from_str("").expect("every PbxConfig field has a default");
-    vec![one]
+fn default_pbx() -> PbxConfig {
+    toml::from_str("").expect("every PbxConfig field has a default")
 }
 fn default_pbx_name() -> String {
     "default".to_owned()
@@ -497,6 +545,20 @@ url = "http://pbx.example.com:8088/rawman"
         assert_eq!(pbx.auth, AuthKind::Md5);
         assert_eq!(pbx.overflow, OverflowPolicy::Block);
         assert!(matches!(c.pbx(Some("x")), Err(ConfigError::UnknownPbx(_))));
+    }
+
+    #[test]
+    fn summary_masks_passwords() {
+        let c = Config::parse(
+            "[database]\nurl = \"postgres://pbx:hunter2@db/pbxlink\"\n[[pbx]]\nsecret = \"s3cret\"\n",
+            "t",
+        )
+        .unwrap();
+        expect![[r#"
+            data_dir: ./data
+            database: postgres://pbx:***@db/pbxlink
+            pbx default: 127.0.0.1:5038 user pbxlink auth Md5 events "on" secret set, ping every 20s, reconnect 500ms..30s, queue 4096 (Block)
+        "#]].assert_eq(&c.summary());
     }
 
     #[test]

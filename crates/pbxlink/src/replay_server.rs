@@ -134,16 +134,16 @@ impl Transcript {
     }
 }
 
-/// What goes wrong on purpose, on one connection.
+/// What goes wrong on purpose, on one connection, once `after` events have been sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
-    /// After N events, send the first half of the next one and close the socket (a
-    /// connection lost mid-message; the next connection sends that event whole).
-    DropAfter(usize),
-    /// After N events, send nothing at all (no events, no responses) for the duration.
-    StallAfter(usize, Duration),
-    /// After N events, send bytes that are not AMI, then carry on.
-    GarbageAfter(usize),
+    /// Send the first half of the next event and close the socket (a connection lost
+    /// mid-message; the next connection sends that event whole).
+    Disconnect { after: usize },
+    /// Send nothing at all (no events, no responses) for `pause`.
+    Stall { after: usize, pause: Duration },
+    /// Send bytes that are not AMI, then carry on.
+    Garbage { after: usize },
 }
 
 /// How the server behaves.
@@ -415,18 +415,18 @@ impl Conn<'_> {
             return Ok(false);
         };
         match fault {
-            Fault::DropAfter(n) if self.sent_here == n => {
+            Fault::Disconnect { after } if self.sent_here == after => {
                 let event = &self.shared.transcript.events[next];
                 stream.write_all(&event[..event.len() / 2]).await?;
                 stream.shutdown().await?;
                 Ok(true)
             }
-            Fault::StallAfter(n, pause) if self.sent_here == n => {
+            Fault::Stall { after, pause } if self.sent_here == after => {
                 self.fault = None;
                 tokio::time::sleep(pause).await;
                 Ok(false)
             }
-            Fault::GarbageAfter(n) if self.sent_here == n => {
+            Fault::Garbage { after } if self.sent_here == after => {
                 self.fault = None;
                 stream.write_all(GARBAGE).await?;
                 Ok(false)

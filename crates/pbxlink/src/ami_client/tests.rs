@@ -186,7 +186,10 @@ async fn reconnect_after_drops_loses_and_duplicates_nothing() {
     let mut options = ReplayOptions::new(USER, SECRET);
     // Connection 0 dies mid-message after 40 events; connection 1 gets garbage after 10
     // more and then runs to the end of the transcript.
-    options.faults = vec![Some(Fault::DropAfter(40)), Some(Fault::GarbageAfter(10))];
+    options.faults = vec![
+        Some(Fault::Disconnect { after: 40 }),
+        Some(Fault::Garbage { after: 10 }),
+    ];
     let server = serve("01_inbound_answered", options).await;
     let total = transcript("01_inbound_answered").events().len();
     let (client, mut rx) = AmiClient::start(client_config(server.local_addr(), "md5", SECRET));
@@ -237,7 +240,10 @@ async fn reconnect_after_drops_loses_and_duplicates_nothing() {
 async fn missed_pong_reconnects_resends_reads_and_fails_originate() {
     let mut options = ReplayOptions::new(USER, SECRET);
     // The first connection goes silent right after login: no events, no responses.
-    options.faults = vec![Some(Fault::StallAfter(0, HANG * 2))];
+    options.faults = vec![Some(Fault::Stall {
+        after: 0,
+        pause: HANG * 2,
+    })];
     let server = serve("01_inbound_answered", options).await;
     let mut config = client_config(server.local_addr(), "md5", SECRET);
     config.ping_interval = Duration::from_millis(100);
