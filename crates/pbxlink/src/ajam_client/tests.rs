@@ -195,7 +195,8 @@ async fn rawman_session_actions_lists_and_event_polls() {
                 None,
             ),
         ]
-    "#]].assert_debug_eq(&polls);
+    "#]]
+    .assert_debug_eq(&polls);
     ajam.logoff().await.unwrap();
     expect![[r#"
         [
@@ -211,7 +212,8 @@ async fn rawman_session_actions_lists_and_event_polls() {
             "waitevent",
             "logoff",
         ]
-    "#]].assert_debug_eq(&state.lock().unwrap().log);
+    "#]]
+    .assert_debug_eq(&state.lock().unwrap().log);
 }
 
 #[tokio::test]
@@ -229,7 +231,8 @@ async fn mxml_ping_and_events() {
             "Newchannel",
             "Newchannel",
         ]
-    "#]].assert_debug_eq(&names);
+    "#]]
+    .assert_debug_eq(&names);
 }
 
 #[tokio::test]
