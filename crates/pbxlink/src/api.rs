@@ -4,7 +4,7 @@
 //! and no socket. Every `/api` route needs a bearer token (fail closed: no token, no access);
 //! `/health` and the UI's static page are open, the page itself asks for a token.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
@@ -23,6 +23,8 @@ use sha2::{Digest, Sha256};
 use store::{CallFilter, Store};
 use tokio::sync::broadcast;
 
+use crate::ami_client::{AmiClient, AmiError};
+
 /// How many live events a slow SSE client may lag behind before it is told to resync.
 const LIVE_BUFFER: usize = 4096;
 const DEFAULT_PAGE: u32 = 50;
@@ -36,6 +38,8 @@ pub struct AppState {
     active: Arc<Mutex<BTreeMap<String, ActiveCall>>>,
     /// SHA-256 of each accepted token: a leaked state dump does not leak a token.
     token_hashes: Arc<Vec<[u8; 32]>>,
+    /// The AMI link of each PBX, by name, for call control.
+    pbxes: Arc<HashMap<String, AmiClient>>,
 }
 
 /// A call event as it goes out on the live stream, numbered so a client can resume.
@@ -76,14 +80,15 @@ pub struct ActiveCall {
 }
 
 impl AppState {
-    /// State over `store`, accepting the given plain-text tokens.
-    pub fn new(store: Store, tokens: &[String]) -> Self {
+    /// State over `store`, accepting the given plain-text tokens, controlling `pbxes`.
+    pub fn new(store: Store, tokens: &[String], pbxes: HashMap<String, AmiClient>) -> Self {
         let (live, _) = broadcast::channel(LIVE_BUFFER);
         AppState {
             store,
             live,
             active: Arc::default(),
             token_hashes: Arc::new(tokens.iter().map(|t| hash_token(t)).collect()),
+            pbxes: Arc::new(pbxes),
         }
     }
 
@@ -163,7 +168,7 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 /// The HTTP surface.
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
-        .route("/calls", get(list_calls))
+        .route("/calls", get(list_calls).post(click_to_call))
         .route("/calls/{id}", get(get_call))
         .route("/live", get(live_calls))
         .route("/events", get(events))
@@ -195,6 +200,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(serde_json::json!({ "error": self.message }));
         (self.status, body).into_response()
+    }
+}
+
+impl From<AmiError> for ApiError {
+    fn from(e: AmiError) -> Self {
+        ApiError::new(StatusCode::BAD_GATEWAY, format!("PBX: {e}"))
     }
 }
 
@@ -321,6 +332,76 @@ async fn get_call(
     }
 }
 
+/// `POST /api/v1/calls`: click-to-call. The agent's phone rings first; when it answers, the
+/// PBX dials the number (AMI Originate into `from-internal`, as FreePBX's own click-to-call).
+#[derive(Debug, Deserialize)]
+struct ClickToCall {
+    /// The agent's extension (rings first).
+    extension: String,
+    /// The number to call once the agent answers.
+    number: String,
+    /// Which PBX; optional when there is one.
+    pbx: Option<String>,
+    /// Caller ID name shown on the agent's phone.
+    caller_name: Option<String>,
+    /// Channel variables to set (`{"CRM_DEAL": "42"}`).
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+}
+
+async fn click_to_call(
+    State(state): State<AppState>,
+    Json(req): Json<ClickToCall>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m);
+    if !is_dialable(&req.extension) {
+        return Err(bad(format!("extension {:?} is not a number", req.extension)));
+    }
+    let number = req.number.trim_start_matches('+');
+    if !is_dialable(number) {
+        return Err(bad(format!("number {:?} is not a phone number", req.number)));
+    }
+    let (pbx, client) = match &req.pbx {
+        Some(name) => state
+            .pbxes
+            .get_key_value(name)
+            .ok_or_else(|| bad(format!("no PBX named {name:?}")))?,
+        None if state.pbxes.len() == 1 => state.pbxes.iter().next().expect("one PBX"),
+        None => return Err(bad("several PBXes: name one in \"pbx\"".into())),
+    };
+    // The agent's channel gets this Uniqueid, and as the call's first channel it becomes the
+    // Linkedid: the call id is known before the PBX has done anything.
+    let call_id = format!("c2c-{}", hex::encode(rand::random::<[u8; 8]>()));
+    let caller_name = req.caller_name.as_deref().unwrap_or(number);
+    let mut originate = ami::Originate::exten(
+        &format!("PJSIP/{}", req.extension),
+        "from-internal",
+        number,
+        1,
+    );
+    originate.caller_id = Some(format!("\"{caller_name}\" <{}>", req.extension));
+    originate.variables = req.variables.into_iter().collect();
+    let action = ami::Action::originate(originate).field("ChannelId", &call_id);
+    let result = client.send(action).await?;
+    if !result.is_success() {
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "PBX refused the call: {}",
+                result.message().unwrap_or("no reason given")
+            ),
+        ));
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "call_id": call_id, "pbx": pbx })),
+    ))
+}
+
+fn is_dialable(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+}
+
 async fn live_calls(State(state): State<AppState>) -> Json<Vec<ActiveCall>> {
     let active = state.active.lock().expect("active-calls lock poisoned");
     Json(active.values().cloned().collect())
@@ -371,7 +452,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
         let store = Store::connect(&url).await.unwrap();
-        (AppState::new(store, &["secret-token".to_owned()]), dir)
+        (
+            AppState::new(store, &["secret-token".to_owned()], HashMap::new()),
+            dir,
+        )
     }
 
     async fn get(app: Router, uri: &str, token: Option<&str>) -> (StatusCode, String) {

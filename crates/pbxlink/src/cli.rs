@@ -34,6 +34,9 @@ enum Command {
         #[arg(long)]
         events: bool,
     },
+    /// Run the gateway: track calls from the configured PBXes (or the built-in demo PBX),
+    /// journal them, serve the API and web UI.
+    Run(crate::run::RunArgs),
     /// A simulated Asterisk/FreePBX: generated call traffic over AMI, or written to a file.
     Simulate(crate::simulate::SimulateArgs),
 }
@@ -52,6 +55,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Replay { file, events } => crate::replay::run(&file, events),
         Command::Simulate(args) => crate::simulate::run(args),
+        Command::Run(args) => {
+            let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
+            crate::run::run(config, args)
+        }
         Command::Ami(args) => crate::ami_cli::run(cli.config.as_deref(), args),
         Command::Config => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;

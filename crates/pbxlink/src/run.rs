@@ -1,0 +1,259 @@
+//! `pbxlink run`: the gateway's main job. AMI links -> call tracker -> journal, live events,
+//! HTTP API and web UI. With no `[[pbx]]` configured it runs the demo: the built-in simulated
+//! PBX on loopback feeds real (generated) calls through the very same path.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ami::{Action, Message};
+use anyhow::Context;
+use calls::{Tracker, TrackerConfig};
+use chrono::Utc;
+use rand::Rng;
+use store::{RawEvent, Store};
+use tokio::sync::mpsc;
+
+use crate::ami_client::{AmiClient, ClientConfig, LinkEvent};
+use crate::api::{self, AppState};
+use crate::config::{Config, PbxConfig, Secret};
+use crate::simulate;
+
+/// `pbxlink run` arguments.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Address of the HTTP API and web UI.
+    #[arg(long, env = "PBXLINK_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// API token to accept (instead of printing a fresh one-time token).
+    #[arg(long, env = "PBXLINK_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+/// Raw events waiting for the database; beyond this the raw log drops (and counts) rather
+/// than slow down call tracking. The raw log is a debugging aid; calls are never dropped.
+const RAW_EVENT_QUEUE: usize = 100_000;
+const RAW_EVENT_BATCH: usize = 2_000;
+
+/// Runs the gateway until Ctrl-C / SIGTERM.
+pub fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(serve(config, args))
+}
+
+async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    let store = Store::connect(&config.database_url())
+        .await
+        .context("cannot open the call journal")?;
+
+    // Held for the whole run: dropping the handle stops the simulator.
+    let mut _demo = None;
+    let pbxes = if config.pbx.is_empty() {
+        let (handle, pbx) = start_demo_pbx().await?;
+        _demo = Some(handle);
+        vec![pbx]
+    } else {
+        config.pbx.clone()
+    };
+
+    let token = match args.admin_token {
+        Some(t) => t,
+        None => {
+            let t = random_hex(24);
+            eprintln!("admin API token (valid until pbxlink stops): {t}");
+            t
+        }
+    };
+    let mut clients = HashMap::new();
+    let mut links = Vec::new();
+    for pbx in &pbxes {
+        let (client, events) = AmiClient::start(ClientConfig::from_pbx(pbx)?);
+        clients.insert(pbx.name.clone(), client.clone());
+        links.push((pbx.name.clone(), client, events));
+    }
+    let state = AppState::new(store.clone(), &[token], clients);
+    for (name, client, events) in links {
+        tokio::spawn(track(name, client, events, store.clone(), state.clone()));
+    }
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(
+        "web UI and API on http://{}/ (API under /api/v1)",
+        listener.local_addr()?
+    );
+    eprintln!("web UI: http://{}/", listener.local_addr()?);
+    axum::serve(listener, api::app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    store.close().await;
+    Ok(())
+}
+
+/// Starts the simulated PBX on loopback and returns the `[[pbx]]` that reaches it.
+async fn start_demo_pbx() -> anyhow::Result<(simulate::SimulatorHandle, PbxConfig)> {
+    let secret = random_hex(16);
+    let options = simulate::Options {
+        calls_per_second: 0.5,
+        start_ms: Utc::now().timestamp_millis().max(0) as u64,
+        ..simulate::Options::default()
+    };
+    let server = simulate::ServerOptions {
+        username: "pbxlink".into(),
+        secret: secret.clone(),
+        fast: false,
+        write: None,
+    };
+    let handle = simulate::start(SocketAddr::from(([127, 0, 0, 1], 0)), options, server).await?;
+    let addr = handle.local_addr();
+    tracing::warn!(
+        "DEMO MODE: no [[pbx]] in the config, so pbxlink runs its built-in simulated PBX on {addr}; \
+         every call you see is generated demo data. To track a real Asterisk, write a config \
+         file with a [[pbx]] section (host, username, secret) and start \
+         `pbxlink --config FILE run`."
+    );
+    eprintln!("DEMO MODE: calls come from the built-in simulated PBX on {addr} (not a real Asterisk)");
+    let mut pbx = Config::parse("[[pbx]]\nname = \"demo\"\n", "<demo>")?.pbx.remove(0);
+    pbx.host = addr.ip().to_string();
+    pbx.port = addr.port();
+    pbx.username = "pbxlink".into();
+    pbx.secret = Some(Secret::new(secret));
+    Ok((handle, pbx))
+}
+
+/// One PBX: AMI events -> tracker -> live events and journal.
+async fn track(
+    pbx: String,
+    client: AmiClient,
+    mut events: mpsc::Receiver<LinkEvent>,
+    store: Store,
+    state: AppState,
+) {
+    let mut tracker = Tracker::new(TrackerConfig::default());
+    let raw_log = spawn_raw_event_writer(store.clone());
+    let mut seq: u64 = 0;
+    let mut event_seq: u64 = 0;
+    while let Some(link_event) = events.recv().await {
+        match link_event {
+            LinkEvent::Connected { ami_version } => {
+                tracing::info!(pbx, ami_version, "AMI connected; resyncing live channels");
+                resync(&client, &mut tracker).await;
+            }
+            LinkEvent::Disconnected { reason } => {
+                tracing::warn!(pbx, %reason, "AMI link down; reconnecting");
+            }
+            LinkEvent::Event(msg) => {
+                let now = Utc::now();
+                tracker.handle(now, &msg);
+                seq += 1;
+                raw_log.log(&pbx, seq, now, &msg);
+            }
+        }
+        while let Some(ev) = tracker.poll_event() {
+            event_seq += 1;
+            state.publish(&pbx, event_seq, ev);
+        }
+        while let Some(record) = tracker.poll_record() {
+            if let Err(e) = store.save_call(&pbx, &record, &[], Utc::now()).await {
+                tracing::error!(pbx, call = record.id, error = %e, "cannot journal call");
+            }
+        }
+    }
+}
+
+/// After a (re)connect, tells the tracker which channels exist, so calls that went on
+/// while the link was down are neither lost nor invented.
+async fn resync(client: &AmiClient, tracker: &mut Tracker) {
+    match client.send(Action::core_show_channels()).await {
+        Ok(result) => {
+            let now = Utc::now();
+            for item in &result.items {
+                tracker.handle(now, item);
+            }
+            if let Some(complete) = &result.complete {
+                tracker.handle(now, complete);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "CoreShowChannels failed; tracking from now on"),
+    }
+}
+
+/// The raw AMI event log, written in batches by its own task.
+struct RawEventLog {
+    tx: mpsc::Sender<RawEvent>,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl RawEventLog {
+    fn log(&self, pbx: &str, seq: u64, at: chrono::DateTime<Utc>, msg: &Message) {
+        // Only call events: the log exists to replay and debug calls.
+        let Some(linkedid) = msg.get("Linkedid") else {
+            return;
+        };
+        let event = RawEvent {
+            pbx: pbx.to_owned(),
+            seq,
+            received_at: at,
+            event: msg.event().unwrap_or_default().to_owned(),
+            linkedid: Some(linkedid.to_owned()),
+            message: msg.to_json(),
+        };
+        if self.tx.try_send(event).is_err() {
+            let n = self
+                .dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if n.is_power_of_two() {
+                tracing::warn!(
+                    dropped = n + 1,
+                    "raw AMI event log behind the event rate; dropping raw events (calls are unaffected)"
+                );
+            }
+        }
+    }
+}
+
+fn spawn_raw_event_writer(store: Store) -> RawEventLog {
+    let (tx, mut rx) = mpsc::channel::<RawEvent>(RAW_EVENT_QUEUE);
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(RAW_EVENT_BATCH);
+        while rx.recv_many(&mut batch, RAW_EVENT_BATCH).await > 0 {
+            if let Err(e) = store.append_events(&batch).await {
+                tracing::error!(error = %e, "cannot write raw AMI events");
+            }
+            batch.clear();
+        }
+    });
+    RawEventLog {
+        tx,
+        dropped: Arc::default(),
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill(&mut buf[..]);
+    hex::encode(buf)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
