@@ -17,7 +17,7 @@ use anyhow::{bail, Context};
 
 pub use generator::{Generator, Options};
 pub use scenario::Scenario;
-pub use server::{start, ServerOptions};
+pub use server::{start, ServerOptions, SimulatorHandle};
 
 /// The banner real Asterisk 22 sends first.
 pub const BANNER: &str = "Asterisk Call Manager/11.0.0\r\n";
@@ -83,6 +83,9 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
             Ok(())
         }
         (Some(addr), write) => {
+            // Served calls carry today's timestamps; only a written-only transcript is pinned.
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+            opts.start_ms = now.as_millis() as u64;
             let server = ServerOptions {
                 username: args.username,
                 secret: args.secret,
