@@ -291,8 +291,9 @@ impl Generator {
                         chan: chan.clone(),
                         call,
                         created_ms: t,
-                        app: String::new(),
-                        app_data: String::new(),
+                        // Until it runs dialplan, a dialed channel sits in AppDial.
+                        app: "AppDial".to_owned(),
+                        app_data: "(Outgoing Line)".to_owned(),
                         bridge: String::new(),
                     });
                 entry.chan = chan;

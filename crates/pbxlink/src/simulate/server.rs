@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::generator::{Generator, LiveChan, Options};
-use super::wire::{event, UNKNOWN};
+use super::wire::{event, ChanState, UNKNOWN};
 use super::{truth_path, BANNER};
 
 /// How the server behaves (the generator has its own [`Options`]).
@@ -535,26 +535,38 @@ impl Connection {
         self.list(id, "Result will follow", vec![m], "DBGetComplete", false);
     }
 
+    // Phones in use or ringing per the live channels; everything else Idle.
     fn extension_state_list(&mut self, id: &str) {
-        let exts = self
-            .shared
-            .gen
-            .lock()
-            .unwrap()
-            .directory()
-            .extensions
-            .clone();
+        let (exts, live) = {
+            let gen = self.shared.gen.lock().unwrap();
+            let live: Vec<(String, bool)> = gen
+                .live()
+                .filter_map(|l| {
+                    Some((
+                        phone_of(&l.chan.name)?.to_owned(),
+                        l.chan.state == ChanState::Ringing,
+                    ))
+                })
+                .collect();
+            (gen.directory().extensions.clone(), live)
+        };
         let items = exts
             .iter()
             .map(|e| {
+                let mine = live.iter().filter(|(p, _)| p == e);
+                let (code, text) = match (mine.clone().count(), mine.clone().any(|(_, r)| *r)) {
+                    (0, _) => ("0", "Idle"),
+                    (_, true) => ("8", "Ringing"),
+                    _ => ("1", "InUse"),
+                };
                 let mut m = Message::new();
                 m.push("Event", "ExtensionStatus");
                 m.push("ActionID", id);
                 m.push("Exten", e);
                 m.push("Context", "ext-local");
                 m.push("Hint", &format!("PJSIP/{e}&Custom:DND{e}"));
-                m.push("Status", "0");
-                m.push("StatusText", "Idle");
+                m.push("Status", code);
+                m.push("StatusText", text);
                 m
             })
             .collect();
@@ -643,6 +655,13 @@ const CORE_SETTINGS: [(&str, &str); 12] = [
     ("CoreHTTPenabled", "Yes"),
     ("SoundsSearchCustomDir", "No"),
 ];
+
+// The extension of a phone channel name (`PJSIP/201-0000000a` -> `201`), not the trunk's.
+fn phone_of(channel: &str) -> Option<&str> {
+    let rest = channel.strip_prefix("PJSIP/")?;
+    let (endpoint, _) = rest.rsplit_once('-')?;
+    (endpoint != "carrier").then_some(endpoint)
+}
 
 // DBGet/DBPut/DBDel name the entry by Family and Key: AstDB path "Family/Key".
 fn db_key(action: &Message) -> String {
