@@ -366,11 +366,12 @@ impl Tracker {
             ivr_seen: false,
             hung_up_by: false,
         };
-        let detail = format!(
-            "call from {} to {}",
-            call.from.as_deref().unwrap_or("unknown"),
-            call.to.as_deref().unwrap_or("unknown")
-        );
+        let detail = match (&call.from, &call.to) {
+            (Some(from), Some(to)) => format!("call from {from} to {to}"),
+            (Some(from), None) => format!("call from {from}"),
+            (None, Some(to)) => format!("call to {to}"),
+            (None, None) => "call".to_owned(),
+        };
         call.note(now, "started", detail);
         let kind = CallEventKind::Started {
             direction: call.direction(),
@@ -556,9 +557,6 @@ impl Tracker {
             return;
         };
         call.ringing.clear();
-        if call.current.as_ref() == Some(&party) {
-            return;
-        }
         call.current = Some(party.clone());
         let detail = format!("answered by {}", self.config.describe(&party));
         call.note(now, "answered", detail);
@@ -584,6 +582,9 @@ impl Tracker {
             transfer.to.as_deref().unwrap_or("unknown")
         );
         call.note(now, "transferred", detail);
+        // From now on the caller's party is the target: the transferer hanging up does
+        // not end the conversation.
+        call.current = transfer.to.clone();
         call.transfers.push(transfer.clone());
         self.emit(call_id, now, CallEventKind::Transferred { transfer });
     }
@@ -674,9 +675,6 @@ impl Tracker {
             .map(|c| c.call.clone())
             .next();
         let Some(call_id) = call_id else { return };
-        if let Some(call) = self.calls.get_mut(&call_id) {
-            call.current = to.clone();
-        }
         let transfer = Transfer {
             kind: TransferKind::Attended,
             from,
