@@ -1,0 +1,162 @@
+//! `pbxlink run` with no config: the demo PBX, the journal, the API and click-to-call, end to end
+//! through the real binary.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const TOKEN: &str = "test-admin-token";
+
+/// The running binary; killed when dropped so a failing test leaves nothing behind.
+struct Gateway {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_gateway() -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pbxlink"))
+        .args(["run", "--listen", "127.0.0.1:0", "--admin-token", TOKEN])
+        .current_dir(dir.path())
+        .env_remove("PBXLINK_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut demo_announced = false;
+    let mut base = None;
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        demo_announced |= line.contains("DEMO MODE");
+        if let Some(url) = line.strip_prefix("web UI: ") {
+            base = Some(url.trim_end_matches('/').to_owned());
+            break;
+        }
+    }
+    assert!(demo_announced, "the log must say this is demo data");
+    Gateway {
+        child,
+        base: base.expect("pbxlink run never printed its web UI address"),
+        _dir: dir,
+    }
+}
+
+/// Polls `check` until it yields a value; the deadline only bounds a hung test.
+async fn eventually<T>(
+    deadline: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < end, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn calls(http: &reqwest::Client, base: &str, query: &str) -> Vec<Value> {
+    let body: Value = http
+        .get(format!("{base}/api/v1/calls?{query}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["calls"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn demo_mode_journals_calls_and_click_to_call_is_answered() {
+    let gw = start_gateway();
+    let http = reqwest::Client::new();
+
+    let health: Value = http
+        .get(format!("{}/health", gw.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+
+    let first = eventually(
+        Duration::from_secs(10),
+        "a journaled demo call",
+        async || calls(&http, &gw.base, "limit=5").await.into_iter().next(),
+    )
+    .await;
+    for field in ["id", "direction", "disposition", "started_at", "timeline"] {
+        assert!(!first[field].is_null(), "{field} missing in {first}");
+    }
+
+    // Unauthenticated access is refused.
+    let status = http
+        .get(format!("{}/api/v1/calls", gw.base))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED);
+
+    let number = "15559990123";
+    let resp = http
+        .post(format!("{}/api/v1/calls", gw.base))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({ "extension": "201", "number": number }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::ACCEPTED);
+
+    let call = eventually(
+        Duration::from_secs(180),
+        "the click-to-call record",
+        async || {
+            calls(&http, &gw.base, &format!("number={number}&limit=5"))
+                .await
+                .into_iter()
+                .find(|c| c["from"] == "201" && c["to"] == number)
+        },
+    )
+    .await;
+    assert_eq!(call["direction"], "outbound", "{call}");
+    assert_eq!(call["disposition"], "answered", "{call}");
+    assert_eq!(call["answered_by"], number, "{call}");
+}
+
+#[tokio::test]
+async fn click_to_call_rejects_bad_numbers_without_calling() {
+    let gw = start_gateway();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v1/calls", gw.base))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({ "extension": "201", "number": "call me; Hangup()" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = resp.json().await.unwrap();
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("not a phone number"));
+}
