@@ -268,8 +268,15 @@ impl Tracker {
             return;
         }
         match app {
-            "Busy" => call.busy_app = true,
-            "Congestion" => call.failed_app = true,
+            // Busy/congestion tone without a dial (DND): the caller stops waiting now.
+            "Busy" => {
+                call.busy_app = true;
+                call.last_dial_end.get_or_insert(now);
+            }
+            "Congestion" => {
+                call.failed_app = true;
+                call.last_dial_end.get_or_insert(now);
+            }
             _ if !call.ivr_seen && call.answered_by.is_none() => {
                 call.ivr_seen = true;
                 call.in_ivr = true;

@@ -1,0 +1,194 @@
+//! Tracker behaviour on hand-written event streams, for the cases the recorded fixtures do
+//! not show: DND, failed dials, configured trunks, attaching mid-call, reconnect resync and
+//! malformed events. One event per line (`Event k=v k=v`); line N happens at second N.
+
+use ami::Message;
+use calls::{Tracker, TrackerConfig};
+use chrono::DateTime;
+use expect_test::{expect, Expect};
+
+fn run(config: TrackerConfig, input: &str) -> String {
+    let mut tracker = Tracker::new(config);
+    let mut out = String::new();
+    for (i, line) in input
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .enumerate()
+    {
+        let mut words = line.split_whitespace();
+        let mut msg = Message::new();
+        if let Some(event) = words.next().filter(|w| !w.contains('=')) {
+            msg.push("Event", event);
+        }
+        for kv in words {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            msg.push(k, v);
+        }
+        tracker.handle(DateTime::from_timestamp(i as i64, 0).unwrap(), &msg);
+        while let Some(ev) = tracker.poll_event() {
+            out.push_str(&format!(
+                "event {}\n",
+                serde_json::to_string(&ev.kind).unwrap()
+            ));
+        }
+        while let Some(r) = tracker.poll_record() {
+            out.push_str(&format!(
+                "record {} {:?} {:?}->{:?} {:?} by={:?} rang={:?} ring={} talk={}\n",
+                r.id,
+                r.direction,
+                r.from,
+                r.to,
+                r.disposition,
+                r.answered_by,
+                r.rang,
+                r.ring_seconds,
+                r.talk_seconds
+            ));
+        }
+    }
+    out.push_str(&format!("in progress: {}\n", tracker.calls_in_progress()));
+    out
+}
+
+fn check(input: &str, expect: Expect) {
+    expect.assert_eq(&run(TrackerConfig::default(), input));
+}
+
+#[test]
+fn dnd_is_busy_without_ringing() {
+    check(
+        "
+        Newchannel Channel=PJSIP/201-1 Uniqueid=9.1 Linkedid=9.1 CallerIDNum=201 Exten=204
+        Newexten Channel=PJSIP/201-1 Application=Busy AppData=20
+        Hangup Channel=PJSIP/201-1 Cause=17
+        ",
+        expect![[r#"
+            event {"type":"call.started","direction":"internal","from":"201","to":"204"}
+            event {"type":"call.ended","disposition":"busy"}
+            record 9.1 Internal Some("201")->Some("204") Busy by=None rang=[] ring=1 talk=0
+            in progress: 0
+        "#]],
+    );
+}
+
+#[test]
+fn unreachable_phone_is_failed() {
+    check(
+        "
+        Newchannel Channel=PJSIP/201-1 Uniqueid=9.1 Linkedid=9.1 CallerIDNum=201 Exten=205
+        Newchannel Channel=PJSIP/205-2 Uniqueid=9.2 Linkedid=9.1 CallerIDNum=205 Exten=s
+        DialBegin Channel=PJSIP/201-1 DestChannel=PJSIP/205-2 DialString=205
+        DialEnd Channel=PJSIP/201-1 DestChannel=PJSIP/205-2 DialStatus=CHANUNAVAIL
+        Hangup Channel=PJSIP/205-2
+        Hangup Channel=PJSIP/201-1
+        ",
+        expect![[r#"
+            event {"type":"call.started","direction":"internal","from":"201","to":"205"}
+            event {"type":"call.ringing","extensions":["205"]}
+            event {"type":"call.ended","disposition":"failed"}
+            record 9.1 Internal Some("201")->Some("205") Failed by=None rang=["205"] ring=3 talk=0
+            in progress: 0
+        "#]],
+    );
+}
+
+#[test]
+fn configured_trunk_named_like_an_extension() {
+    let config = TrackerConfig {
+        trunks: vec!["5000".into()],
+        ..TrackerConfig::default()
+    };
+    expect![[r#"
+        event {"type":"call.started","direction":"inbound","from":"74951234567","to":"4950000000"}
+        event {"type":"call.ringing","extensions":["201"]}
+        event {"type":"call.answered","by":"201"}
+        event {"type":"call.ended","disposition":"answered"}
+        record 9.1 Inbound Some("74951234567")->Some("4950000000") Answered by=Some("201") rang=["201"] ring=3 talk=2
+        in progress: 0
+    "#]].assert_eq(&run(
+        config,
+        "
+        Newchannel Channel=PJSIP/5000-1 Uniqueid=9.1 Linkedid=9.1 CallerIDNum=74951234567 Exten=4950000000
+        Newchannel Channel=PJSIP/201-2 Uniqueid=9.2 Linkedid=9.1 CallerIDNum=201 Exten=s
+        DialBegin Channel=PJSIP/5000-1 DestChannel=PJSIP/201-2 DialString=201
+        DialEnd Channel=PJSIP/5000-1 DestChannel=PJSIP/201-2 DialStatus=ANSWER
+        Hangup Channel=PJSIP/201-2
+        Hangup Channel=PJSIP/5000-1
+        ",
+    ));
+}
+
+#[test]
+fn attaching_mid_call_invents_nothing() {
+    check(
+        "
+        Newstate Channel=PJSIP/201-1 ChannelStateDesc=Up Uniqueid=9.1 Linkedid=9.1
+        DialBegin Channel=PJSIP/201-1 DestChannel=PJSIP/202-2
+        DialEnd Channel=PJSIP/201-1 DestChannel=PJSIP/202-2 DialStatus=ANSWER
+        Newchannel Channel=Local/203@from-queue-1;1 Uniqueid=9.3 Linkedid=9.1
+        BlindTransfer TransfererChannel=PJSIP/202-2 TransfereeChannel=PJSIP/201-1 Extension=203
+        Pickup Channel=PJSIP/204-4 TargetChannel=PJSIP/202-2
+        Hangup Channel=PJSIP/202-2
+        Hangup Channel=PJSIP/201-1
+        ",
+        expect![[r#"
+            in progress: 0
+        "#]],
+    );
+}
+
+#[test]
+fn resync_snapshot_ends_channels_that_hung_up_while_away() {
+    check(
+        "
+        Newchannel Channel=PJSIP/201-1 Uniqueid=9.1 Linkedid=9.1 CallerIDNum=201 Exten=202
+        Newchannel Channel=PJSIP/202-2 Uniqueid=9.2 Linkedid=9.1 CallerIDNum=202 Exten=s
+        DialBegin Channel=PJSIP/201-1 DestChannel=PJSIP/202-2 DialString=202
+        DialEnd Channel=PJSIP/201-1 DestChannel=PJSIP/202-2 DialStatus=ANSWER
+        Newchannel Channel=PJSIP/203-3 Uniqueid=9.3 Linkedid=9.3 CallerIDNum=203 Exten=204
+        Response=Success EventList=start Message=Channels will follow
+        CoreShowChannel Channel=PJSIP/203-3 Uniqueid=9.3 Linkedid=9.3
+        CoreShowChannel Channel=PJSIP/999-9 Uniqueid=8.1 Linkedid=8.1
+        CoreShowChannelsComplete ListItems=2
+        Hangup Channel=PJSIP/203-3
+        ",
+        expect![[r#"
+            event {"type":"call.started","direction":"internal","from":"201","to":"202"}
+            event {"type":"call.ringing","extensions":["202"]}
+            event {"type":"call.answered","by":"202"}
+            event {"type":"call.started","direction":"internal","from":"203","to":"204"}
+            event {"type":"call.ended","disposition":"answered"}
+            record 9.1 Internal Some("201")->Some("202") Answered by=Some("202") rang=["202"] ring=3 talk=5
+            event {"type":"call.ended","disposition":"cancelled"}
+            record 9.3 Internal Some("203")->Some("204") Cancelled by=None rang=[] ring=5 talk=0
+            in progress: 0
+        "#]],
+    );
+}
+
+#[test]
+fn malformed_events_are_ignored() {
+    check(
+        "
+        Newchannel
+        Newchannel Channel=PJSIP/201-1
+        DialBegin DestChannel=nowhere
+        DialEnd Channel= DestChannel= DialStatus=
+        Hangup
+        VarSet Variable=MIXMONITOR_FILENAME
+        Pickup TargetChannel=x
+        AttendedTransfer OrigTransfererChannel=y
+        ConfbridgeJoin Channel=z Conference=1
+        key=only-fields
+        Newchannel Channel=Local/weird Uniqueid=1.1 Linkedid=1.1
+        Hangup Channel=Local/weird
+        ",
+        expect![[r#"
+            event {"type":"call.started","direction":"internal","from":null,"to":null}
+            event {"type":"call.ended","disposition":"cancelled"}
+            record 1.1 Internal None->None Cancelled by=None rang=[] ring=1 talk=0
+            in progress: 0
+        "#]],
+    );
+}
