@@ -245,6 +245,11 @@ fn actions_before_login_and_unknown_actions_get_real_errors() {
     let denied = c.action(&[("Action", "Ping"), ("ActionID", "00d-1")]);
     c.login("off");
     let unknown = c.action(&[("Action", "NoSuchThing"), ("ActionID", "u1")]);
+    let no_channel = c.action(&[
+        ("Action", "Hangup"),
+        ("ActionID", "h1"),
+        ("Channel", "PJSIP/999-00000000"),
+    ]);
     let real_denied = &recorded("asterisk-22/ami/00d_unauth_action.rx.raw")[0];
     assert_eq!(
         &denied, real_denied,
@@ -255,8 +260,12 @@ fn actions_before_login_and_unknown_actions_get_real_errors() {
         ActionID: u1
         Message: Invalid/unknown command
 
+        Response: Error
+        ActionID: h1
+        Message: No such channel
+
     "#]]
-    .assert_eq(&text(&unknown));
+    .assert_eq(&(text(&unknown) + &text(&no_channel)));
 }
 
 #[test]

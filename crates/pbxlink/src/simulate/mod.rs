@@ -210,3 +210,111 @@ pub fn parse_mix(spec: &str) -> anyhow::Result<Vec<(Scenario, u32)>> {
     }
     Ok(mix)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::{expect, Expect};
+
+    fn check(actual: impl std::fmt::Debug, expected: Expect) {
+        expected.assert_eq(&format!("{actual:?}"));
+    }
+
+    #[test]
+    fn extension_specs() {
+        check(
+            parse_extensions("201-203, 300"),
+            expect![[r#"Ok(["201", "202", "203", "300"])"#]],
+        );
+        check(
+            parse_extensions("205-201").map_err(|e| e.to_string()),
+            expect![[r#"Err("bad extension range \"205-201\"")"#]],
+        );
+        check(
+            parse_extensions("2x1").map_err(|e| e.to_string()),
+            expect![[r#"Err("bad extension \"2x1\"")"#]],
+        );
+        check(
+            parse_extensions(" , ").map_err(|e| e.to_string()),
+            expect![[r#"Err("no extensions in \" , \"")"#]],
+        );
+    }
+
+    #[test]
+    fn mix_specs() {
+        check(
+            parse_mix("queue=3,pickup"),
+            expect![[r#"Ok([(Queue, 3), (Pickup, 1)])"#]],
+        );
+        check(
+            parse_mix("queue=0").map_err(|e| e.to_string()),
+            expect![[r#"Err("the mix \"queue=0\" has no positive weight")"#]],
+        );
+        let unknown = parse_mix("fax=1").map_err(|e| e.to_string());
+        assert!(
+            unknown.is_err_and(|e| e.starts_with("unknown scenario \"fax\"; known: inbound_ext, "))
+        );
+    }
+
+    /// One call of every scenario (seed 1): its size and its ground truth, minus the ids.
+    #[test]
+    fn one_call_of_each_scenario() {
+        let mut out = String::new();
+        for (scenario, _) in Scenario::DEFAULT_MIX {
+            let opts = Options {
+                mix: vec![(scenario, 1)],
+                duration_secs: Some(0.001),
+                extensions: parse_extensions("201-205").unwrap(),
+                ..Options::default()
+            };
+            let mut gen = Generator::new(opts);
+            let (mut events, mut noise) = (0, 0);
+            while let Some((_, m)) = gen.next_event() {
+                events += 1;
+                noise += usize::from(matches!(m.event(), Some("VarSet" | "Newexten")));
+            }
+            let t = gen.take_finished().remove(0);
+            let transfers: Vec<String> = t
+                .transfers
+                .iter()
+                .map(|x| format!("{:?} {}->{}", x.kind, x.from, x.to))
+                .collect();
+            out.push_str(&format!(
+                "{}: {events} events ({}% noise) {:?} {}->{} {:?} by {:?} rang {:?} {transfers:?} ring {}s talk {}s\n",
+                t.scenario,
+                noise * 100 / events,
+                t.direction,
+                t.from,
+                t.to,
+                t.disposition,
+                t.answered_by,
+                t.rang,
+                t.ring_seconds_approx,
+                t.talk_seconds_approx,
+            ));
+        }
+        expect![[r#"
+            inbound_ext: 238 events (70% noise) Inbound 18884127827->15550000204 Answered by Some("204") rang ["204"] [] ring 8s talk 45s
+            inbound_ext_noanswer: 192 events (88% noise) Inbound 18884127827->15550000204 NoAnswer by None rang ["204"] [] ring 18s talk 0s
+            inbound_ext_cancel: 164 events (86% noise) Inbound 18884127827->15550000204 Cancelled by None rang ["204"] [] ring 8s talk 0s
+            inbound_ext_busy: 178 events (86% noise) Inbound 18884127827->15550000204 Busy by None rang ["204"] [] ring 2s talk 0s
+            inbound_dnd: 118 events (92% noise) Inbound 18884127827->15550000204 Busy by None rang [] [] ring 2s talk 0s
+            ring_group: 400 events (73% noise) Inbound 14128260183->15550001008 Answered by Some("201") rang ["201", "204"] [] ring 4s talk 21s
+            ring_group_noanswer: 350 events (80% noise) Inbound 14128260183->15550001008 NoAnswer by None rang ["201", "204"] [] ring 14s talk 0s
+            queue: 507 events (67% noise) Inbound 14128260183->15550001007 Answered by Some("204") rang ["202", "201", "204"] [] ring 15s talk 46s
+            queue_abandon: 431 events (75% noise) Inbound 14128260183->15550001007 NoAnswer by None rang ["202", "201", "204"] [] ring 15s talk 0s
+            ivr_queue: 418 events (67% noise) Inbound 14128260183->15550001003 Answered by Some("201") rang ["202", "201"] [] ring 13s talk 46s
+            ivr_ext: 238 events (78% noise) Inbound 18884127827->15550001003 Answered by Some("201") rang ["201"] [] ring 14s talk 18s
+            outbound: 205 events (55% noise) Outbound 204->18884127827 Answered by Some("18884127827") rang [] [] ring 9s talk 79s
+            outbound_noanswer: 128 events (82% noise) Outbound 204->18884127827 NoAnswer by None rang [] [] ring 22s talk 0s
+            internal: 240 events (58% noise) Internal 204->205 Answered by Some("205") rang ["205"] [] ring 9s talk 80s
+            internal_busy: 158 events (80% noise) Internal 204->205 Busy by None rang ["205"] [] ring 2s talk 0s
+            click_to_call: 161 events (70% noise) Outbound 204->18884127827 Answered by Some("18884127827") rang ["204"] [] ring 6s talk 10s
+            pickup: 242 events (68% noise) Inbound 18884127827->15550000204 Answered by Some("203") rang ["204"] [] ring 8s talk 45s
+            call_forward: 292 events (80% noise) Inbound 18884127827->15550000204 Answered by Some("16155183758") rang [] [] ring 5s talk 12s
+            blind_transfer: 360 events (71% noise) Inbound 18884127827->15550000204 Answered by Some("204") rang ["204", "203"] ["Blind 204->203"] ring 8s talk 58s
+            attended_transfer: 372 events (59% noise) Inbound 18884127827->15550000204 Answered by Some("204") rang ["204", "203"] ["Attended 204->203"] ring 8s talk 75s
+            conference: 98 events (78% noise) Inbound 18262148726->15550001006 Answered by Some("8000") rang [] [] ring 0s talk 15s
+        "#]].assert_eq(&out);
+    }
+}

@@ -1517,6 +1517,8 @@ fn click_to_call(
     b.newstate(p, ChanState::Up);
     b.dial_end(None, p, "ANSWER");
     b.phone(ext, PhoneState::InUse);
+    // As in expected.json, the ring time of a click-to-call is the external number's.
+    story.start = b.t;
     b.goto(p, "from-internal", number);
     if let Some(id) = action_id {
         let mut m = event("OriginateResponse");
