@@ -8,7 +8,8 @@
 //! text; the only per-backend SQL is the outbox claim (`FOR UPDATE SKIP LOCKED` exists on
 //! PostgreSQL only) and the migrations' DDL. The price is that `Any` carries only integers and
 //! text, so timestamps are stored as microseconds since the Unix epoch and JSON as text on both
-//! backends; the journal never needs the database to look inside either.
+//! backends; the journal never needs the database to look inside either. Timestamps keep
+//! microseconds, which is what AMI timestamps carry.
 //!
 //! The store never reads the clock: every call that needs "now" takes it.
 

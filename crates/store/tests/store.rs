@@ -273,9 +273,20 @@ async fn same_id_on_two_pbxes(store: &Store) {
     assert_eq!(two_back.record, two);
 }
 
-/// The calls the filter tests look at: (id, start second, from, to, answered_by, rang, how).
+/// One call of the filter tests: id, start second, from, to, answered_by, rang, how it ended.
+type JournalRow = (
+    &'static str,
+    i64,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static [&'static str],
+    Disposition,
+);
+
+/// The calls the filter tests look at.
 fn journal() -> Vec<CallRecord> {
-    let rows: [(&str, i64, &str, &str, Option<&str>, &[&str], Disposition); 6] = [
+    let rows: [JournalRow; 6] = [
         (
             "a",
             0,
