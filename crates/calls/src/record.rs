@@ -85,9 +85,11 @@ pub struct CallRecord {
     pub answered_at: Option<DateTime<Utc>>,
     /// When the last channel hung up.
     pub ended_at: DateTime<Utc>,
-    /// Seconds from start to answer (or to end, when unanswered).
+    /// Seconds the caller waited for a person: from the start (or from leaving the IVR
+    /// menu) to the answer; when unanswered, to the end of the last dial (not of the
+    /// announcement that may follow it).
     pub ring_seconds: u64,
-    /// Seconds from answer to end.
+    /// Seconds from the answer (for a conference: from joining the room) to the end.
     pub talk_seconds: u64,
     /// How it ended.
     pub disposition: Disposition,
