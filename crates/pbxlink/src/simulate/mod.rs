@@ -317,4 +317,38 @@ mod tests {
             conference: 98 events (78% noise) Inbound 18262148726->15550001006 Answered by Some("8000") rang [] [] ring 0s talk 15s
         "#]].assert_eq(&out);
     }
+
+    /// What the AMI actions change: DND (busy, no ringing), CF (the external number answers),
+    /// paused queue members (not rung).
+    #[test]
+    fn astdb_and_queue_pause_change_the_calls() {
+        let run = |mix: Scenario, setup: &dyn Fn(&mut directory::PbxState)| {
+            let opts = Options {
+                mix: vec![(mix, 1)],
+                duration_secs: Some(0.001),
+                extensions: vec!["201".into()],
+                ..Options::default()
+            };
+            let mut gen = Generator::new(opts);
+            setup(gen.state_mut());
+            while gen.next_event().is_some() {}
+            let t = gen.take_finished().remove(0);
+            format!(
+                "{} {:?} by {:?} rang {:?}",
+                t.scenario, t.disposition, t.answered_by, t.rang
+            )
+        };
+        let dnd = run(Scenario::InboundExt, &|s| {
+            s.astdb.insert("DND/201".into(), "YES".into());
+        });
+        let cf = run(Scenario::Internal, &|s| {
+            s.astdb.insert("CF/201".into(), "15557654321".into());
+        });
+        let paused = run(Scenario::Queue, &|s| {
+            for q in ["600", "601"] {
+                s.paused.insert((q.into(), "Local/201@from-queue/n".into()));
+            }
+        });
+        check([dnd, cf, paused], expect![[r#"["inbound_ext Busy by None rang []", "internal Answered by Some(\"15557654321\") rang []", "queue NoAnswer by None rang []"]"#]]);
+    }
 }
