@@ -35,6 +35,8 @@ struct Channel {
     caller_num: Option<String>,
     /// A Local `;1` whose `;2` dialed onwards: the real party is further down.
     hop: bool,
+    /// A Local `;1` whose `;2` played the busy tone: a dialplan-simulated busy phone.
+    busy_tone: bool,
     up_at: Option<DateTime<Utc>>,
 }
 
@@ -261,6 +263,11 @@ impl Tracker {
         let Some(channel) = msg.get("Channel") else {
             return;
         };
+        if app == "Busy" && channel.ends_with(";2") {
+            if let Some(one) = local_partner(channel).and_then(|p| self.channels.get_mut(&p)) {
+                one.busy_tone = true;
+            }
+        }
         let Some(call) = self.call_of(channel) else {
             return;
         };
@@ -314,6 +321,7 @@ impl Tracker {
                 dialed: None,
                 caller_num,
                 hop: false,
+                busy_tone: false,
                 up_at: None,
             },
         );
@@ -519,10 +527,8 @@ impl Tracker {
         };
         let party = dest_chan.party();
         let hop = dest_chan.hop;
-        let terminal_local = match &dest_chan.kind {
-            Kind::Local { number, half: 1 } if !hop && self.config.is_extension(number) => {
-                Some(number.clone())
-            }
+        let busy_local = match &dest_chan.kind {
+            Kind::Local { number, half: 1 } if dest_chan.busy_tone && !hop => Some(number.clone()),
             _ => None,
         };
         let call_id = dest_chan.call.clone();
@@ -546,10 +552,11 @@ impl Tracker {
                     self.answer(now, &call_id, p);
                 }
             }
-            "BUSY" | "NOANSWER" | "CONGESTION" | "CHANUNAVAIL" => {
-                // A dialplan-simulated phone that was busy still "rang" for the CRM,
-                // like a SIP phone that answered 486.
-                if let Some(ext) = terminal_local {
+            // A dialplan-simulated phone that played busy was dialed like a SIP phone
+            // that answered 486: it counts as rung. (A DND member that just hangs up
+            // does not.)
+            "BUSY" => {
+                if let Some(ext) = busy_local.filter(|e| self.config.is_extension(e)) {
                     if !call.rang.contains(&ext) {
                         call.rang.push(ext);
                     }

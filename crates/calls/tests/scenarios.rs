@@ -192,3 +192,38 @@ fn malformed_events_are_ignored() {
         "#]],
     );
 }
+
+#[test]
+fn ring_group_member_on_dnd_did_not_ring() {
+    check(
+        "
+        Newchannel Channel=PJSIP/carrier-1 Uniqueid=9.1 Linkedid=9.1 CallerIDNum=15551234567 Exten=15550001008
+        Newchannel Channel=Local/201#@from-internal-1;1 Uniqueid=9.2 Linkedid=9.1
+        Newchannel Channel=Local/201#@from-internal-1;2 Uniqueid=9.3 Linkedid=9.1
+        Newchannel Channel=Local/204#@from-internal-2;1 Uniqueid=9.4 Linkedid=9.1
+        Newchannel Channel=Local/204#@from-internal-2;2 Uniqueid=9.5 Linkedid=9.1
+        DialBegin Channel=PJSIP/carrier-1 DestChannel=Local/201#@from-internal-1;1
+        DialBegin Channel=PJSIP/carrier-1 DestChannel=Local/204#@from-internal-2;1
+        Newchannel Channel=PJSIP/201-3 Uniqueid=9.6 Linkedid=9.1 CallerIDNum=201
+        DialBegin Channel=Local/201#@from-internal-1;2 DestChannel=PJSIP/201-3
+        Newstate Channel=Local/201#@from-internal-1;1 ChannelStateDesc=Ringing
+        Hangup Channel=Local/204#@from-internal-2;2
+        DialEnd Channel=PJSIP/carrier-1 DestChannel=Local/204#@from-internal-2;1 DialStatus=BUSY
+        Hangup Channel=Local/204#@from-internal-2;1
+        DialEnd Channel=Local/201#@from-internal-1;2 DestChannel=PJSIP/201-3 DialStatus=ANSWER
+        DialEnd Channel=PJSIP/carrier-1 DestChannel=Local/201#@from-internal-1;1 DialStatus=ANSWER
+        Hangup Channel=PJSIP/carrier-1
+        Hangup Channel=Local/201#@from-internal-1;1
+        Hangup Channel=Local/201#@from-internal-1;2
+        Hangup Channel=PJSIP/201-3
+        ",
+        expect![[r#"
+            event {"type":"call.started","direction":"inbound","from":"15551234567","to":"15550001008"}
+            event {"type":"call.ringing","extensions":["201"]}
+            event {"type":"call.answered","by":"201"}
+            event {"type":"call.ended","disposition":"answered"}
+            record 9.1 Inbound Some("15551234567")->Some("15550001008") Answered by=Some("201") rang=["201"] ring=13 talk=5
+            in progress: 0
+        "#]],
+    );
+}
