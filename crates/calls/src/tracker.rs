@@ -94,6 +94,8 @@ struct Call {
     in_ivr: bool,
     ivr_seen: bool,
     hung_up_by: bool,
+    /// `call.started` was emitted.
+    announced: bool,
 }
 
 impl Call {
@@ -221,10 +223,30 @@ impl Tracker {
     }
 
     fn emit(&mut self, call_id: &str, at: DateTime<Utc>, kind: CallEventKind) {
+        if let Some(call) = self.calls.get_mut(call_id) {
+            Self::announce(&mut self.events, call, at);
+        }
         self.events.push_back(CallEvent {
             call_id: call_id.to_owned(),
             at,
             kind,
+        });
+    }
+
+    /// `call.started` goes out once, before anything else about the call.
+    fn announce(events: &mut VecDeque<CallEvent>, call: &mut Call, at: DateTime<Utc>) {
+        if call.announced {
+            return;
+        }
+        call.announced = true;
+        events.push_back(CallEvent {
+            call_id: call.id.clone(),
+            at,
+            kind: CallEventKind::Started {
+                direction: call.direction(),
+                from: call.from.clone(),
+                to: call.to.clone(),
+            },
         });
     }
 
@@ -380,6 +402,7 @@ impl Tracker {
             in_ivr: false,
             ivr_seen: false,
             hung_up_by: false,
+            announced: false,
         };
         let detail = match (&call.from, &call.to) {
             (Some(from), Some(to)) => format!("call from {from} to {to}"),
@@ -388,13 +411,14 @@ impl Tracker {
             (None, None) => "call".to_owned(),
         };
         call.note(now, "started", detail);
-        let kind = CallEventKind::Started {
-            direction: call.direction(),
-            from: call.from.clone(),
-            to: call.to.clone(),
-        };
-        self.calls.insert(id.clone(), call);
-        self.emit(&id, now, kind);
+        // A phone dialing a feature code (`*8` pickup) is announced only once it does
+        // something call-like: a pickup makes it a leg of the picked-up call instead.
+        let feature_code = matches!(kind, Kind::Phone(_))
+            && call.to.as_deref().is_some_and(|t| t.starts_with('*'));
+        if !feature_code {
+            Self::announce(&mut self.events, &mut call, now);
+        }
+        self.calls.insert(id, call);
     }
 
     fn on_newstate(&mut self, now: DateTime<Utc>, msg: &Message) {
@@ -822,8 +846,9 @@ impl Tracker {
         }
     }
 
-    fn finish(&mut self, call: Call, now: DateTime<Utc>) {
+    fn finish(&mut self, mut call: Call, now: DateTime<Utc>) {
         let disposition = call.disposition();
+        Self::announce(&mut self.events, &mut call, now);
         self.emit(&call.id, now, CallEventKind::Ended { disposition });
         // Unanswered: the ringing stopped when the last dial ended, not when the
         // announcement that may follow it did.

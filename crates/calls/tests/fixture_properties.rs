@@ -87,6 +87,52 @@ fn every_transcript_ends_with_no_call_left_open() {
     }
 }
 
+#[test]
+fn every_call_is_started_once_ended_once_and_recorded_once() {
+    use calls::CallEventKind::{Ended, Started};
+    for (path, bytes) in transcripts() {
+        let mut tracker = Tracker::new(TrackerConfig::default());
+        let mut story: Vec<(String, &'static str)> = Vec::new();
+        let mut recorded = Vec::new();
+        for (i, m) in decode_chunks(&[&bytes]).iter().enumerate() {
+            tracker.handle(at(i), m);
+            while let Some(ev) = tracker.poll_event() {
+                let kind = match ev.kind {
+                    Started { .. } => "started",
+                    Ended { .. } => "ended",
+                    _ => "other",
+                };
+                story.push((ev.call_id, kind));
+            }
+            recorded.extend(std::iter::from_fn(|| tracker.poll_record()).map(|r| r.id));
+        }
+        let mut ids: Vec<&String> = story.iter().map(|(id, _)| id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), recorded.len(), "{}", path.display());
+        for id in ids {
+            let kinds: Vec<&str> = story
+                .iter()
+                .filter(|(c, _)| c == id)
+                .map(|(_, k)| *k)
+                .collect();
+            assert_eq!(kinds.first(), Some(&"started"), "{}: {id}", path.display());
+            assert_eq!(kinds.last(), Some(&"ended"), "{}: {id}", path.display());
+            assert_eq!(
+                kinds.iter().filter(|k| **k != "other").count(),
+                2,
+                "{}: {id}",
+                path.display()
+            );
+            assert!(
+                recorded.contains(id),
+                "{}: {id} has no record",
+                path.display()
+            );
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
