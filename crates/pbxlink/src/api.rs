@@ -18,6 +18,7 @@ use axum::{Json, Router};
 use calls::{CallEvent, CallEventKind, Disposition};
 use chrono::{DateTime, Utc};
 use futures::stream::{self, Stream, StreamExt};
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use store::{CallFilter, Store};
@@ -40,6 +41,8 @@ pub struct AppState {
     token_hashes: Arc<Vec<[u8; 32]>>,
     /// The AMI link of each PBX, by name, for call control.
     pbxes: Arc<HashMap<String, AmiClient>>,
+    /// Renders the process's metrics in Prometheus text format.
+    metrics: Option<PrometheusHandle>,
 }
 
 /// A call event as it goes out on the live stream, numbered so a client can resume.
@@ -89,7 +92,14 @@ impl AppState {
             active: Arc::default(),
             token_hashes: Arc::new(tokens.iter().map(|t| hash_token(t)).collect()),
             pbxes: Arc::new(pbxes),
+            metrics: None,
         }
+    }
+
+    /// Serves `/metrics` from this recorder.
+    pub fn with_metrics(mut self, handle: PrometheusHandle) -> Self {
+        self.metrics = Some(handle);
+        self
     }
 
     /// Publishes a tracker event: updates the live-calls view and fans it out to streams.
@@ -173,10 +183,15 @@ pub fn app(state: AppState) -> Router {
         .route("/live", get(live_calls))
         .route("/events", get(events))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    // Scrapers send the token too (Prometheus `authorization` / `bearer_token`).
+    let metrics = Router::new()
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/", get(ui))
         .route("/health", get(health))
         .nest("/api/v1", api)
+        .merge(metrics)
         .with_state(state)
 }
 
@@ -256,8 +271,20 @@ async fn ui() -> Html<&'static str> {
 }
 
 async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let active = state.active.lock().expect("active-calls lock poisoned").len();
+    let active = state
+        .active
+        .lock()
+        .expect("active-calls lock poisoned")
+        .len();
     Json(serde_json::json!({ "status": "ok", "active_calls": active }))
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<String, ApiError> {
+    state
+        .metrics
+        .as_ref()
+        .map(PrometheusHandle::render)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "metrics are not enabled"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -355,11 +382,17 @@ async fn click_to_call(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let bad = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m);
     if !is_dialable(&req.extension) {
-        return Err(bad(format!("extension {:?} is not a number", req.extension)));
+        return Err(bad(format!(
+            "extension {:?} is not a number",
+            req.extension
+        )));
     }
     let number = req.number.trim_start_matches('+');
     if !is_dialable(number) {
-        return Err(bad(format!("number {:?} is not a phone number", req.number)));
+        return Err(bad(format!(
+            "number {:?} is not a phone number",
+            req.number
+        )));
     }
     let (pbx, client) = match &req.pbx {
         Some(name) => state
@@ -399,7 +432,10 @@ async fn click_to_call(
 }
 
 fn is_dialable(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+    !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
 }
 
 async fn live_calls(State(state): State<AppState>) -> Json<Vec<ActiveCall>> {
@@ -465,7 +501,9 @@ mod tests {
         }
         let resp = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
         let status = resp.status();
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use ami::{Action, Message};
 use anyhow::Context;
@@ -72,7 +71,10 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
         clients.insert(pbx.name.clone(), client.clone());
         links.push((pbx.name.clone(), client, events));
     }
-    let state = AppState::new(store.clone(), &[token], clients);
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    let state = AppState::new(store.clone(), &[token], clients).with_metrics(recorder);
     for (name, client, events) in links {
         tokio::spawn(track(name, client, events, store.clone(), state.clone()));
     }
@@ -114,8 +116,12 @@ async fn start_demo_pbx() -> anyhow::Result<(simulate::SimulatorHandle, PbxConfi
          file with a [[pbx]] section (host, username, secret) and start \
          `pbxlink --config FILE run`."
     );
-    eprintln!("DEMO MODE: calls come from the built-in simulated PBX on {addr} (not a real Asterisk)");
-    let mut pbx = Config::parse("[[pbx]]\nname = \"demo\"\n", "<demo>")?.pbx.remove(0);
+    eprintln!(
+        "DEMO MODE: calls come from the built-in simulated PBX on {addr} (not a real Asterisk)"
+    );
+    let mut pbx = Config::parse("[[pbx]]\nname = \"demo\"\n", "<demo>")?
+        .pbx
+        .remove(0);
     pbx.host = addr.ip().to_string();
     pbx.port = addr.port();
     pbx.username = "pbxlink".into();
@@ -132,21 +138,30 @@ async fn track(
     state: AppState,
 ) {
     let mut tracker = Tracker::new(TrackerConfig::default());
-    let raw_log = spawn_raw_event_writer(store.clone());
+    let mut raw_log = spawn_raw_event_writer(store.clone(), &pbx);
+    // Handles made once: the per-event cost is an atomic add, not a registry lookup.
+    let events_total = metrics::counter!("pbxlink_ami_events_total", "pbx" => pbx.clone());
+    let connected = metrics::gauge!("pbxlink_ami_connected", "pbx" => pbx.clone());
+    let active_calls = metrics::gauge!("pbxlink_active_calls", "pbx" => pbx.clone());
+    let journaled = metrics::counter!("pbxlink_calls_journaled_total", "pbx" => pbx.clone());
+    let journal_errors = metrics::counter!("pbxlink_journal_errors_total", "pbx" => pbx.clone());
     let mut seq: u64 = 0;
     let mut event_seq: u64 = 0;
     while let Some(link_event) = events.recv().await {
         match link_event {
             LinkEvent::Connected { ami_version } => {
                 tracing::info!(pbx, ami_version, "AMI connected; resyncing live channels");
+                connected.set(1.0);
                 resync(&client, &mut tracker).await;
             }
             LinkEvent::Disconnected { reason } => {
                 tracing::warn!(pbx, %reason, "AMI link down; reconnecting");
+                connected.set(0.0);
             }
             LinkEvent::Event(msg) => {
                 let now = Utc::now();
                 tracker.handle(now, &msg);
+                events_total.increment(1);
                 seq += 1;
                 raw_log.log(&pbx, seq, now, &msg);
             }
@@ -156,10 +171,15 @@ async fn track(
             state.publish(&pbx, event_seq, ev);
         }
         while let Some(record) = tracker.poll_record() {
-            if let Err(e) = store.save_call(&pbx, &record, &[], Utc::now()).await {
-                tracing::error!(pbx, call = record.id, error = %e, "cannot journal call");
+            match store.save_call(&pbx, &record, &[], Utc::now()).await {
+                Ok(()) => journaled.increment(1),
+                Err(e) => {
+                    journal_errors.increment(1);
+                    tracing::error!(pbx, call = record.id, error = %e, "cannot journal call");
+                }
             }
         }
+        active_calls.set(tracker.calls_in_progress() as f64);
     }
 }
 
@@ -183,11 +203,12 @@ async fn resync(client: &AmiClient, tracker: &mut Tracker) {
 /// The raw AMI event log, written in batches by its own task.
 struct RawEventLog {
     tx: mpsc::Sender<RawEvent>,
-    dropped: Arc<std::sync::atomic::AtomicU64>,
+    dropped: metrics::Counter,
+    dropped_so_far: u64,
 }
 
 impl RawEventLog {
-    fn log(&self, pbx: &str, seq: u64, at: chrono::DateTime<Utc>, msg: &Message) {
+    fn log(&mut self, pbx: &str, seq: u64, at: chrono::DateTime<Utc>, msg: &Message) {
         // Only call events: the log exists to replay and debug calls.
         let Some(linkedid) = msg.get("Linkedid") else {
             return;
@@ -201,12 +222,11 @@ impl RawEventLog {
             message: msg.to_json(),
         };
         if self.tx.try_send(event).is_err() {
-            let n = self
-                .dropped
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if n.is_power_of_two() {
+            self.dropped.increment(1);
+            self.dropped_so_far += 1;
+            if self.dropped_so_far.is_power_of_two() {
                 tracing::warn!(
-                    dropped = n + 1,
+                    dropped = self.dropped_so_far,
                     "raw AMI event log behind the event rate; dropping raw events (calls are unaffected)"
                 );
             }
@@ -214,7 +234,7 @@ impl RawEventLog {
     }
 }
 
-fn spawn_raw_event_writer(store: Store) -> RawEventLog {
+fn spawn_raw_event_writer(store: Store, pbx: &str) -> RawEventLog {
     let (tx, mut rx) = mpsc::channel::<RawEvent>(RAW_EVENT_QUEUE);
     tokio::spawn(async move {
         let mut batch = Vec::with_capacity(RAW_EVENT_BATCH);
@@ -227,7 +247,8 @@ fn spawn_raw_event_writer(store: Store) -> RawEventLog {
     });
     RawEventLog {
         tx,
-        dropped: Arc::default(),
+        dropped: metrics::counter!("pbxlink_raw_events_dropped_total", "pbx" => pbx.to_owned()),
+        dropped_so_far: 0,
     }
 }
 
@@ -243,8 +264,7 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         {
             s.recv().await;
         }
