@@ -194,6 +194,7 @@ impl Tracker {
             "DialBegin" => self.on_dial_begin(now, msg),
             "DialEnd" => self.on_dial_end(now, msg),
             "Hangup" => self.on_hangup(now, msg),
+            "HangupRequest" => self.on_hangup_request(now, msg),
             "Pickup" => self.on_pickup(now, msg),
             "BlindTransfer" => self.on_blind_transfer(now, msg),
             "AttendedTransfer" => self.on_attended_transfer(now, msg),
@@ -801,12 +802,13 @@ impl Tracker {
             call.ringing.retain(|r| r != p);
         }
         if !call.hung_up_by {
-            let who = if call.is_caller_side(name) {
-                Some("hung up by caller")
-            } else if call.answered_by.is_some() && party.is_some() && party == call.current {
-                Some("hung up by callee")
-            } else {
-                None
+            // A SIP channel that goes without its own HangupRequest was hung up by the
+            // PBX; a Local channel has no such tell, so its going counts as its party's.
+            let sip = matches!(chan.kind, Kind::Phone(_) | Kind::Trunk);
+            let who = match Self::who_hangs_up(call, name, &chan) {
+                Some(_) if sip && call.is_caller_side(name) => Some("ended by the PBX"),
+                Some(who) if !sip => Some(who),
+                _ => None,
             };
             if let Some(who) = who {
                 call.hung_up_by = true;
@@ -817,6 +819,43 @@ impl Tracker {
             if let Some(call) = self.calls.remove(&chan.call) {
                 self.finish(call, now);
             }
+        }
+    }
+
+    /// "caller" or "callee" when `chan` is the caller's side or the party they talk to.
+    fn who_hangs_up(call: &Call, name: &str, chan: &Channel) -> Option<&'static str> {
+        if call.is_caller_side(name) {
+            Some("hung up by caller")
+        } else if call.answered_by.is_some()
+            && chan.party().is_some()
+            && chan.party() == call.current
+        {
+            Some("hung up by callee")
+        } else {
+            None
+        }
+    }
+
+    /// The channel's own side (SIP BYE/CANCEL) asked to hang up: that party hung up.
+    fn on_hangup_request(&mut self, now: DateTime<Utc>, msg: &Message) {
+        let Some(name) = msg.get("Channel") else {
+            return;
+        };
+        let Some(chan) = self.channels.get(name) else {
+            return;
+        };
+        if !matches!(chan.kind, Kind::Phone(_) | Kind::Trunk) {
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&chan.call) else {
+            return;
+        };
+        if call.hung_up_by {
+            return;
+        }
+        if let Some(who) = Self::who_hangs_up(call, name, chan) {
+            call.hung_up_by = true;
+            call.note(now, "hangup", who.to_owned());
         }
     }
 
