@@ -572,6 +572,8 @@ impl Link {
                 Wake::Command(Some(Command::Shutdown(_)) | None) => return LinkError::Shutdown,
                 Wake::PingDue if ping.is_some() => return LinkError::KeepaliveTimeout(interval),
                 Wake::PingDue => {
+                    // Forget callers that gave up (timed out) on an action never answered.
+                    self.waiters.retain(|_, (_, reply)| !reply.is_closed());
                     ping = Some(self.session.send_action(Action::ping()));
                     next_ping = Instant::now() + interval;
                 }

@@ -31,7 +31,9 @@ pub struct Transcript {
     pub ami_version: String,
     /// `AsteriskVersion` from a recorded CoreSettings response, when there is one.
     pub asterisk_version: Option<String>,
-    /// Unsolicited events after the login response, each with its original bytes.
+    /// Unsolicited events (no ActionID), each with its original bytes. Asterisk sends none
+    /// before the login, so these are the events after it; a generated transcript with no
+    /// login at all (`pbxlink simulate --write`) is all events.
     events: Vec<Bytes>,
     /// Recorded list responses, by lower-case action name (`coreshowchannels`, `status`).
     lists: HashMap<String, RecordedList>,
@@ -82,7 +84,6 @@ impl Transcript {
             events: Vec::new(),
             lists: HashMap::new(),
         };
-        let mut logged_in = false;
         // Open list responses by ActionID: the response and the items so far.
         let mut open: HashMap<String, (Message, Vec<Message>)> = HashMap::new();
         loop {
@@ -97,9 +98,6 @@ impl Transcript {
             }
             let id = msg.action_id().map(str::to_owned);
             match (msg.response(), msg.event(), id) {
-                (Some(_), _, _) if msg.get("Message") == Some("Authentication accepted") => {
-                    logged_in = true;
-                }
                 (Some(_), _, Some(id)) if msg.get("EventList") == Some("start") => {
                     open.insert(id, (msg, Vec::new()));
                 }
@@ -121,7 +119,7 @@ impl Transcript {
                         items.push(msg);
                     }
                 }
-                (None, Some(_), None) if logged_in => t.events.push(original),
+                (None, Some(_), None) => t.events.push(original),
                 _ => {}
             }
         }
