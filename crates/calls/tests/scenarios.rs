@@ -227,3 +227,118 @@ fn ring_group_member_on_dnd_did_not_ring() {
         "#]],
     );
 }
+
+mod generated {
+    use super::*;
+    use proptest::prelude::*;
+
+    const EVENTS: &[&str] = &[
+        "Newchannel",
+        "Newstate",
+        "DialBegin",
+        "DialEnd",
+        "Hangup",
+        "HangupRequest",
+        "Pickup",
+        "BlindTransfer",
+        "AttendedTransfer",
+        "ConfbridgeJoin",
+        "QueueCallerJoin",
+        "QueueCallerAbandon",
+        "VarSet",
+        "Newexten",
+        "DTMFEnd",
+        "CoreShowChannel",
+        "CoreShowChannelsComplete",
+    ];
+    const CHANNELS: &[&str] = &[
+        "PJSIP/201-1",
+        "PJSIP/carrier-2",
+        "Local/202@from-queue-3;1",
+        "Local/202@from-queue-3;2",
+        "Local/15557654321@from-internal-4;2",
+        "PJSIP/203-5",
+        "",
+    ];
+    const KEYS: &[&str] = &[
+        "Channel",
+        "DestChannel",
+        "TargetChannel",
+        "TransfererChannel",
+        "TransfereeChannel",
+        "OrigTransfererChannel",
+        "TransferTargetChannel",
+    ];
+    const VALUES: &[&str] = &[
+        "ANSWER",
+        "BUSY",
+        "CANCEL",
+        "NOANSWER",
+        "Up",
+        "Ringing",
+        "1.1",
+        "1.2",
+        "201",
+        "*8",
+        "MIXMONITOR_FILENAME",
+        "BackGround",
+        "Received",
+    ];
+    const PLAIN_KEYS: &[&str] = &[
+        "Uniqueid",
+        "Linkedid",
+        "DialStatus",
+        "ChannelStateDesc",
+        "Exten",
+        "Variable",
+        "Application",
+        "Value",
+        "Direction",
+        "Digit",
+        "Conference",
+        "Queue",
+        "Extension",
+    ];
+
+    fn event() -> impl Strategy<Value = Message> {
+        (
+            prop::sample::select(EVENTS),
+            prop::collection::vec(
+                (prop::sample::select(KEYS), prop::sample::select(CHANNELS)),
+                0..4,
+            ),
+            prop::collection::vec(
+                (
+                    prop::sample::select(PLAIN_KEYS),
+                    prop::sample::select(VALUES),
+                ),
+                0..6,
+            ),
+        )
+            .prop_map(|(name, chans, fields)| {
+                let mut m = Message::new();
+                m.push("Event", name);
+                for (k, v) in chans.into_iter().chain(fields) {
+                    m.push(k, v);
+                }
+                m
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_event_streams_never_panic_and_flush_forgets_everything(
+            events in prop::collection::vec(event(), 0..60)
+        ) {
+            let mut tracker = Tracker::new(TrackerConfig::default());
+            for (i, m) in events.iter().enumerate() {
+                tracker.handle(DateTime::from_timestamp(i as i64, 0).unwrap(), m);
+            }
+            tracker.flush(DateTime::from_timestamp(60, 0).unwrap());
+            prop_assert_eq!(tracker.calls_in_progress(), 0);
+            while let Some(r) = tracker.poll_record() {
+                prop_assert!(r.ended_at >= r.started_at);
+            }
+        }
+    }
+}
