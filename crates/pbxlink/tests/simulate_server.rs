@@ -366,6 +366,7 @@ fn originate_plays_a_click_to_call_and_astdb_round_trips() {
         ("Priority", "1"),
         ("CallerID", "\"Alice Anderson\" <201>"),
         ("Async", "yes"),
+        ("ChannelId", "c2c-0001"),
     ]);
     assert_eq!(queued.get("Message"), Some("Originate successfully queued"));
     let response = loop {
@@ -379,6 +380,8 @@ fn originate_plays_a_click_to_call_and_astdb_round_trips() {
     assert_eq!(response.get("Response"), Some("Success"));
     let agent = response.get("Channel").unwrap().to_owned();
     assert!(agent.starts_with("PJSIP/201-"), "{agent}");
+    // ChannelId names the agent's channel, hence the call (its Linkedid).
+    assert_eq!(response.get("Uniqueid"), Some("c2c-0001"));
     // The originate dials the agent's phone first: DialBegin with no Channel, DestChannel it.
     assert!(c.events.iter().any(|m| m.event() == Some("DialBegin")
         && m.get("Channel").is_none()

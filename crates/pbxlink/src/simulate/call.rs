@@ -69,6 +69,8 @@ pub struct CallBuilder<'a> {
     pub recording: Option<String>,
     // `__VAR`s set so far: every channel dialed later inherits them (one VarSet each).
     inherited: Vec<(String, String)>,
+    /// Uniqueid for the next channel instead of a counted one (Originate's `ChannelId`).
+    pub channel_id: Option<String>,
 }
 
 impl<'a> CallBuilder<'a> {
@@ -91,6 +93,7 @@ impl<'a> CallBuilder<'a> {
             bridges: Vec::new(),
             recording: None,
             inherited: Vec::new(),
+            channel_id: None,
         }
     }
 
@@ -162,9 +165,14 @@ impl<'a> CallBuilder<'a> {
         exten: &str,
         linked: Option<&str>,
     ) -> ChanId {
-        let n = self.ids.next_uniqueid;
-        self.ids.next_uniqueid += 1;
-        let uniqueid = format!("{}.{n}", self.t / 1000);
+        let uniqueid = match self.channel_id.take() {
+            Some(id) => id,
+            None => {
+                let n = self.ids.next_uniqueid;
+                self.ids.next_uniqueid += 1;
+                format!("{}.{n}", self.t / 1000)
+            }
+        };
         let chan = Chan {
             name,
             state,

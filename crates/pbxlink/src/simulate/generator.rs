@@ -155,9 +155,18 @@ impl Generator {
     }
 
     /// A click-to-call asked for by an AMI Originate: the phone `ext` rings now, then `number`.
-    pub fn originate(&mut self, ext: &str, number: &str, action_id: &str) -> Truth {
+    /// `channel_id` (Originate's `ChannelId`) becomes the agent channel's Uniqueid and so the
+    /// call's Linkedid, as in Asterisk.
+    pub fn originate(
+        &mut self,
+        ext: &str,
+        number: &str,
+        action_id: &str,
+        channel_id: Option<&str>,
+    ) -> Truth {
         let t = self.last_ms;
         self.add_call(t, |b| {
+            b.channel_id = channel_id.map(str::to_owned);
             scenario::click_to_call_truth(b, ext, number, action_id)
         })
     }

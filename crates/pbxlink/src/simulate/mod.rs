@@ -349,6 +349,11 @@ mod tests {
                 s.paused.insert((q.into(), "Local/201@from-queue/n".into()));
             }
         });
-        check([dnd, cf, paused], expect![[r#"["inbound_ext Busy by None rang []", "internal Answered by Some(\"15557654321\") rang []", "queue NoAnswer by None rang []"]"#]]);
+        check(
+            [dnd, cf, paused],
+            expect![[
+                r#"["inbound_ext Busy by None rang []", "internal Answered by Some(\"15557654321\") rang []", "queue NoAnswer by None rang []"]"#
+            ]],
+        );
     }
 }

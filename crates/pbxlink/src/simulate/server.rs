@@ -349,7 +349,10 @@ impl Connection {
                         "Message",
                         "Originate successfully queued".into(),
                     )]));
-                    self.shared.gen.lock().unwrap().originate(&ext, &number, id);
+                    let channel_id = action.get("ChannelId");
+                    let mut gen = self.shared.gen.lock().unwrap();
+                    gen.originate(&ext, &number, id, channel_id);
+                    drop(gen);
                     self.shared.wake.notify_one();
                 }
             }
