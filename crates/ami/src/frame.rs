@@ -167,12 +167,9 @@ impl Decoder {
                 End::NeedMore { scanned } => {
                     self.scanned = scanned;
                     if buf.len() > self.max_message_len {
-                        self.skipping = !follows;
-                        if follows {
-                            // An endless command output: drop what we have, resync on the
-                            // next blank line like any other message.
-                            self.skipping = true;
-                        }
+                        // Drop what we have and resync on the next blank line, also for an
+                        // endless command output (its `--END COMMAND--` may never come).
+                        self.skipping = true;
                         self.scanned = 0;
                         buf.advance(buf.len().saturating_sub(2));
                         return Err(DecodeError::MessageTooLong {
