@@ -15,14 +15,29 @@ fuzz_target!(|data: &[u8]| {
     let (size_bytes, stream) = data.split_at(data.len().min(8));
     let sizes: Vec<usize> = size_bytes
         .iter()
-        .map(|&b| if b < 128 { usize::from(b) + 1 } else { usize::from(b - 127) * 64 })
+        .map(|&b| {
+            if b < 128 {
+                usize::from(b) + 1
+            } else {
+                usize::from(b - 127) * 64
+            }
+        })
         .collect();
-    let sizes = if sizes.is_empty() { vec![usize::MAX] } else { sizes };
+    let sizes = if sizes.is_empty() {
+        vec![usize::MAX]
+    } else {
+        sizes
+    };
 
     // Without over-long messages the split must not matter.
     let whole = decode(Decoder::new(), usize::MAX, stream, &[usize::MAX]);
     assert_eq!(decode(Decoder::new(), usize::MAX, stream, &sizes), whole);
-    decode(Decoder::with_max_message_len(SMALL_BOUND), SMALL_BOUND, stream, &sizes);
+    decode(
+        Decoder::with_max_message_len(SMALL_BOUND),
+        SMALL_BOUND,
+        stream,
+        &sizes,
+    );
     decode(Decoder::without_banner(), usize::MAX, stream, &sizes);
 
     assert_eq!(session(stream, &sizes), session(stream, &[usize::MAX]));
@@ -49,7 +64,11 @@ fn decode(
                 Err(e) => out.push(Err(e)),
             }
         }
-        assert!(buf.len() <= bound, "buffer {} over the bound {bound}", buf.len());
+        assert!(
+            buf.len() <= bound,
+            "buffer {} over the bound {bound}",
+            buf.len()
+        );
         if rest.is_empty() {
             return out;
         }
