@@ -1,7 +1,8 @@
 """Prints a side-by-side table from the JSON lines the bench drivers write.
 
-Each line: {"impl", "messages", "seconds"} and optionally "bytes". The first line is ours;
-the last column is how many times faster ours is than that row (below 1: slower).
+Each line: {"impl", "messages", "seconds"}, optionally "bytes", and any other fields (printed
+under the table). The first line is ours; the last column is how many times faster ours is
+than that row (below 1: slower).
 Usage: report.py <results.jsonl>
 """
 import json
@@ -23,6 +24,10 @@ def main():
         if has_bytes:
             line += f" {row['bytes'] / row['seconds'] / 1e6:>9.1f}"
         print(line + f" {ours_rate / rate:>11.3f}x")
+    for row in rows:
+        extra = {k: v for k, v in row.items() if k not in ('impl', 'messages', 'seconds', 'bytes')}
+        if extra:
+            print(f"{row['impl']}: " + ', '.join(f'{k}={v}' for k, v in extra.items()))
     counts = {r['messages'] for r in rows}
     if len(counts) > 1:
         print(f"note: message counts differ between implementations: {sorted(counts)}")
