@@ -22,7 +22,17 @@ pub struct Tracker {
     events: VecDeque<CallEvent>,
     records: VecDeque<CallRecord>,
     /// Channel names listed by a `CoreShowChannels` answer still being received.
-    snapshot: Option<FxHashSet<String>>,
+    snapshot: Option<Snapshot>,
+    /// Channels created so far; a snapshot only judges channels older than itself.
+    created: u64,
+}
+
+/// A `CoreShowChannels` listing being received.
+#[derive(Debug, Default)]
+struct Snapshot {
+    listed: FxHashSet<String>,
+    /// `Tracker::created` when the listing began.
+    since: u64,
 }
 
 #[derive(Debug)]
@@ -38,6 +48,8 @@ struct Channel {
     /// A Local `;1` whose `;2` played the busy tone: a dialplan-simulated busy phone.
     busy_tone: bool,
     up_at: Option<DateTime<Utc>>,
+    /// Order of creation (see `Tracker::created`).
+    seq: u64,
 }
 
 impl Channel {
@@ -184,7 +196,17 @@ impl Tracker {
 
     /// Feeds one AMI message. Anything that is not a call event is ignored cheaply.
     pub fn handle(&mut self, now: DateTime<Utc>, msg: &Message) {
-        let Some(event) = msg.event() else { return };
+        let Some(event) = msg.event() else {
+            // The answer to our own CoreShowChannels: the listing starts here.
+            if msg.get("EventList") == Some("start")
+                && msg
+                    .get("Message")
+                    .is_some_and(|m| m.contains("Channels will follow"))
+            {
+                self.snapshot_start();
+            }
+            return;
+        };
         match event {
             // ~75% of all events: look at one field and leave.
             "VarSet" => self.on_varset(now, msg),
@@ -334,6 +356,7 @@ impl Tracker {
         let Some(call) = self.calls.get_mut(linkedid) else {
             return;
         };
+        self.created += 1;
         call.live += 1;
         call.legs.push(name.to_owned());
         self.channels.insert(
@@ -346,6 +369,7 @@ impl Tracker {
                 hop: false,
                 busy_tone: false,
                 up_at: None,
+                seq: self.created,
             },
         );
     }
@@ -859,23 +883,33 @@ impl Tracker {
         }
     }
 
+    fn snapshot_start(&mut self) -> &mut Snapshot {
+        let since = self.created;
+        self.snapshot.get_or_insert_with(|| Snapshot {
+            listed: FxHashSet::default(),
+            since,
+        })
+    }
+
     fn on_snapshot_channel(&mut self, msg: &Message) {
         if let Some(name) = msg.get("Channel") {
-            self.snapshot
-                .get_or_insert_with(FxHashSet::default)
-                .insert(name.to_owned());
+            self.snapshot_start().listed.insert(name.to_owned());
         }
     }
 
     /// After a reconnect, a channel we track that Asterisk no longer lists hung up while we
-    /// were away: end it so its call can finish (and memory stays bounded).
+    /// were away: end it so its call can finish (and memory stays bounded). Channels that
+    /// appeared while the listing was on its way are not judged by it.
     fn on_snapshot_complete(&mut self, now: DateTime<Utc>) {
-        let listed = self.snapshot.take().unwrap_or_default();
+        self.snapshot_start();
+        let Some(snapshot) = self.snapshot.take() else {
+            return;
+        };
         let mut gone: Vec<String> = self
             .channels
-            .keys()
-            .filter(|name| !listed.contains(*name))
-            .cloned()
+            .iter()
+            .filter(|(name, chan)| chan.seq <= snapshot.since && !snapshot.listed.contains(*name))
+            .map(|(name, _)| name.clone())
             .collect();
         gone.sort();
         for name in gone {

@@ -1,6 +1,7 @@
 //! Tracker behaviour on hand-written event streams, for the cases the recorded fixtures do
 //! not show: DND, failed dials, configured trunks, attaching mid-call, reconnect resync and
-//! malformed events. One event per line (`Event k=v k=v`); line N happens at second N.
+//! malformed events. One event per line (`Event k=v k=v`, `~` for a space in a value);
+//! line N happens at second N.
 
 use ami::Message;
 use calls::{Tracker, TrackerConfig};
@@ -23,7 +24,7 @@ fn run(config: TrackerConfig, input: &str) -> String {
         }
         for kv in words {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            msg.push(k, v);
+            msg.push(k, &v.replace('~', " "));
         }
         tracker.handle(DateTime::from_timestamp(i as i64, 0).unwrap(), &msg);
         while let Some(ev) = tracker.poll_event() {
@@ -147,21 +148,26 @@ fn resync_snapshot_ends_channels_that_hung_up_while_away() {
         DialBegin Channel=PJSIP/201-1 DestChannel=PJSIP/202-2 DialString=202
         DialEnd Channel=PJSIP/201-1 DestChannel=PJSIP/202-2 DialStatus=ANSWER
         Newchannel Channel=PJSIP/203-3 Uniqueid=9.3 Linkedid=9.3 CallerIDNum=203 Exten=204
-        Response=Success EventList=start Message=Channels will follow
+        Response=Success EventList=start Message=Channels~will~follow
         CoreShowChannel Channel=PJSIP/203-3 Uniqueid=9.3 Linkedid=9.3
         CoreShowChannel Channel=PJSIP/999-9 Uniqueid=8.1 Linkedid=8.1
+        Newchannel Channel=PJSIP/205-5 Uniqueid=9.5 Linkedid=9.5 CallerIDNum=205 Exten=201
         CoreShowChannelsComplete ListItems=2
         Hangup Channel=PJSIP/203-3
+        Hangup Channel=PJSIP/205-5
         ",
         expect![[r#"
             event {"type":"call.started","direction":"internal","from":"201","to":"202"}
             event {"type":"call.ringing","extensions":["202"]}
             event {"type":"call.answered","by":"202"}
             event {"type":"call.started","direction":"internal","from":"203","to":"204"}
+            event {"type":"call.started","direction":"internal","from":"205","to":"201"}
             event {"type":"call.ended","disposition":"answered"}
-            record 9.1 Internal Some("201")->Some("202") Answered by=Some("202") rang=["202"] ring=3 talk=5
+            record 9.1 Internal Some("201")->Some("202") Answered by=Some("202") rang=["202"] ring=3 talk=6
             event {"type":"call.ended","disposition":"cancelled"}
-            record 9.3 Internal Some("203")->Some("204") Cancelled by=None rang=[] ring=5 talk=0
+            record 9.3 Internal Some("203")->Some("204") Cancelled by=None rang=[] ring=6 talk=0
+            event {"type":"call.ended","disposition":"cancelled"}
+            record 9.5 Internal Some("205")->Some("201") Cancelled by=None rang=[] ring=3 talk=0
             in progress: 0
         "#]],
     );
