@@ -13,7 +13,7 @@ import time
 from cacofonisk.handlers import EventHandler
 from cacofonisk.reporters import BaseReporter
 
-BATCH = 10_000  # same batch size as the Rust driver
+BATCH = 1_000  # same batch size as the Rust driver
 READ = 1 << 20
 
 

@@ -39,6 +39,10 @@ enum Command {
     Run(crate::run::RunArgs),
     /// A simulated Asterisk/FreePBX: generated call traffic over AMI, or written to a file.
     Simulate(crate::simulate::SimulateArgs),
+    /// Serve FreePBX module updates (what FreePBX's module admin updates from), over TLS.
+    ReleaseServer(crate::release::ServerArgs),
+    /// FreePBX module releases: publish, list, yank, audit, check a server.
+    Release(crate::release::ReleaseArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -55,6 +59,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Replay { file, events } => crate::replay::run(&file, events),
         Command::Simulate(args) => crate::simulate::run(args),
+        Command::ReleaseServer(args) => {
+            let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
+            crate::release::serve(config, args)
+        }
+        Command::Release(args) => {
+            let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
+            crate::release::run(config, args)
+        }
         Command::Run(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
             crate::run::run(config, args)

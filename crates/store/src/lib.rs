@@ -17,6 +17,7 @@ mod codec;
 mod events;
 mod journal;
 mod outbox;
+mod releases;
 mod sql;
 
 use std::time::Duration;
@@ -27,6 +28,7 @@ use sqlx::{AnyPool, Executor};
 pub use events::RawEvent;
 pub use journal::{CallFilter, CallPage, StoredCall};
 pub use outbox::{Failure, NewOutboxRow, OutboxRow, OutboxStatus};
+pub use releases::{AuditEntry, NewRelease, Release, ReleaseCounts};
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,301 @@
+//! FreePBX module distribution: `pbxlink release-server` (what FreePBX updates from) and
+//! `pbxlink release publish|list|yank|audit|check`.
+
+mod check;
+pub mod module;
+mod publish;
+mod server;
+pub mod version;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use chrono::Utc;
+use clap::{Args, Subcommand};
+
+use crate::config::{Config, ReleaseChannel};
+
+/// `pbxlink release-server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address to listen on (default: `[release] listen`).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// The https base URL clients reach this server at (default: `[release] public_url`).
+    #[arg(long)]
+    public_url: Option<String>,
+    /// Serve TLS with a fresh self-signed certificate (trials): prints its SHA-256
+    /// fingerprint and writes it to `<data_dir>/release-self-signed.pem`.
+    #[arg(long, conflicts_with = "plain_http")]
+    self_signed: bool,
+    /// Serve plain HTTP behind a TLS-terminating proxy (needs the proxy's https public URL).
+    #[arg(long)]
+    plain_http: bool,
+}
+
+/// `pbxlink release ...`.
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    #[command(subcommand)]
+    command: ReleaseCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ReleaseCommand {
+    /// Check a module tarball and publish it on a channel.
+    Publish {
+        file: PathBuf,
+        #[arg(long, value_enum)]
+        channel: ChannelArg,
+        /// Serve the file from this https URL (CDN, S3) instead of from pbxlink.
+        #[arg(long)]
+        location: Option<String>,
+    },
+    /// Every release with its digests, channel, state and counts.
+    List,
+    /// Withdraw a release: never offered again, its file answers 410.
+    Yank {
+        rawname: String,
+        version: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// The log of publishes and yanks.
+    Audit,
+    /// Run FreePBX's update sequence against a server; one line per step.
+    Check {
+        /// Server base URL, `https://host[:port]` (or `https://host/c/TOKEN`).
+        url: String,
+        rawname: String,
+        /// The installed version to check an update for.
+        version: String,
+        /// Also trust the certificates in this PEM file (a self-signed server's).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ChannelArg {
+    Stable,
+    Beta,
+}
+
+impl From<ChannelArg> for ReleaseChannel {
+    fn from(c: ChannelArg) -> Self {
+        match c {
+            ChannelArg::Stable => ReleaseChannel::Stable,
+            ChannelArg::Beta => ReleaseChannel::Beta,
+        }
+    }
+}
+
+fn files_dir(config: &Config) -> PathBuf {
+    config
+        .release
+        .files_dir
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("releases"))
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<store::Store> {
+    if config.database.url.is_none() {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    }
+    Ok(store::Store::connect(&config.database_url()).await?)
+}
+
+/// `pbxlink release-server`.
+pub fn serve(config: Config, args: ServerArgs) -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let listen = args.listen.unwrap_or(config.release.listen);
+        let plain = args.plain_http || config.release.plain_http;
+        let public_url = args
+            .public_url
+            .or_else(|| config.release.public_url.clone());
+        if plain && public_url.is_none() {
+            anyhow::bail!(
+                "plain HTTP needs the TLS proxy's https URL: --public-url or [release] public_url"
+            );
+        }
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        let bound = listener.local_addr()?;
+        let public_url = public_url.unwrap_or_else(|| format!("https://{bound}"));
+        // FreePBX ignores any updateurl and download location that is not https.
+        let parsed =
+            url::Url::parse(&public_url).with_context(|| format!("public URL {public_url}"))?;
+        if parsed.scheme() != "https" {
+            anyhow::bail!(
+                "public URL {public_url} must be https: FreePBX never fetches anything else"
+            );
+        }
+        let tls = if plain {
+            None
+        } else {
+            let identity = match (&config.release.tls_cert, &config.release.tls_key) {
+                _ if args.self_signed => server::Identity::SelfSigned {
+                    names: vec![
+                        parsed.host_str().unwrap_or("localhost").to_owned(),
+                        "localhost".to_owned(),
+                        "127.0.0.1".to_owned(),
+                    ],
+                },
+                (Some(cert), Some(key)) => server::Identity::Files {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                },
+                _ => anyhow::bail!(
+                    "TLS needs [release] tls_cert and tls_key (or --self-signed for a trial, \
+                     or --plain-http behind a TLS proxy)"
+                ),
+            };
+            let (acceptor, generated) = server::tls_acceptor(&identity)?;
+            if let Some((pem, fingerprint)) = generated {
+                std::fs::create_dir_all(&config.data_dir)?;
+                let path = config.data_dir.join("release-self-signed.pem");
+                std::fs::write(&path, pem)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                eprintln!(
+                    "self-signed certificate {} SHA-256 fingerprint {fingerprint}",
+                    path.display()
+                );
+            }
+            Some(acceptor)
+        };
+        let publish_key = std::env::var(&config.release.publish_secret_env)
+            .ok()
+            .filter(|k| !k.is_empty())
+            .map(String::into_bytes);
+        let customers: HashMap<_, _> = config.release.customers.clone().into_iter().collect();
+        let store = open_store(&config).await?;
+        let server = server::ReleaseServer::new(
+            store,
+            files_dir(&config),
+            public_url,
+            customers,
+            publish_key,
+        )
+        .await?;
+        server::run(server, listener, tls).await
+    })
+}
+
+/// `pbxlink release ...`.
+pub fn run(config: Config, args: ReleaseArgs) -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(async {
+        if let ReleaseCommand::Check {
+            url,
+            rawname,
+            version,
+            ca_file,
+        } = &args.command
+        {
+            let mut stdout = std::io::stdout();
+            return check::check(url, rawname, version, ca_file.as_deref(), &mut stdout)
+                .await?
+                .map_err(|failure| {
+                    println!("FAIL {failure}");
+                    anyhow::Error::new(failure)
+                });
+        }
+        let store = open_store(&config).await?;
+        let actor = format!(
+            "cli:{}",
+            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+        );
+        match args.command {
+            ReleaseCommand::Publish {
+                file,
+                channel,
+                location,
+            } => {
+                let tgz =
+                    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                let r = publish::publish(
+                    &store,
+                    &files_dir(&config),
+                    &tgz,
+                    channel.into(),
+                    location,
+                    &actor,
+                    Utc::now(),
+                )
+                .await
+                .with_context(|| format!("{}", file.display()))?;
+                println!(
+                    "published {} {} on {}: {} bytes, md5 {}, sha256 {}",
+                    r.rawname, r.version, r.channel, r.size, r.md5, r.sha256
+                );
+            }
+            ReleaseCommand::List => print!("{}", list_table(&store.releases().await?)),
+            ReleaseCommand::Yank {
+                rawname,
+                version,
+                reason,
+            } => {
+                if !store
+                    .yank_release(&rawname, &version, &actor, &reason, Utc::now())
+                    .await?
+                {
+                    anyhow::bail!(
+                        "no release {rawname} {version} to yank (unknown, or yanked already)"
+                    );
+                }
+                println!("yanked {rawname} {version}");
+            }
+            ReleaseCommand::Audit => {
+                for e in store.release_audit().await? {
+                    println!(
+                        "{} {} {} {} by {}: {}",
+                        e.at.to_rfc3339(),
+                        e.action,
+                        e.rawname,
+                        e.version,
+                        e.actor,
+                        e.detail
+                    );
+                }
+            }
+            ReleaseCommand::Check { .. } => unreachable!("answered above"),
+        }
+        Ok(())
+    })
+}
+
+fn list_table(releases: &[store::Release]) -> String {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::NOTHING)
+        .set_header([
+            "MODULE",
+            "VERSION",
+            "CHANNEL",
+            "STATE",
+            "SIZE",
+            "MD5",
+            "DOWNLOADS",
+            "CHECKS",
+        ]);
+    for r in releases {
+        table.add_row([
+            r.release.rawname.clone(),
+            r.release.version.clone(),
+            r.release.channel.clone(),
+            if r.yanked_at.is_some() {
+                "yanked"
+            } else {
+                "live"
+            }
+            .to_owned(),
+            r.release.size.to_string(),
+            r.release.md5.clone(),
+            r.downloads.to_string(),
+            r.update_checks.to_string(),
+        ]);
+    }
+    format!("{table}\n")
+}

@@ -1,0 +1,539 @@
+//! `pbxlink release-server`: the HTTPS server FreePBX's module admin updates from.
+//!
+//! Every choice here follows `freepbx-updater-contract.md`: errors are plain text (FreePBX
+//! takes any JSON body as update data, whatever the status), no version lower than or equal to
+//! the installed one is ever offered (FreePBX installs any different version), HEAD carries the
+//! exact `Content-Length`, GET and POST answer 303 (the only redirect on which PHP Requests
+//! turns a POST into a GET), and no response is compressed (cURL and Requests would both
+//! decode it and the checksum would fail). HTTP/1.0 connections are closed after the answer
+//! by hyper itself: FreePBX's HEAD helper reads until the server closes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, on, post, MethodFilter};
+use axum::Router;
+use chrono::Utc;
+use serde_json::json;
+use store::{Release, ReleaseCounts, Store};
+
+use super::publish::{self, PublishError};
+use super::version;
+use crate::config::ReleaseChannel;
+
+/// How often the server re-reads the release list (publishes and yanks made with the CLI in
+/// another process) and writes its counts.
+const RELOAD_EVERY: Duration = Duration::from_secs(2);
+
+/// What the HTTP handlers share.
+#[derive(Debug)]
+pub struct ReleaseServer {
+    store: Store,
+    files_dir: PathBuf,
+    /// `https://host[:port]`, no trailing slash.
+    public_url: String,
+    customers: HashMap<String, ReleaseChannel>,
+    publish_key: Option<Vec<u8>>,
+    releases: RwLock<Arc<Vec<Release>>>,
+    /// (rawname, version) -> (downloads, update checks) since the last flush.
+    counts: Mutex<HashMap<(String, String), (u64, u64)>>,
+}
+
+impl ReleaseServer {
+    pub async fn new(
+        store: Store,
+        files_dir: PathBuf,
+        public_url: String,
+        customers: HashMap<String, ReleaseChannel>,
+        publish_key: Option<Vec<u8>>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let releases = store.releases().await?;
+        Ok(Arc::new(Self {
+            store,
+            files_dir,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            customers,
+            publish_key,
+            releases: RwLock::new(Arc::new(releases)),
+            counts: Mutex::default(),
+        }))
+    }
+
+    /// Writes the counts gathered since the last call and re-reads the release list.
+    pub async fn sync(&self) -> anyhow::Result<()> {
+        let counts: Vec<ReleaseCounts> = std::mem::take(&mut *self.counts.lock().unwrap())
+            .into_iter()
+            .map(
+                |((rawname, version), (downloads, update_checks))| ReleaseCounts {
+                    rawname,
+                    version,
+                    downloads,
+                    update_checks,
+                },
+            )
+            .collect();
+        if !counts.is_empty() {
+            self.store.add_release_counts(&counts).await?;
+        }
+        let releases = self.store.releases().await?;
+        *self.releases.write().unwrap() = Arc::new(releases);
+        Ok(())
+    }
+
+    /// Keeps [`ReleaseServer::sync`] going; failures are logged and retried next round.
+    pub async fn sync_forever(self: Arc<Self>) {
+        let mut every = tokio::time::interval(RELOAD_EVERY);
+        loop {
+            every.tick().await;
+            if let Err(e) = self.sync().await {
+                tracing::warn!("release server: syncing with the database failed: {e:#}");
+            }
+        }
+    }
+
+    fn count(&self, rawname: &str, version: &str, download: bool) {
+        let mut counts = self.counts.lock().unwrap();
+        let entry = counts
+            .entry((rawname.to_owned(), version.to_owned()))
+            .or_default();
+        if download {
+            entry.0 += 1;
+        } else {
+            entry.1 += 1;
+        }
+    }
+
+    fn snapshot(&self) -> Arc<Vec<Release>> {
+        self.releases.read().unwrap().clone()
+    }
+
+    fn file_url(&self, rawname: &str, version: &str) -> String {
+        format!("{}/getModuleFile/{rawname}/{version}.tgz", self.public_url)
+    }
+}
+
+/// The routes. No compression layer, on purpose (see the module docs).
+pub fn app(server: Arc<ReleaseServer>) -> Router {
+    let file_methods = MethodFilter::GET
+        .or(MethodFilter::HEAD)
+        .or(MethodFilter::POST);
+    Router::new()
+        .route("/getModuleUpdate/{rawname}/{version}", get(update))
+        .route(
+            "/c/{token}/getModuleUpdate/{rawname}/{version}",
+            get(customer_update),
+        )
+        .route(
+            "/getModuleFile/{rawname}/{file}",
+            on(file_methods, module_file),
+        )
+        .route("/files/{file}", get(stored_file))
+        .route(
+            "/api/v1/publish",
+            post(publish_api).layer(DefaultBodyLimit::max(publish::MAX_TARBALL)),
+        )
+        .fallback(|| async { text(StatusCode::NOT_FOUND, "not found") })
+        .with_state(server)
+}
+
+/// A plain-text answer: what every error and "no update" is.
+fn text(status: StatusCode, message: impl Into<String>) -> Response {
+    let mut body = message.into();
+    body.push('\n');
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+async fn update(
+    State(server): State<Arc<ReleaseServer>>,
+    Path((rawname, installed)): Path<(String, String)>,
+) -> Response {
+    offer(&server, ReleaseChannel::Stable, &rawname, &installed)
+}
+
+async fn customer_update(
+    State(server): State<Arc<ReleaseServer>>,
+    Path((token, rawname, installed)): Path<(String, String, String)>,
+) -> Response {
+    match server.customers.get(&token) {
+        Some(&channel) => offer(&server, channel, &rawname, &installed),
+        None => text(StatusCode::FORBIDDEN, "unknown customer token"),
+    }
+}
+
+/// The update JSON for the newest release above `installed` on `channel`, or plain text.
+fn offer(
+    server: &ReleaseServer,
+    channel: ReleaseChannel,
+    rawname: &str,
+    installed: &str,
+) -> Response {
+    if !super::module::is_valid_rawname(rawname) || !version::is_valid(installed) {
+        return text(StatusCode::BAD_REQUEST, "bad module name or version");
+    }
+    let releases = server.snapshot();
+    let mut known = false;
+    // Oldest first, so the last one is the offer and the others its `previous`.
+    let mut newer: Vec<&Release> = releases
+        .iter()
+        .filter(|r| r.release.rawname == rawname)
+        .inspect(|_| known = true)
+        .filter(|r| r.yanked_at.is_none() && channel_of(r) <= channel)
+        .filter(|r| version::compare(&r.release.version, installed).is_gt())
+        .collect();
+    if !known {
+        return text(StatusCode::NOT_FOUND, format!("unknown module {rawname}"));
+    }
+    newer.sort_by(|a, b| version::compare(&a.release.version, &b.release.version));
+    let Some(latest) = newer.pop() else {
+        server.count(rawname, installed, false);
+        return text(
+            StatusCode::OK,
+            format!("no update: {rawname} {installed} is current"),
+        );
+    };
+    server.count(rawname, &latest.release.version, false);
+    let r = &latest.release;
+    let mut offer = json!({
+        "rawname": r.rawname,
+        "version": r.version,
+        "location": server.file_url(&r.rawname, &r.version),
+        "md5sum": r.md5,
+        "sha1sum": r.sha1,
+        "packaged": latest.published_at.timestamp(),
+        "name": r.name,
+        "previous": newer.iter().rev().map(|p| json!({
+            "rawname": p.release.rawname,
+            "version": p.release.version,
+            "location": server.file_url(&p.release.rawname, &p.release.version),
+            "md5sum": p.release.md5,
+            "changelog": p.release.changelog,
+        })).collect::<Vec<_>>(),
+    });
+    for (key, value) in [
+        ("publisher", &r.publisher),
+        ("license", &r.license),
+        ("changelog", &r.changelog),
+    ] {
+        if let Some(value) = value {
+            offer[key] = json!(value);
+        }
+    }
+    if let Some(depends) = r
+        .depends
+        .as_deref()
+        .and_then(|d| serde_json::from_str(d).ok())
+    {
+        offer["depends"] = depends;
+    }
+    axum::Json(offer).into_response()
+}
+
+fn channel_of(r: &Release) -> ReleaseChannel {
+    if r.release.channel == "beta" {
+        ReleaseChannel::Beta
+    } else {
+        ReleaseChannel::Stable
+    }
+}
+
+/// HEAD: size and name; GET/POST: 303 to where the bytes are.
+async fn module_file(
+    State(server): State<Arc<ReleaseServer>>,
+    method: Method,
+    Path((rawname, file)): Path<(String, String)>,
+) -> Response {
+    let Some(wanted) = file.strip_suffix(".tgz") else {
+        return text(StatusCode::NOT_FOUND, "module files end in .tgz");
+    };
+    if !super::module::is_valid_rawname(&rawname)
+        || (wanted != "latest" && !version::is_valid(wanted))
+    {
+        return text(StatusCode::BAD_REQUEST, "bad module name or version");
+    }
+    let releases = server.snapshot();
+    let release = if wanted == "latest" {
+        releases
+            .iter()
+            .filter(|r| r.release.rawname == rawname && r.yanked_at.is_none())
+            .filter(|r| channel_of(r) == ReleaseChannel::Stable)
+            .max_by(|a, b| version::compare(&a.release.version, &b.release.version))
+    } else {
+        releases
+            .iter()
+            .find(|r| r.release.rawname == rawname && r.release.version == wanted)
+    };
+    let Some(release) = release else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("no release {rawname} {wanted}"),
+        );
+    };
+    if release.yanked_at.is_some() {
+        return text(
+            StatusCode::GONE,
+            format!("{rawname} {wanted} was withdrawn"),
+        );
+    }
+    let r = &release.release;
+    if method == Method::HEAD {
+        return file_head(r.size, &r.rawname, &r.version);
+    }
+    server.count(&r.rawname, &r.version, true);
+    let location = r
+        .location
+        .clone()
+        .unwrap_or_else(|| format!("{}/files/{}.tgz", server.public_url, r.sha256));
+    (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
+}
+
+/// A bodiless answer announcing the file's exact size and download name.
+fn file_head(size: u64, rawname: &str, version: &str) -> Response {
+    let mut response = StatusCode::OK.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-gzip"),
+    );
+    // rawname and version are checked to be header-safe ASCII before we get here.
+    if let Ok(disposition) =
+        HeaderValue::from_str(&format!("attachment; filename=\"{rawname}-{version}.tgz\""))
+    {
+        headers.insert(header::CONTENT_DISPOSITION, disposition);
+    }
+    response
+}
+
+/// The stored tarballs, by SHA-256 (a name that cannot be anything but 64 hex digits).
+async fn stored_file(
+    State(server): State<Arc<ReleaseServer>>,
+    method: Method,
+    Path(file): Path<String>,
+) -> Response {
+    let sha256 = file.strip_suffix(".tgz").unwrap_or_default();
+    let releases = server.snapshot();
+    let Some(release) = releases
+        .iter()
+        .find(|r| sha256.len() == 64 && r.release.sha256 == sha256 && r.release.location.is_none())
+    else {
+        return text(StatusCode::NOT_FOUND, "no such file");
+    };
+    if release.yanked_at.is_some() {
+        return text(StatusCode::GONE, "this release was withdrawn");
+    }
+    let r = &release.release;
+    if method == Method::HEAD {
+        return file_head(r.size, &r.rawname, &r.version);
+    }
+    match tokio::fs::read(server.files_dir.join(&file)).await {
+        Ok(bytes) => {
+            let mut response = file_head(r.size, &r.rawname, &r.version);
+            *response.body_mut() = Body::from(bytes);
+            response
+        }
+        Err(e) => {
+            tracing::error!("release file {file}: {e}");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the stored file cannot be read",
+            )
+        }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct PublishQuery {
+    channel: ReleaseChannel,
+    location: Option<String>,
+}
+
+/// `POST /api/v1/publish?channel=stable`: the tarball as the body, signed (see
+/// `publish::verify`) so CI systems can publish without a login.
+async fn publish_api(
+    State(server): State<Arc<ReleaseServer>>,
+    Query(query): Query<PublishQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(key) = &server.publish_key else {
+        return text(
+            StatusCode::FORBIDDEN,
+            "the publish API is disabled (no key configured)",
+        );
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Err(e) = publish::verify(
+        key,
+        header(publish::TIMESTAMP_HEADER),
+        header(publish::SIGNATURE_HEADER),
+        query.channel,
+        &body,
+        Utc::now(),
+    ) {
+        return text(StatusCode::UNAUTHORIZED, e.to_string());
+    }
+    let published = publish::publish(
+        &server.store,
+        &server.files_dir,
+        &body,
+        query.channel,
+        query.location,
+        "api",
+        Utc::now(),
+    )
+    .await;
+    match published {
+        Ok(r) => {
+            if let Err(e) = server.sync().await {
+                tracing::warn!("release server: reloading after a publish failed: {e:#}");
+            }
+            text(
+                StatusCode::CREATED,
+                format!("published {} {}", r.rawname, r.version),
+            )
+        }
+        Err(e @ PublishError::Exists { .. }) => text(StatusCode::CONFLICT, e.to_string()),
+        Err(e @ PublishError::Store(_)) | Err(e @ PublishError::Io(_)) => {
+            tracing::error!("publish: {e:#}");
+            text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+        Err(e) => text(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+/// Serves `app` on `listener`, over TLS when `tls` is given, HTTP/1 only (what FreePBX speaks).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    app: Router,
+) -> anyhow::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: wait instead of spinning.
+                tracing::warn!("release server: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            // A client that never finishes its request headers must not hold a task forever.
+            http.timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30));
+            let served = match tls {
+                Some(tls) => match tls.accept(tcp).await {
+                    Ok(stream) => http.serve_connection(TokioIo::new(stream), service).await,
+                    Err(e) => return tracing::debug!("{peer}: TLS handshake failed: {e}"),
+                },
+                None => http.serve_connection(TokioIo::new(tcp), service).await,
+            };
+            if let Err(e) = served {
+                tracing::debug!("{peer}: {e}");
+            }
+        });
+    }
+}
+
+/// Where a server's TLS identity comes from.
+#[derive(Debug)]
+pub enum Identity {
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
+    /// A fresh certificate for these names (trials and tests).
+    SelfSigned {
+        names: Vec<String>,
+    },
+}
+
+/// The TLS acceptor, and for a self-signed identity its PEM certificate and SHA-256 fingerprint.
+pub fn tls_acceptor(
+    identity: &Identity,
+) -> anyhow::Result<(tokio_rustls::TlsAcceptor, Option<(String, String)>)> {
+    use anyhow::Context as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let (chain, key, generated) = match identity {
+        Identity::Files { cert, key } => {
+            let read = |path: &PathBuf| {
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+            };
+            let chain = rustls_pemfile::certs(&mut &read(cert)?[..])
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("{}: not a PEM certificate chain", cert.display()))?;
+            let key = rustls_pemfile::private_key(&mut &read(key)?[..])
+                .with_context(|| format!("{}: not a PEM private key", key.display()))?
+                .with_context(|| format!("{}: no private key in it", key.display()))?;
+            (chain, key, None)
+        }
+        Identity::SelfSigned { names } => {
+            let certified = rcgen::generate_simple_self_signed(names.clone())?;
+            let der = certified.cert.der().clone();
+            let fingerprint = fingerprint(&der);
+            let key =
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
+            (vec![der], key, Some((certified.cert.pem(), fingerprint)))
+        }
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(
+            chain.into_iter().map(CertificateDer::into_owned).collect(),
+            key,
+        )?;
+    Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), generated))
+}
+
+/// `AB:CD:...`, the form browsers and `openssl x509 -fingerprint -sha256` show.
+fn fingerprint(der: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(der);
+    digest
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Binds, prints where it listens (and the self-signed fingerprint), and serves until killed.
+pub async fn run(
+    server: Arc<ReleaseServer>,
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> anyhow::Result<()> {
+    let addr: SocketAddr = listener.local_addr()?;
+    eprintln!(
+        "release server listening on {}://{addr}, public URL {}",
+        if tls.is_some() { "https" } else { "http" },
+        server.public_url
+    );
+    tokio::spawn(server.clone().sync_forever());
+    let app = app(server.clone());
+    tokio::select! {
+        served = serve(listener, tls, app) => served,
+        _ = tokio::signal::ctrl_c() => {
+            // Counts gathered since the last round are not lost on a clean stop.
+            server.sync().await
+        }
+    }
+}
