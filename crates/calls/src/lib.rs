@@ -20,8 +20,9 @@
 //!   the external number for an outbound or forwarded call, the room for a conference).
 //!   The PBX answering for an IVR, a queue or an announcement is not a person answering.
 //! - **Durations**: ring time is the caller's wait for a person, so IVR menu time does
-//!   not count (the menu ends when the caller is dialed on or joins a queue); a conference
-//!   answers at once and its talk time is the time in the room.
+//!   not count (the menu ends when the caller is dialed on or joins a queue), nor does the
+//!   click-to-call agent's own ringing (the originate leg); a conference answers at once
+//!   and its talk time is the time in the room.
 //! - **Rang** lists the phones dialed for the call (a SIP phone that answers 486 was dialed,
 //!   so it rang), in order; the click-to-call agent leg rings first.
 //! - **Unknown starts are not reported**: events of channels whose call start was not seen

@@ -108,6 +108,8 @@ struct Call {
     hung_up_by: bool,
     /// `call.started` was emitted.
     announced: bool,
+    /// An Originate is still ringing the caller's own side (the click-to-call agent).
+    originating: bool,
 }
 
 impl Call {
@@ -428,6 +430,7 @@ impl Tracker {
             ivr_seen: false,
             hung_up_by: false,
             announced: false,
+            originating: false,
         };
         let detail = match (&call.from, &call.to) {
             (Some(from), Some(to)) => format!("call from {from} to {to}"),
@@ -541,9 +544,14 @@ impl Tracker {
             return;
         };
         call.external |= external;
+        if dialer.is_none() && call.is_caller_side(dest) {
+            // Originate (click-to-call): until the agent leg answers, its ringing is the
+            // agent's phone, not the call's destination.
+            call.originating = true;
+        }
         if dialer.is_some_and(|d| call.is_caller_side(d)) {
             call.leave_ivr(now);
-            if call.to.is_none() {
+            if call.to.is_none() && !call.originating {
                 call.to = dest_party.clone();
             }
             if call.answered_by.is_some() {
@@ -589,6 +597,14 @@ impl Tracker {
         }
         // No Channel: the originate leg or the bridge core dialed; not the call's own dial.
         let Some(dialer) = msg.get("Channel") else {
+            if call.is_caller_side(dest) {
+                call.originating = false;
+                if status == "ANSWER" {
+                    // The agent took their click-to-call: from now on they wait for the
+                    // called party.
+                    call.waiting_from = now;
+                }
+            }
             return;
         };
         if call.is_caller_side(dialer) {
@@ -596,7 +612,8 @@ impl Tracker {
             call.last_dial_end = Some(now);
         }
         match status {
-            "ANSWER" if !hop => {
+            // The agent answering their own click-to-call is not the call being answered.
+            "ANSWER" if !hop && !call.originating => {
                 if let Some(p) = party {
                     self.answer(now, &call_id, p);
                 }

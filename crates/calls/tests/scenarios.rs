@@ -348,3 +348,36 @@ mod generated {
         }
     }
 }
+
+#[test]
+fn click_to_call_through_a_local_channel_is_answered_by_the_external_party() {
+    // FreePBX-style: Originate Channel=Local/201@from-internal, Exten=<number>.
+    check(
+        "
+        Newchannel Channel=Local/201@from-internal-1;1 Uniqueid=9.1 Linkedid=9.1 Exten=201
+        Newchannel Channel=Local/201@from-internal-1;2 Uniqueid=9.2 Linkedid=9.1 Exten=201
+        DialBegin DestChannel=Local/201@from-internal-1;1 DialString=201@from-internal
+        Newchannel Channel=PJSIP/201-2 Uniqueid=9.3 Linkedid=9.1 CallerIDNum=201
+        DialBegin Channel=Local/201@from-internal-1;2 DestChannel=PJSIP/201-2 DialString=201
+        Newstate Channel=PJSIP/201-2 ChannelStateDesc=Ringing
+        DialEnd Channel=Local/201@from-internal-1;2 DestChannel=PJSIP/201-2 DialStatus=ANSWER
+        Newstate Channel=Local/201@from-internal-1;1 ChannelStateDesc=Up
+        DialEnd DestChannel=Local/201@from-internal-1;1 DialStatus=ANSWER
+        Newchannel Channel=PJSIP/carrier-3 Uniqueid=9.4 Linkedid=9.1
+        DialBegin Channel=Local/201@from-internal-1;1 DestChannel=PJSIP/carrier-3 DialString=15557654321@carrier
+        DialEnd Channel=Local/201@from-internal-1;1 DestChannel=PJSIP/carrier-3 DialStatus=ANSWER
+        Hangup Channel=PJSIP/201-2
+        Hangup Channel=Local/201@from-internal-1;2
+        Hangup Channel=Local/201@from-internal-1;1
+        Hangup Channel=PJSIP/carrier-3
+        ",
+        expect![[r#"
+            event {"type":"call.started","direction":"internal","from":"201","to":null}
+            event {"type":"call.ringing","extensions":["201"]}
+            event {"type":"call.answered","by":"15557654321"}
+            event {"type":"call.ended","disposition":"answered"}
+            record 9.1 Outbound Some("201")->Some("15557654321") Answered by=Some("15557654321") rang=["201"] ring=3 talk=4
+            in progress: 0
+        "#]],
+    );
+}

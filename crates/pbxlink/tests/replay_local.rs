@@ -142,13 +142,13 @@ fn click_to_call() {
     check(
         "04_click_to_call",
         expect![[r#"
-        outbound 201->15557654321 answered by=15557654321 rang=[201] transfers=[] queue=- ring=5s talk=13s recording=yes
-          call from 201
-          rang 201
-          recording started
-          answered by 15557654321
-          hung up by caller
-    "#]],
+            outbound 201->15557654321 answered by=15557654321 rang=[201] transfers=[] queue=- ring=3s talk=13s recording=yes
+              call from 201
+              rang 201
+              recording started
+              answered by 15557654321
+              hung up by caller
+        "#]],
     );
 }
 
