@@ -167,6 +167,17 @@ fn non_empty(v: Option<&str>) -> Option<&str> {
     v.filter(|s| !s.is_empty() && *s != "<unknown>")
 }
 
+/// The number in a trunk dial string: `15557654321@carrier` (PJSIP),
+/// `carrier/15557654321` (chan_sip, IAX2), `carrier/sip:15557654321@10.0.0.1` (PJSIP URI).
+fn dialed_number(dial: &str) -> &str {
+    let user = dial.split('@').next().unwrap_or(dial);
+    let user = user.rsplit('/').next().unwrap_or(user);
+    ["sip:", "sips:", "tel:"]
+        .iter()
+        .find_map(|scheme| user.strip_prefix(scheme))
+        .unwrap_or(user)
+}
+
 fn seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> u64 {
     let ms = (to - from).num_milliseconds().max(0) as u64;
     (ms + 500) / 1000
@@ -515,10 +526,7 @@ impl Tracker {
         let mut external = false;
         match &dest_chan.kind {
             Kind::Trunk => {
-                // `15557654321@carrier`, `carrier/15557654321`: the number is what was dialed.
-                let dial = msg.get("DialString").unwrap_or("");
-                let number = dial.split('@').next().unwrap_or(dial);
-                let number = number.rsplit('/').next().unwrap_or(number);
+                let number = dialed_number(msg.get("DialString").unwrap_or(""));
                 if !number.is_empty() {
                     dest_chan.dialed = Some(number.to_owned());
                 }
@@ -964,5 +972,22 @@ impl Tracker {
             timeline: call.timeline,
         };
         self.records.push_back(record);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dialed_number;
+
+    #[test]
+    fn number_from_trunk_dial_strings() {
+        for dial in [
+            "15557654321@carrier",
+            "carrier/15557654321",
+            "carrier/sip:15557654321@10.0.0.1:5060",
+            "tel:15557654321",
+        ] {
+            assert_eq!(dialed_number(dial), "15557654321", "{dial}");
+        }
     }
 }
