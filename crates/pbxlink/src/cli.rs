@@ -39,6 +39,8 @@ enum Command {
     Run(crate::run::RunArgs),
     /// A simulated Asterisk/FreePBX: generated call traffic over AMI, or written to a file.
     Simulate(crate::simulate::SimulateArgs),
+    /// FastAGI: serve CRM-driven routing scripts to Asterisk, or load-test a FastAGI server.
+    Agi(crate::fastagi::cli::AgiArgs),
     /// Serve FreePBX module updates (what FreePBX's module admin updates from), over TLS.
     ReleaseServer(crate::release::ServerArgs),
     /// FreePBX module releases: publish, list, yank, audit, check a server.
@@ -59,6 +61,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Replay { file, events } => crate::replay::run(&file, events),
         Command::Simulate(args) => crate::simulate::run(args),
+        Command::Agi(args) => {
+            let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
+            crate::fastagi::cli::run(&config, args)
+        }
         Command::ReleaseServer(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
             crate::release::serve(config, args)

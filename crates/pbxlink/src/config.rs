@@ -28,6 +28,8 @@ pub struct Config {
     /// (demo mode), and the `ami` commands default to 127.0.0.1:5038.
     #[serde(default)]
     pub pbx: Vec<PbxConfig>,
+    /// The FastAGI server (`pbxlink agi serve`); see `crate::fastagi::AgiConfig`.
+    pub agi: Option<crate::fastagi::AgiConfig>,
     /// The FreePBX module release server (`pbxlink release-server`, `pbxlink release`).
     #[serde(default)]
     pub release: ReleaseConfig,
@@ -313,6 +315,9 @@ impl Config {
             file: file.to_owned(),
             message,
         };
+        if let Some(agi) = &self.agi {
+            agi.validate().map_err(invalid)?;
+        }
         for (i, pbx) in self.pbx.iter().enumerate() {
             if self.pbx[..i].iter().any(|p| p.name == pbx.name) {
                 return Err(invalid(format!("two [[pbx]] are named '{}'", pbx.name)));
@@ -596,6 +601,7 @@ url = "http://pbx.example.com:8088/rawman"
                             ),
                         },
                     ],
+                    agi: None,
                 }"#]],
         );
     }

@@ -9,6 +9,7 @@ mod api;
 mod calls_cli;
 mod cli;
 mod config;
+mod fastagi;
 mod replay;
 mod release;
 mod replay_server;

@@ -1,0 +1,115 @@
+//! `pbxlink agi serve` (the FastAGI server from `[agi]`) and `pbxlink agi load` (a load
+//! generator that plays Asterisk).
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::handlers::{CallerId, Lookup, NoCrm, Route, Static, Webhook};
+use super::{AgiConfig, Router, Server};
+use crate::config::Config;
+
+#[derive(Debug, clap::Args)]
+pub struct AgiArgs {
+    #[command(subcommand)]
+    command: AgiCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AgiCommand {
+    /// Run the FastAGI server (`[agi]` in the config; defaults without one).
+    Serve {
+        /// Listen here instead of `[agi] listen`.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Play Asterisk against a FastAGI server: many sessions at once, answering every
+    /// command with `200 result=1`; prints sessions/s and latency percentiles as JSON.
+    Load(super::load::LoadArgs),
+}
+
+pub fn run(config: &Config, args: AgiArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    match args.command {
+        AgiCommand::Serve { listen } => {
+            let mut agi = config.agi.clone().unwrap_or_else(default_config);
+            agi.listen = listen.unwrap_or(agi.listen);
+            runtime.block_on(async {
+                let listener = tokio::net::TcpListener::bind(agi.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", agi.listen))?;
+                let addr = listener.local_addr()?;
+                let server = Server::new(router(&agi)?, agi.limits());
+                tracing::info!("FastAGI server on agi://{addr}/ ({:?})", server.router);
+                eprintln!("FastAGI: listening on {addr}");
+                server.serve(listener, shutdown_signal()).await;
+                Ok(())
+            })
+        }
+        AgiCommand::Load(args) => runtime.block_on(super::load::run(args)),
+    }
+}
+
+/// `[agi]` with every default.
+fn default_config() -> AgiConfig {
+    toml::from_str("").expect("every [agi] field has a default")
+}
+
+/// The scripts `[agi]` configures: `route` and `callerid` (no CRM connector yet, so they
+/// answer `fallback`), `webhook` when `webhook_url` is set, and the static routes.
+pub fn router(config: &AgiConfig) -> anyhow::Result<Router> {
+    let budget = Duration::from_millis(config.budget_ms);
+    let lookup = Lookup::<NoCrm>::new(None, budget, Duration::from_secs_f64(config.cache_ttl));
+    let mut router = Router::default()
+        .route(
+            "route",
+            Route {
+                lookup: lookup.clone(),
+                fallback_target: config.fallback_target.clone(),
+            },
+        )
+        .route("callerid", CallerId { lookup });
+    if let Some(url) = &config.webhook_url {
+        let client = reqwest::Client::builder()
+            .timeout(budget)
+            .build()
+            .context("cannot build the webhook HTTP client")?;
+        router = router.route(
+            "webhook",
+            Webhook {
+                client,
+                url: url.clone(),
+                budget,
+                fallback_target: config.fallback_target.clone(),
+            },
+        );
+    }
+    for (name, variables) in &config.static_routes {
+        router = router.route(
+            name,
+            Static {
+                variables: variables.clone(),
+            },
+        );
+    }
+    Ok(router)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
