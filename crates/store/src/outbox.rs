@@ -85,9 +85,11 @@ const OUTBOX_COLUMNS: &str =
     "id, connector, pbx, call_id, kind, payload, idempotency_key, status, \
     attempts, next_attempt_at, lease_owner, lease_until, last_error, created_at";
 
-// Rows due now: pending and due, or claimed by a worker whose lease ran out (it died).
-const DUE: &str = "(status = 'pending' AND next_attempt_at <= $3) \
-    OR (status = 'in_flight' AND lease_until <= $3)";
+// Rows due now: pending and due, or claimed by a worker whose lease ran out (it died). The
+// leading `status IN` is what lets the planners use the `outbox_open` partial index.
+const DUE: &str = "status IN ('pending', 'in_flight') \
+    AND ((status = 'pending' AND next_attempt_at <= $3) \
+    OR (status = 'in_flight' AND lease_until <= $3))";
 
 /// Queues `rows` for a call inside the caller's transaction; existing keys are kept.
 pub(crate) async fn insert_outbox_rows(
