@@ -208,15 +208,14 @@ impl<'a> CallBuilder<'a> {
         exten: &str,
         caller: ChanId,
     ) -> (ChanId, ChanId) {
-        let n = self.ids.local;
-        self.ids.local += 1;
+        let (one_name, two_name) = self.local_names(target);
         let linked = self.chan(caller).linkedid.clone();
         let caller_cid = (
             self.chan(caller).cid_num.clone(),
             self.chan(caller).cid_name.clone(),
         );
         let one = self.new_chan(
-            format!("Local/{target}-{n:08x};1"),
+            one_name,
             ChanState::Down,
             (UNKNOWN, UNKNOWN),
             (UNKNOWN, UNKNOWN),
@@ -225,7 +224,7 @@ impl<'a> CallBuilder<'a> {
             Some(&linked),
         );
         let two = self.new_chan(
-            format!("Local/{target}-{n:08x};2"),
+            two_name,
             ChanState::Ring,
             (UNKNOWN, UNKNOWN),
             (UNKNOWN, UNKNOWN),
@@ -249,6 +248,22 @@ impl<'a> CallBuilder<'a> {
             &[("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")],
         );
         self.on("NewConnectedLine", two, &[]);
+        self.local_bridge(one, two, context, exten);
+        (one, two)
+    }
+
+    /// Names of the next Local pair `Local/<target>-0000000b;1` / `;2`.
+    pub fn local_names(&mut self, target: &str) -> (String, String) {
+        let n = self.ids.local;
+        self.ids.local += 1;
+        (
+            format!("Local/{target}-{n:08x};1"),
+            format!("Local/{target}-{n:08x};2"),
+        )
+    }
+
+    /// LocalBridge: the two halves of a Local pair are connected.
+    pub fn local_bridge(&mut self, one: ChanId, two: ChanId, context: &str, exten: &str) {
         let mut m = event("LocalBridge");
         self.chan(one).block("LocalOne", &mut m);
         self.chan(two).block("LocalTwo", &mut m);
@@ -256,7 +271,6 @@ impl<'a> CallBuilder<'a> {
         m.push("Exten", exten);
         m.push("LocalOptimization", "No");
         self.emit(m);
-        (one, two)
     }
 
     /// Sets a channel's caller ID and connected line (no event).
@@ -494,8 +508,13 @@ impl<'a> CallBuilder<'a> {
 
     /// The trunk's device state (`PJSIP/carrier`).
     pub fn trunk_device(&mut self, state: &str) {
+        self.device("PJSIP/carrier", state);
+    }
+
+    /// DeviceStateChange of any device (`Local/201@agents`, `PJSIP/carrier`, ...).
+    pub fn device(&mut self, device: &str, state: &str) {
         let mut m = event("DeviceStateChange");
-        m.push("Device", "PJSIP/carrier");
+        m.push("Device", device);
         m.push("State", state);
         self.emit(m);
     }

@@ -5,6 +5,7 @@
 mod call;
 mod directory;
 mod generator;
+mod local;
 mod scenario;
 mod server;
 mod wire;
@@ -315,6 +316,10 @@ mod tests {
             blind_transfer: 360 events (71% noise) Inbound 18884127827->15550000204 Answered by Some("204") rang ["204", "203"] ["Blind 204->203"] ring 8s talk 58s
             attended_transfer: 372 events (59% noise) Inbound 18884127827->15550000204 Answered by Some("204") rang ["204", "203"] ["Attended 204->203"] ring 8s talk 75s
             conference: 98 events (78% noise) Inbound 18262148726->15550001006 Answered by Some("8000") rang [] [] ring 0s talk 15s
+            local_inbound: 119 events (57% noise) Inbound 14128260183->15550001000 Answered by Some("205") rang ["205"] [] ring 6s talk 63s
+            local_inbound_noanswer: 97 events (57% noise) Inbound 14128260183->15550001000 NoAnswer by None rang ["205"] [] ring 24s talk 0s
+            local_inbound_busy: 93 events (56% noise) Inbound 14128260183->15550001000 Busy by None rang ["205"] [] ring 4s talk 0s
+            local_click_to_call: 99 events (49% noise) Outbound 205->14128260183 Answered by Some("14128260183") rang ["205"] [] ring 8s talk 38s
         "#]].assert_eq(&out);
     }
 

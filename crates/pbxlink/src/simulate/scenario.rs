@@ -8,6 +8,7 @@ use rand::Rng;
 
 use super::call::{CallBuilder, CdrRow, ChanId, PhoneState};
 use super::directory::{Directory, CONFERENCE, CONFERENCE_DID, IVR_DID, OFFICE_CID};
+use super::local;
 use super::wire::{event, BridgeKind, ChanState, UNKNOWN};
 
 /// One call shape. The name (snake_case) is what `--mix` accepts.
@@ -34,11 +35,16 @@ pub enum Scenario {
     BlindTransfer,
     AttendedTransfer,
     Conference,
+    LocalInbound,
+    LocalInboundNoAnswer,
+    LocalInboundBusy,
+    LocalClickToCall,
 }
 
 impl Scenario {
     /// Every scenario with its default weight in the mix (inbound-heavy, like an office).
-    pub const DEFAULT_MIX: [(Scenario, u32); 21] = [
+    /// The `local_*` shapes (asterisk-22 harness, no SIP) are off unless `--mix` names them.
+    pub const DEFAULT_MIX: [(Scenario, u32); 25] = [
         (Scenario::InboundExt, 12),
         (Scenario::InboundExtNoAnswer, 4),
         (Scenario::InboundExtCancel, 4),
@@ -60,6 +66,10 @@ impl Scenario {
         (Scenario::BlindTransfer, 3),
         (Scenario::AttendedTransfer, 3),
         (Scenario::Conference, 2),
+        (Scenario::LocalInbound, 0),
+        (Scenario::LocalInboundNoAnswer, 0),
+        (Scenario::LocalInboundBusy, 0),
+        (Scenario::LocalClickToCall, 0),
     ];
 
     /// The `--mix` name.
@@ -86,6 +96,10 @@ impl Scenario {
             Scenario::BlindTransfer => "blind_transfer",
             Scenario::AttendedTransfer => "attended_transfer",
             Scenario::Conference => "conference",
+            Scenario::LocalInbound => "local_inbound",
+            Scenario::LocalInboundNoAnswer => "local_inbound_noanswer",
+            Scenario::LocalInboundBusy => "local_inbound_busy",
+            Scenario::LocalClickToCall => "local_click_to_call",
         }
     }
 
@@ -125,7 +139,7 @@ pub struct Truth {
 }
 
 // Callers from the PSTN.
-const CALLER_NAMES: [&str; 8] = [
+pub(super) const CALLER_NAMES: [&str; 8] = [
     "Jane Caller",
     "John Public",
     "Mary Major",
@@ -137,14 +151,14 @@ const CALLER_NAMES: [&str; 8] = [
 ];
 
 /// A random external number, NANP-shaped (1NXXNXXXXXX).
-fn pstn_number(b: &mut CallBuilder) -> String {
+pub(super) fn pstn_number(b: &mut CallBuilder) -> String {
     let area = b.rng.random_range(200..1000);
     let office = b.rng.random_range(200..1000);
     let line = b.rng.random_range(0..10000);
     format!("1{area}{office}{line:04}")
 }
 
-fn pick_ext(b: &mut CallBuilder) -> String {
+pub(super) fn pick_ext(b: &mut CallBuilder) -> String {
     let exts = &b.dir.extensions;
     exts[b.rng.random_range(0..exts.len())].clone()
 }
@@ -187,17 +201,17 @@ enum Callee {
 }
 
 /// The call being built, with the facts the truth needs.
-struct Story {
-    start: u64,
-    answered: Option<u64>,
-    answered_by: Option<String>,
-    rang: Vec<String>,
-    transfers: Vec<TruthTransfer>,
-    disposition: Disposition,
+pub(super) struct Story {
+    pub(super) start: u64,
+    pub(super) answered: Option<u64>,
+    pub(super) answered_by: Option<String>,
+    pub(super) rang: Vec<String>,
+    pub(super) transfers: Vec<TruthTransfer>,
+    pub(super) disposition: Disposition,
 }
 
 impl Story {
-    fn new(start: u64) -> Self {
+    pub(super) fn new(start: u64) -> Self {
         Story {
             start,
             answered: None,
@@ -208,7 +222,7 @@ impl Story {
         }
     }
 
-    fn answer(&mut self, at: u64, by: &str) {
+    pub(super) fn answer(&mut self, at: u64, by: &str) {
         if self.answered.is_none() {
             self.answered = Some(at);
             self.answered_by = Some(by.to_owned());
@@ -318,6 +332,10 @@ pub fn build(b: &mut CallBuilder, scenario: Scenario) -> Truth {
             exten(b, &mut story, c, &target, mode, callee);
             (Direction::Internal, ext.clone(), target)
         }
+        Scenario::LocalInbound => local::inbound(b, &mut story, local::Agent::Answers),
+        Scenario::LocalInboundNoAnswer => local::inbound(b, &mut story, local::Agent::NoAnswer),
+        Scenario::LocalInboundBusy => local::inbound(b, &mut story, local::Agent::Busy),
+        Scenario::LocalClickToCall => local::click_to_call(b, &mut story),
         Scenario::Conference => {
             let inbound_caller = b.rng.random_bool(0.5);
             let (c, from, to, direction) = if inbound_caller {
