@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# FastAGI side by side in one run: pbxlink's server and panoramisk's FastAGI server run the
+# same 3-command script ([agi.static.bench]: three SET VARIABLE); `pbxlink agi load` plays
+# Asterisk against each at 50 and 1,000 concurrent sessions and reports sessions/s and
+# p50/p99 session latency (connect -> environment -> 3 commands -> server closes).
+# Env: DURATION (seconds per measurement, default 5), CONCURRENCY (default "50 1000").
+# The load generator shares the machine with the server under test (same for both).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ensure_python_peers
+cd "$repo_dir"
+
+duration=${DURATION:-5}
+levels=${CONCURRENCY:-50 1000}
+results="$bench_dir/out/fastagi.jsonl"
+mkdir -p "$bench_dir/out"
+: >"$results"
+ulimit -n 65536 2>/dev/null || true
+
+cargo build --release -q -p pbxlink
+bin=target/release/pbxlink
+work=$(mktemp -d -t pbxlink-fastagi.XXXXXX)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+ours_port=$(free_port)
+peer_port=$(free_port)
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+cat >"$work/pbxlink.toml" <<TOML
+[agi]
+listen = "127.0.0.1:$ours_port"
+max_connections = 4096
+[agi.static.bench]
+PBXLINK_A = "1"
+PBXLINK_B = "2"
+PBXLINK_C = "3"
+TOML
+PBXLINK_LOG=warn "$bin" --config "$work/pbxlink.toml" agi serve 2>"$work/pbxlink.log" &
+pids+=($!)
+"$bench_dir/.venv/bin/python" "$bench_dir/fastagi_panoramisk.py" "$peer_port" >"$work/peer.out" 2>&1 &
+pids+=($!)
+until grep -q listening "$work/pbxlink.log" && grep -q listening "$work/peer.out"; do sleep 0.2; done
+
+for c in $levels; do
+    for target in "pbxlink:$ours_port" "panoramisk-1.4:$peer_port"; do
+        "$bin" agi load --connect "127.0.0.1:${target##*:}" --script bench --commands 3 \
+            --concurrency "$c" --duration "$duration" --label "${target%%:*}" >>"$results"
+    done
+done
+
+echo "FastAGI 3-command sessions, ${duration}s per row, $(nproc) cores, $(date -u +%F)"
+python3 - "$results" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print(f"{'server':<16} {'conc':>5} {'sessions/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'ours/this':>10}")
+for r in rows:
+    ours = next(o for o in rows if o['impl'] == 'pbxlink' and o['concurrency'] == r['concurrency'])
+    ratio = ours['sessions_per_s'] / max(r['sessions_per_s'], 1)
+    print(f"{r['impl']:<16} {r['concurrency']:>5} {r['sessions_per_s']:>11,.0f} "
+          f"{r['p50_us'] / 1000:>8.2f} {r['p99_us'] / 1000:>8.2f} {r['errors']:>6} {ratio:>9.1f}x")
+PY
