@@ -78,6 +78,9 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
     for (name, client, events) in links {
         tokio::spawn(track(name, client, events, store.clone(), state.clone()));
     }
+    if let Some(agi) = &config.agi {
+        crate::fastagi::cli::start(agi).await?;
+    }
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -35,19 +35,33 @@ pub fn run(config: &Config, args: AgiArgs) -> anyhow::Result<()> {
             let mut agi = config.agi.clone().unwrap_or_else(default_config);
             agi.listen = listen.unwrap_or(agi.listen);
             runtime.block_on(async {
-                let listener = tokio::net::TcpListener::bind(agi.listen)
-                    .await
-                    .with_context(|| format!("cannot listen on {}", agi.listen))?;
-                let addr = listener.local_addr()?;
-                let server = Server::new(router(&agi)?, agi.limits());
-                tracing::info!("FastAGI server on agi://{addr}/ ({:?})", server.router);
-                eprintln!("FastAGI: listening on {addr}");
+                let (server, listener) = bind(&agi).await?;
                 server.serve(listener, shutdown_signal()).await;
                 Ok(())
             })
         }
         AgiCommand::Load(args) => runtime.block_on(super::load::run(args)),
     }
+}
+
+/// The server `[agi]` describes, listening.
+async fn bind(agi: &AgiConfig) -> anyhow::Result<(Server, tokio::net::TcpListener)> {
+    let listener = tokio::net::TcpListener::bind(agi.listen)
+        .await
+        .with_context(|| format!("cannot listen for FastAGI on {}", agi.listen))?;
+    let addr = listener.local_addr()?;
+    let server = Server::new(router(agi)?, agi.limits());
+    tracing::info!("FastAGI server on agi://{addr}/ ({:?})", server.router);
+    eprintln!("FastAGI: listening on {addr}");
+    Ok((server, listener))
+}
+
+/// Starts the FastAGI server in the background (inside `pbxlink run`); it stops with the
+/// runtime.
+pub async fn start(agi: &AgiConfig) -> anyhow::Result<()> {
+    let (server, listener) = bind(agi).await?;
+    tokio::spawn(async move { server.serve(listener, std::future::pending()).await });
+    Ok(())
 }
 
 /// `[agi]` with every default.
