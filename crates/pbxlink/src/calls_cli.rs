@@ -10,17 +10,15 @@ use comfy_table::{presets, Table};
 use serde::Serialize;
 use store::{CallFilter, OutboxRow, Store, StoredCall};
 
+use crate::config::Config;
+
 /// `pbxlink calls ...`.
 #[derive(Debug, Args)]
 pub struct CallsArgs {
-    /// Journal database (sqlx URL).
-    #[arg(
-        long,
-        global = true,
-        env = "PBXLINK_DATABASE_URL",
-        default_value = "sqlite://./data/pbxlink.db?mode=rwc"
-    )]
-    database: String,
+    /// Journal database (sqlx URL) instead of the config's (`[database] url`, else SQLite in
+    /// `data_dir`).
+    #[arg(long, global = true, env = "PBXLINK_DATABASE_URL")]
+    database: Option<String>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -65,9 +63,10 @@ enum CallsCommand {
     },
 }
 
-/// Runs a `calls` subcommand, printing to stdout.
-pub async fn run(args: CallsArgs) -> anyhow::Result<()> {
-    let store = open(&args.database).await?;
+/// Runs a `calls` subcommand over the configured journal, printing to stdout.
+pub async fn run(config: &Config, args: CallsArgs) -> anyhow::Result<()> {
+    let url = args.database.unwrap_or_else(|| config.database_url());
+    let store = open(&url).await?;
     let out = match args.command {
         CallsCommand::List {
             since,
@@ -174,7 +173,11 @@ where
             c.id.clone(),
         ]);
     }
-    // comfy-table pads the last column too; trailing blanks only get in the way of grep.
+    // Flush left like `ls -l`; comfy-table pads the first and last columns too, and those
+    // blanks only get in the way of grep and cut.
+    if let Some(first) = table.column_mut(0) {
+        first.set_padding((0, 1));
+    }
     let lines: Vec<_> = table.lines().map(|l| l.trim_end().to_owned()).collect();
     lines.join("\n") + "\n"
 }

@@ -84,7 +84,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Calls(args) => {
-            tokio::runtime::Runtime::new()?.block_on(crate::calls_cli::run(args))
+            let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
+            tokio::runtime::Runtime::new()?.block_on(crate::calls_cli::run(&config, args))
         }
     }
 }
