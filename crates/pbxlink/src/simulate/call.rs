@@ -200,6 +200,30 @@ impl<'a> CallBuilder<'a> {
         c
     }
 
+    /// Takes over a channel that already exists (a call regenerated mid-way, e.g. transferred).
+    pub fn adopt(&mut self, chan: Chan, created_ms: u64) -> ChanId {
+        self.legs.push(Leg {
+            chan,
+            created_ms,
+            ended_ms: None,
+            app: String::new(),
+            app_data: String::new(),
+            bridge: None,
+        });
+        self.frames.push(Vec::new());
+        self.legs.len() - 1
+    }
+
+    /// Takes over a basic bridge that already exists with `num_channels` in it.
+    pub fn adopt_bridge(&mut self, uniqueid: &str, num_channels: usize) -> BridgeId {
+        self.bridges.push(Bridge {
+            uniqueid: uniqueid.to_owned(),
+            kind: BridgeKind::Basic,
+            num_channels,
+        });
+        self.bridges.len() - 1
+    }
+
     /// A Local channel pair `Local/<target>-0000000b;1/;2`, as Dial(Local/...) creates it.
     pub fn local_pair(
         &mut self,

@@ -167,3 +167,10 @@ impl PbxState {
             .filter(|v| !v.is_empty())
     }
 }
+
+/// The extension of a phone channel name (`PJSIP/201-0000000a` -> `201`), not the trunk's.
+pub fn phone_of(channel: &str) -> Option<&str> {
+    let rest = channel.strip_prefix("PJSIP/")?;
+    let (endpoint, _) = rest.rsplit_once('-')?;
+    (endpoint != "carrier").then_some(endpoint)
+}

@@ -8,8 +8,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::call::{CallBuilder, Ids};
-use super::directory::{Directory, PbxState};
-use super::scenario::{self, Scenario, Truth};
+use super::directory::{phone_of, Directory, PbxState};
+use super::scenario::{self, Scenario, Truth, TruthTransfer};
 use super::wire::{chan_event, Chan};
 
 /// What to generate.
@@ -61,6 +61,15 @@ pub struct LiveChan {
 struct CallState {
     truth: Truth,
     pending: usize,
+    start_ms: u64,
+}
+
+impl CallState {
+    // Whether somebody had answered by `t` (the truth knows when: start + ring time).
+    fn answered_by_then(&self, t: u64) -> bool {
+        self.truth.answered_by.is_some()
+            && self.start_ms + self.truth.ring_seconds_approx * 1000 <= t
+    }
 }
 
 /// Generates the event stream. Pure: no clock, no I/O.
@@ -195,21 +204,92 @@ impl Generator {
         legs.sort_by_key(|l| l.created_ms);
         if let Some(cs) = self.calls.get_mut(&call) {
             cs.pending = legs.len();
+            let answered = cs.answered_by_then(t);
+            let talk_until_now =
+                (t.saturating_sub(cs.start_ms) / 1000).saturating_sub(cs.truth.ring_seconds_approx);
             let truth = &mut cs.truth;
-            let answered = truth.answered_by.is_some();
-            truth.talk_seconds_approx = truth.talk_seconds_approx.min(if answered {
-                (t - legs[0].created_ms) / 1000
+            if answered {
+                truth.talk_seconds_approx = truth.talk_seconds_approx.min(talk_until_now);
             } else {
-                0
-            });
-            if !answered {
                 truth.disposition = calls::Disposition::Cancelled;
+                truth.answered_by = None;
+                truth.talk_seconds_approx = 0;
+                truth.transfers.clear();
             }
         }
         for l in legs {
             let mut m = chan_event("Hangup", &l.chan);
             m.push("Cause", "16");
             m.push("Cause-txt", "Normal Clearing");
+            self.insert(t, call, m);
+        }
+        true
+    }
+
+    /// AMI BlindTransfer (`channel` sends its bridge peer to extension `to`) or Redirect
+    /// (`channel` itself goes to `to`, its peer hangs up): the rest of the call is generated
+    /// anew from now. Only for two PJSIP channels bridged to each other, one of them a phone;
+    /// false otherwise.
+    pub fn transfer(&mut self, channel: &str, to: &str, redirect: bool) -> bool {
+        let Some(named) = self.live.get(channel).cloned() else {
+            return false;
+        };
+        let peer = self
+            .live
+            .values()
+            .find(|l| {
+                l.call == named.call
+                    && !named.bridge.is_empty()
+                    && l.bridge == named.bridge
+                    && l.chan.name != named.chan.name
+            })
+            .cloned();
+        let Some(peer) = peer else { return false };
+        let (transferer, transferee) = if redirect {
+            (peer, named)
+        } else {
+            (named, peer)
+        };
+        let Some(from_ext) = phone_of(&transferer.chan.name).map(str::to_owned) else {
+            return false;
+        };
+        if !transferee.chan.name.starts_with("PJSIP/")
+            || !self.dir.extensions.iter().any(|e| e == to)
+        {
+            return false;
+        }
+        let call = transferer.call;
+        let t = self.last_ms;
+        if self
+            .calls
+            .get(&call)
+            .is_none_or(|cs| !cs.answered_by_then(t))
+        {
+            return false;
+        }
+        self.pending.retain(|_, (c, _)| *c != call);
+        let mut call_rng = StdRng::seed_from_u64(self.rng.random());
+        let mut b = CallBuilder::new(&mut self.ids, &mut call_rng, &self.dir, &self.state, t);
+        b.recording = self
+            .calls
+            .get(&call)
+            .and_then(|cs| cs.truth.recording.then(String::new));
+        let c = b.adopt(transferee.chan.clone(), transferee.created_ms);
+        let p = b.adopt(transferer.chan.clone(), transferer.created_ms);
+        let br = b.adopt_bridge(&transferer.bridge, 2);
+        scenario::blind_transfer(&mut b, c, p, br, &from_ext, to, !redirect);
+        let events = std::mem::take(&mut b.events);
+        // Channels of the call outside that bridge (none in the shapes allowed) would linger.
+        if let Some(cs) = self.calls.get_mut(&call) {
+            cs.pending = events.len();
+            cs.truth.transfers.push(TruthTransfer {
+                kind: calls::TransferKind::Blind,
+                from: from_ext,
+                to: to.to_owned(),
+            });
+            cs.truth.rang.push(to.to_owned());
+        }
+        for (t, m) in events {
             self.insert(t, call, m);
         }
         true
@@ -270,6 +350,7 @@ impl Generator {
             CallState {
                 truth: truth.clone(),
                 pending: events.len(),
+                start_ms: t,
             },
         );
         for (t, m) in events {

@@ -361,4 +361,70 @@ mod tests {
             ]],
         );
     }
+
+    /// AMI BlindTransfer and Redirect on a live two-party call: the call is regenerated from
+    /// then on, its truth gains the transfer, and the tracker agrees with that truth.
+    #[test]
+    fn blind_transfer_and_redirect_actions_reshape_the_call() {
+        let mut out = Vec::new();
+        for redirect in [false, true] {
+            let opts = Options {
+                mix: vec![(Scenario::InboundExt, 1)],
+                duration_secs: Some(0.001),
+                extensions: parse_extensions("201-203").unwrap(),
+                ..Options::default()
+            };
+            let mut gen = Generator::new(opts);
+            let mut tracker = calls::Tracker::new(calls::TrackerConfig::default());
+            let feed = |tracker: &mut calls::Tracker, t: u64, m: &ami::Message| {
+                tracker.handle(
+                    chrono::DateTime::from_timestamp_millis(t as i64).unwrap(),
+                    m,
+                );
+            };
+            // Run until the phone is bridged with the caller, then transfer.
+            let (phone, caller) = loop {
+                let (t, m) = gen.next_event().unwrap();
+                feed(&mut tracker, t, &m);
+                let bridged: Vec<&generator::LiveChan> =
+                    gen.live().filter(|l| !l.bridge.is_empty()).collect();
+                if let [a, z] = bridged[..] {
+                    let (phone, caller) = if a.chan.name.starts_with("PJSIP/carrier") {
+                        (z, a)
+                    } else {
+                        (a, z)
+                    };
+                    break (phone.chan.name.clone(), caller.chan.name.clone());
+                }
+            };
+            let to = ["201", "202", "203"]
+                .into_iter()
+                .find(|e| !phone.contains(e))
+                .unwrap();
+            let target = if redirect { &caller } else { &phone };
+            assert!(
+                !gen.transfer(target, "999", redirect),
+                "unknown extension must be refused"
+            );
+            assert!(gen.transfer(target, to, redirect));
+            while let Some((t, m)) = gen.next_event() {
+                feed(&mut tracker, t, &m);
+            }
+            let truth = gen.take_finished().remove(0);
+            let record = tracker.poll_record().expect("the tracker ended the call");
+            let record_transfers: Vec<(calls::TransferKind, Option<String>, Option<String>)> =
+                record
+                    .transfers
+                    .iter()
+                    .map(|x| (x.kind, x.from.clone(), x.to.clone()))
+                    .collect();
+            let truth_transfers: Vec<(calls::TransferKind, Option<String>, Option<String>)> = truth
+                .transfers
+                .iter()
+                .map(|x| (x.kind, Some(x.from.clone()), Some(x.to.clone())))
+                .collect();
+            out.push(format!("redirect {redirect}: truth {truth_transfers:?} rang {:?}; tracker {record_transfers:?} rang {:?}", truth.rang, record.rang));
+        }
+        check(out, expect![[r#"["redirect false: truth [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]; tracker [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]", "redirect true: truth [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]; tracker [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]"]"#]]);
+    }
 }

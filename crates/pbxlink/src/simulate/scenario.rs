@@ -660,7 +660,7 @@ fn exten(
             });
             story.rang.push(to.clone());
             match kind {
-                TransferKind::Blind => blind_transfer(b, c, p, br, ext, &to),
+                TransferKind::Blind => blind_transfer(b, c, p, br, ext, &to, true),
                 TransferKind::Attended => attended_transfer(b, c, p, br, ext, &to),
             }
         }
@@ -893,18 +893,29 @@ fn pickup(
 }
 
 /// Phone `p` (ext) sends SIP REFER to `to`: the caller itself dials `to`.
-fn blind_transfer(b: &mut CallBuilder, c: ChanId, p: ChanId, br: usize, ext: &str, to: &str) {
-    b.goto(p, "from-internal", "");
-    b.on("Unhold", p, &[]);
-    let mut m = event("BlindTransfer");
-    m.push("Result", "Success");
-    b.chan(p).block("Transferer", &mut m);
-    b.chan(c).block("Transferee", &mut m);
-    b.bridge_info(br).block("", &mut m);
-    m.push("IsExternal", "Yes");
-    m.push("Context", "from-internal");
-    m.push("Extension", to);
-    b.emit(m);
+/// With `announce` false it is a Redirect instead: no BlindTransfer event, the bridge just breaks.
+pub(super) fn blind_transfer(
+    b: &mut CallBuilder,
+    c: ChanId,
+    p: ChanId,
+    br: usize,
+    ext: &str,
+    to: &str,
+    announce: bool,
+) {
+    if announce {
+        b.goto(p, "from-internal", "");
+        b.on("Unhold", p, &[]);
+        let mut m = event("BlindTransfer");
+        m.push("Result", "Success");
+        b.chan(p).block("Transferer", &mut m);
+        b.chan(c).block("Transferee", &mut m);
+        b.bridge_info(br).block("", &mut m);
+        m.push("IsExternal", "Yes");
+        m.push("Context", "from-internal");
+        m.push("Extension", to);
+        b.emit(m);
+    }
     b.leave(br, c);
     b.leave(br, p);
     b.hangup(p, 16);

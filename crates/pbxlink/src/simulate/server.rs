@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::directory::phone_of;
 use super::generator::{Generator, LiveChan, Options};
 use super::wire::{event, ChanState, UNKNOWN};
 use super::{truth_path, BANNER};
@@ -364,8 +365,28 @@ impl Connection {
                     self.error(id, "No such channel");
                 }
             }
+            "redirect" | "blindtransfer" => {
+                let exten = action.get("Exten").unwrap_or_default();
+                let redirect = name == "redirect";
+                let mut gen = self.shared.gen.lock().unwrap();
+                let exists = gen.live().any(|l| l.chan.name == channel);
+                let done = exists && gen.transfer(channel, exten, redirect);
+                drop(gen);
+                match (exists, done, redirect) {
+                    (false, _, _) => self.error(id, "Channel specified does not exist"),
+                    (true, true, true) => {
+                        self.respond(with_id(&[("Message", "Redirect successful".into())]))
+                    }
+                    (true, true, false) => {
+                        self.respond(with_id(&[("Message", "Transfer succeeded".into())]))
+                    }
+                    (true, false, true) => self.error(id, "Redirect failed"),
+                    (true, false, false) => self.error(id, "Transfer failed"),
+                }
+                self.shared.wake.notify_one();
+            }
             // Accepted like Asterisk does; the generated call keeps its own course.
-            "redirect" | "blindtransfer" | "atxfer" => {
+            "atxfer" => {
                 let exists = self
                     .shared
                     .gen
@@ -373,13 +394,8 @@ impl Connection {
                     .unwrap()
                     .live()
                     .any(|l| l.chan.name == channel);
-                let message = match name.as_str() {
-                    "redirect" => "Redirect successful",
-                    "blindtransfer" => "Transfer succeeded",
-                    _ => "Atxfer successfully queued",
-                };
                 if exists {
-                    self.respond(with_id(&[("Message", message.into())]));
+                    self.respond(with_id(&[("Message", "Atxfer successfully queued".into())]));
                 } else {
                     self.error(id, "Channel specified does not exist");
                 }
@@ -658,13 +674,6 @@ const CORE_SETTINGS: [(&str, &str); 12] = [
     ("CoreHTTPenabled", "Yes"),
     ("SoundsSearchCustomDir", "No"),
 ];
-
-// The extension of a phone channel name (`PJSIP/201-0000000a` -> `201`), not the trunk's.
-fn phone_of(channel: &str) -> Option<&str> {
-    let rest = channel.strip_prefix("PJSIP/")?;
-    let (endpoint, _) = rest.rsplit_once('-')?;
-    (endpoint != "carrier").then_some(endpoint)
-}
 
 // DBGet/DBPut/DBDel name the entry by Family and Key: AstDB path "Family/Key".
 fn db_key(action: &Message) -> String {
