@@ -64,63 +64,22 @@ impl Store {
         outbox: &[NewOutboxRow],
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let values: Vec<Value> = vec![
-            pbx.into(),
-            call.id.as_str().into(),
-            to_name(&call.direction).into(),
-            call.from.as_deref().into(),
-            call.to.as_deref().into(),
-            call.caller_name.as_deref().into(),
-            micros(call.started_at).into(),
-            call.answered_at.map(micros).into(),
-            micros(call.ended_at).into(),
-            to_i64("ring_seconds", call.ring_seconds)?.into(),
-            to_i64("talk_seconds", call.talk_seconds)?.into(),
-            to_name(&call.disposition).into(),
-            call.answered_by.as_deref().into(),
-            to_json(&call.rang).into(),
-            to_json(&call.transfers).into(),
-            call.queue.as_deref().into(),
-            call.recording.as_deref().into(),
-            to_json(&call.legs).into(),
-        ];
-        let mut upsert = Sql::new(&format!("INSERT INTO calls ({CALL_COLUMNS}) VALUES "));
-        upsert
-            .bind_row(values)
-            .push(" ON CONFLICT (pbx, id) DO UPDATE SET ");
-        let updates: Vec<String> = CALL_COLUMNS
-            .split(", ")
-            .filter(|c| !matches!(*c, "pbx" | "id"))
-            .map(|c| format!("{c} = excluded.{c}"))
-            .collect();
-        upsert.push(&updates.join(", "));
+        self.save_calls(pbx, &[(call, outbox)], now).await
+    }
 
+    /// [`Store::save_call`] for many calls in ONE transaction: a busy PBX ends hundreds of
+    /// calls a second, and one commit (one fsync) per batch instead of per call is what lets
+    /// the journal keep up.
+    pub async fn save_calls(
+        &self,
+        pbx: &str,
+        calls: &[(&CallRecord, &[NewOutboxRow])],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        upsert.query().execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM call_timeline WHERE pbx = $1 AND call_id = $2")
-            .bind(pbx)
-            .bind(&call.id)
-            .execute(&mut *tx)
-            .await?;
-        if !call.timeline.is_empty() {
-            let mut insert =
-                Sql::new("INSERT INTO call_timeline (pbx, call_id, seq, at, what, detail) VALUES ");
-            for (seq, entry) in call.timeline.iter().enumerate() {
-                if seq > 0 {
-                    insert.push(", ");
-                }
-                insert.bind_row([
-                    pbx.into(),
-                    call.id.as_str().into(),
-                    to_i64("timeline seq", seq as u64)?.into(),
-                    micros(entry.at).into(),
-                    entry.what.as_str().into(),
-                    entry.detail.as_str().into(),
-                ]);
-            }
-            insert.query().execute(&mut *tx).await?;
+        for (call, outbox) in calls {
+            save_call_in(&mut tx, pbx, call, outbox, now).await?;
         }
-        insert_outbox_rows(&mut tx, pbx, &call.id, outbox, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -133,6 +92,7 @@ impl Store {
         if let Some(pbx) = pbx {
             sql.push(" AND pbx = ").bind(pbx);
         }
+        sql.push(" ORDER BY pbx");
         let rows = sql.query().fetch_all(&self.pool).await?;
         let mut calls = rows.iter().map(call_from_row).collect::<Result<Vec<_>>>()?;
         if calls.len() > 1 {
@@ -222,6 +182,73 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Writes one call, its timeline and its outbox rows inside the caller's transaction.
+async fn save_call_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    pbx: &str,
+    call: &CallRecord,
+    outbox: &[NewOutboxRow],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let values: Vec<Value> = vec![
+        pbx.into(),
+        call.id.as_str().into(),
+        to_name(&call.direction).into(),
+        call.from.as_deref().into(),
+        call.to.as_deref().into(),
+        call.caller_name.as_deref().into(),
+        micros(call.started_at).into(),
+        call.answered_at.map(micros).into(),
+        micros(call.ended_at).into(),
+        to_i64("ring_seconds", call.ring_seconds)?.into(),
+        to_i64("talk_seconds", call.talk_seconds)?.into(),
+        to_name(&call.disposition).into(),
+        call.answered_by.as_deref().into(),
+        to_json(&call.rang).into(),
+        to_json(&call.transfers).into(),
+        call.queue.as_deref().into(),
+        call.recording.as_deref().into(),
+        to_json(&call.legs).into(),
+    ];
+    let mut upsert = Sql::new(&format!("INSERT INTO calls ({CALL_COLUMNS}) VALUES "));
+    upsert
+        .bind_row(values)
+        .push(" ON CONFLICT (pbx, id) DO UPDATE SET ");
+    let updates: Vec<String> = CALL_COLUMNS
+        .split(", ")
+        .filter(|c| !matches!(*c, "pbx" | "id"))
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    upsert.push(&updates.join(", "));
+
+    upsert.query().execute(&mut **tx).await?;
+    sqlx::query("DELETE FROM call_timeline WHERE pbx = $1 AND call_id = $2")
+        .bind(pbx)
+        .bind(&call.id)
+        .execute(&mut **tx)
+        .await?;
+    if !call.timeline.is_empty() {
+        let mut insert =
+            Sql::new("INSERT INTO call_timeline (pbx, call_id, seq, at, what, detail) VALUES ");
+        for (seq, entry) in call.timeline.iter().enumerate() {
+            if seq > 0 {
+                insert.push(", ");
+            }
+            insert.bind_row([
+                pbx.into(),
+                call.id.as_str().into(),
+                to_i64("timeline seq", seq as u64)?.into(),
+                micros(entry.at).into(),
+                entry.what.as_str().into(),
+                entry.detail.as_str().into(),
+            ]);
+        }
+        insert.query().execute(&mut **tx).await?;
+    }
+    insert_outbox_rows(tx, pbx, &call.id, outbox, now).await?;
+    Ok(())
 }
 
 fn push_filter(sql: &mut Sql, filter: &CallFilter) {
