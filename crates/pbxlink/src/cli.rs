@@ -45,6 +45,8 @@ enum Command {
     ReleaseServer(crate::release::ServerArgs),
     /// FreePBX module releases: publish, list, yank, audit, check a server.
     Release(crate::release::ReleaseArgs),
+    /// FreePBX integration: generate (or check) the dialplan hooks and AMI user, build the module.
+    Freepbx(crate::freepbx::FreepbxArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -72,6 +74,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Release(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
             crate::release::run(config, args)
+        }
+        Command::Freepbx(args) => {
+            let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
+            crate::freepbx::run(config, args)
         }
         Command::Run(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;

@@ -10,6 +10,7 @@ mod calls_cli;
 mod cli;
 mod config;
 mod fastagi;
+mod freepbx;
 mod replay;
 mod release;
 mod replay_server;

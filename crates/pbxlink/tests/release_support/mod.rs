@@ -64,10 +64,16 @@ impl Site {
 
     /// `pbxlink --config <site> ARGS`.
     pub fn pbxlink(&self, args: &[&str]) -> Output {
+        self.pbxlink_env(args, &[])
+    }
+
+    /// [`Site::pbxlink`] with more environment variables.
+    pub fn pbxlink_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_pbxlink"))
             .arg("--config")
             .arg(&self.config)
             .args(args)
+            .envs(env.iter().copied())
             .env(PUBLISH_KEY_ENV, PUBLISH_KEY)
             // Error output is compared as text: no backtraces in it.
             .env_remove("RUST_BACKTRACE")
