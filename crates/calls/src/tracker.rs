@@ -2,6 +2,7 @@
 //! finished call records out. See the crate docs for what a call is.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use ami::Message;
 use chrono::{DateTime, Utc};
@@ -18,7 +19,8 @@ use crate::record::{
 pub struct Tracker {
     config: TrackerConfig,
     channels: FxHashMap<String, Channel>,
-    calls: FxHashMap<String, Call>,
+    /// Keyed by Linkedid; channels share the key (`Arc`: no allocation per lookup).
+    calls: FxHashMap<Arc<str>, Call>,
     events: VecDeque<CallEvent>,
     records: VecDeque<CallRecord>,
     /// Channel names listed by a `CoreShowChannels` answer still being received.
@@ -38,7 +40,7 @@ struct Snapshot {
 #[derive(Debug)]
 struct Channel {
     /// The call this channel belongs to (its Linkedid, or the picked-up call after Pickup).
-    call: String,
+    call: Arc<str>,
     kind: Kind,
     /// The number an outbound trunk leg was dialed with (`15557654321@carrier`).
     dialed: Option<String>,
@@ -54,19 +56,23 @@ struct Channel {
 
 impl Channel {
     /// The extension or external number this channel stands for.
-    fn party(&self) -> Option<String> {
+    fn party(&self) -> Option<&str> {
         match &self.kind {
-            Kind::Phone(ext) => Some(ext.clone()),
-            Kind::Trunk => self.dialed.clone().or_else(|| self.caller_num.clone()),
-            Kind::Local { number, .. } if !number.is_empty() => Some(number.clone()),
+            Kind::Phone(ext) => Some(ext),
+            Kind::Trunk => self.dialed.as_deref().or(self.caller_num.as_deref()),
+            Kind::Local { number, .. } if !number.is_empty() => Some(number),
             _ => None,
         }
+    }
+
+    fn owned_party(&self) -> Option<String> {
+        self.party().map(str::to_owned)
     }
 }
 
 #[derive(Debug)]
 struct Call {
-    id: String,
+    id: Arc<str>,
     /// The channel that started the call and, for a Local origin, its other half: the
     /// caller's side. Its dials are the call's own (not a ring group member's).
     origin: String,
@@ -276,7 +282,7 @@ impl Tracker {
         }
         call.announced = true;
         events.push_back(CallEvent {
-            call_id: call.id.clone(),
+            call_id: call.id.to_string(),
             at,
             kind: CallEventKind::Started {
                 direction: call.direction(),
@@ -372,10 +378,11 @@ impl Tracker {
         self.created += 1;
         call.live += 1;
         call.legs.push(name.to_owned());
+        let call = call.id.clone();
         self.channels.insert(
             name.to_owned(),
             Channel {
-                call: linkedid.to_owned(),
+                call,
                 kind,
                 dialed: None,
                 caller_num,
@@ -395,7 +402,7 @@ impl Tracker {
         kind: &Kind,
         caller_num: Option<String>,
     ) {
-        let id = msg.get("Linkedid").unwrap_or_default().to_owned();
+        let id: Arc<str> = Arc::from(msg.get("Linkedid").unwrap_or_default());
         let exten = non_empty(msg.get("Exten"))
             .filter(|e| *e != "s")
             .map(str::to_owned);
@@ -483,12 +490,11 @@ impl Tracker {
             _ => None,
         };
         let call_id = chan.call.clone();
-        let caller_num = chan.caller_num.clone();
         let Some(call) = self.calls.get_mut(&call_id) else {
             return;
         };
         if call.from.is_none() && call.is_caller_side(name) {
-            call.from = caller_num;
+            call.from = chan.caller_num.clone();
         }
         if let Some(ext) = rings {
             self.ring(now, &call_id, ext);
@@ -539,7 +545,7 @@ impl Tracker {
             Kind::Phone(ext) => Some(ext.clone()),
             _ => None,
         };
-        let dest_party = dest_chan.party();
+        let dest_party = dest_chan.owned_party();
         let call_id = dest_chan.call.clone();
         if let Some(dialer) = dialer {
             if let Some(partner) = local_partner(dialer) {
@@ -590,7 +596,7 @@ impl Tracker {
         let Some(dest_chan) = self.channels.get(dest) else {
             return;
         };
-        let party = dest_chan.party();
+        let party = dest_chan.owned_party();
         let hop = dest_chan.hop;
         let busy_local = match &dest_chan.kind {
             Kind::Local { number, half: 1 } if dest_chan.busy_tone && !hop => Some(number.clone()),
@@ -696,7 +702,7 @@ impl Tracker {
         // picked-up call, and its own call (only that dial) is forgotten unreported. When
         // the picked-up call is not tracked (its start was not seen), neither is the picker.
         let own_call = picker_chan.call.clone();
-        let party = picker_chan.party();
+        let party = picker_chan.owned_party();
         match &target_call {
             Some(id) => picker_chan.call = id.clone(),
             None => {
@@ -734,7 +740,7 @@ impl Tracker {
         let from = msg
             .get("TransfererChannel")
             .and_then(|c| self.channels.get(c))
-            .and_then(Channel::party);
+            .and_then(Channel::owned_party);
         let Some(call) = self.call_of(transferee) else {
             return;
         };
@@ -753,7 +759,7 @@ impl Tracker {
         let party = |key: &str| {
             msg.get(key)
                 .and_then(|c| self.channels.get(c))
-                .and_then(Channel::party)
+                .and_then(Channel::owned_party)
         };
         let from = party("OrigTransfererChannel");
         let to = party("TransferTargetChannel").or_else(|| party("SecondTransfererChannel"));
@@ -846,8 +852,7 @@ impl Tracker {
             return;
         };
         call.live = call.live.saturating_sub(1);
-        let party = chan.party();
-        if let Some(p) = &party {
+        if let Some(p) = chan.party() {
             call.ringing.retain(|r| r != p);
         }
         if !call.hung_up_by {
@@ -877,7 +882,7 @@ impl Tracker {
             Some("hung up by caller")
         } else if call.answered_by.is_some()
             && chan.party().is_some()
-            && chan.party() == call.current
+            && chan.party() == call.current.as_deref()
         {
             Some("hung up by callee")
         } else {
@@ -955,7 +960,7 @@ impl Tracker {
             direction: call.direction(),
             ring_seconds: seconds(call.waiting_from, ring_end),
             talk_seconds: call.talk_from.map_or(0, |t| seconds(t, now)),
-            id: call.id,
+            id: call.id.to_string(),
             from: call.from,
             to: call.to,
             caller_name: call.caller_name,
