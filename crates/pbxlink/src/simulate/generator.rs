@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use super::call::{CallBuilder, Ids};
 use super::directory::{phone_of, Directory, PbxState};
 use super::scenario::{self, Scenario, Truth, TruthTransfer};
-use super::wire::{chan_event, Chan};
+use super::wire::{chan_event, event, Chan};
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -89,6 +89,8 @@ pub struct Generator {
     // (end time, call) of calls in progress, for the concurrency cap.
     ends: BTreeSet<(u64, u64)>,
     live: BTreeMap<String, LiveChan>,
+    // Dials in progress: dialed channel -> the channel dialing it (None: an originate).
+    dials: BTreeMap<String, Option<String>>,
     finished: VecDeque<Truth>,
     last_ms: u64,
 }
@@ -110,6 +112,7 @@ impl Generator {
             next_call: 0,
             ends: BTreeSet::new(),
             live: BTreeMap::new(),
+            dials: BTreeMap::new(),
             finished: VecDeque::new(),
             last_ms: opts.start_ms,
             opts,
@@ -216,6 +219,26 @@ impl Generator {
                 truth.talk_seconds_approx = 0;
                 truth.transfers.clear();
             }
+        }
+        // Dials still ringing end CANCEL first, as when a caller hangs up in Dial().
+        let mut cancels = Vec::new();
+        for l in &legs {
+            let Some(dialer) = self.dials.get(&l.chan.name) else {
+                continue;
+            };
+            let mut m = event("DialEnd");
+            if let Some(d) = dialer.as_ref().and_then(|d| self.live.get(d)) {
+                d.chan.block("", &mut m);
+            }
+            l.chan.block("Dest", &mut m);
+            m.push("DialStatus", "CANCEL");
+            cancels.push(m);
+        }
+        if let Some(cs) = self.calls.get_mut(&call) {
+            cs.pending += cancels.len();
+        }
+        for m in cancels {
+            self.insert(t, call, m);
         }
         for l in legs {
             let mut m = chan_event("Hangup", &l.chan);
@@ -366,12 +389,25 @@ impl Generator {
 
     // Keeps the live channel table in step with the emitted stream.
     fn observe(&mut self, call: u64, t: u64, m: &Message) {
+        if let Some(dest) = m.get("DestChannel") {
+            match m.event() {
+                Some("DialBegin") => {
+                    self.dials
+                        .insert(dest.to_owned(), m.get("Channel").map(str::to_owned));
+                }
+                Some("DialEnd") => {
+                    self.dials.remove(dest);
+                }
+                _ => {}
+            }
+        }
         let Some(chan) = Chan::from_message(m) else {
             return;
         };
         match m.event() {
             Some("Hangup") => {
                 self.live.remove(&chan.name);
+                self.dials.remove(&chan.name);
             }
             Some(ev) => {
                 let entry = self

@@ -425,6 +425,63 @@ mod tests {
                 .collect();
             out.push(format!("redirect {redirect}: truth {truth_transfers:?} rang {:?}; tracker {record_transfers:?} rang {:?}", truth.rang, record.rang));
         }
-        check(out, expect![[r#"["redirect false: truth [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]; tracker [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]", "redirect true: truth [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]; tracker [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]"]"#]]);
+        check(
+            out,
+            expect![[
+                r#"["redirect false: truth [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]; tracker [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]", "redirect true: truth [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]; tracker [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]"]"#
+            ]],
+        );
+    }
+
+    /// AMI Hangup while the call rings, and once it is answered: the truth follows, and so
+    /// does the tracker.
+    #[test]
+    fn hangup_action_ends_the_call() {
+        let mut out = Vec::new();
+        for after_answer in [false, true] {
+            let opts = Options {
+                mix: vec![(Scenario::InboundExt, 1)],
+                duration_secs: Some(0.001),
+                extensions: parse_extensions("201-203").unwrap(),
+                ..Options::default()
+            };
+            let mut gen = Generator::new(opts);
+            let mut tracker = calls::Tracker::new(calls::TrackerConfig::default());
+            let caller = loop {
+                let (t, m) = gen.next_event().unwrap();
+                tracker.handle(
+                    chrono::DateTime::from_timestamp_millis(t as i64).unwrap(),
+                    &m,
+                );
+                let ready = match after_answer {
+                    false => m.event() == Some("DialState"),
+                    true => {
+                        m.event() == Some("BridgeEnter")
+                            && gen.live().filter(|l| !l.bridge.is_empty()).count() == 2
+                    }
+                };
+                if ready {
+                    break m.get("Channel").unwrap().to_owned();
+                }
+            };
+            assert!(!gen.hangup("PJSIP/999-00000000"));
+            assert!(gen.hangup(&caller));
+            while let Some((t, m)) = gen.next_event() {
+                tracker.handle(
+                    chrono::DateTime::from_timestamp_millis(t as i64).unwrap(),
+                    &m,
+                );
+            }
+            let truth = gen.take_finished().remove(0);
+            let record = tracker.poll_record().expect("the tracker ended the call");
+            out.push(format!(
+                "answered {after_answer}: truth {:?} by {:?}; tracker {:?} by {:?}",
+                truth.disposition, truth.answered_by, record.disposition, record.answered_by
+            ));
+        }
+        check(
+            out,
+            expect![[r#"["answered false: truth Cancelled by None; tracker Cancelled by None", "answered true: truth Answered by Some(\"202\"); tracker Answered by Some(\"202\")"]"#]],
+        );
     }
 }
