@@ -111,7 +111,8 @@ struct Call {
     /// In the IVR menu now / was in it (the menu is entered once per call).
     in_ivr: bool,
     ivr_seen: bool,
-    hung_up_by: bool,
+    /// Who hung up is in the timeline already.
+    hangup_noted: bool,
     /// `call.started` was emitted.
     announced: bool,
     /// An Originate is still ringing the caller's own side (the click-to-call agent).
@@ -163,6 +164,7 @@ impl Call {
             Some("CONGESTION" | "CHANUNAVAIL" | "INVALIDARGS") => Disposition::Failed,
             _ if self.busy_app => Disposition::Busy,
             _ if self.failed_app => Disposition::Failed,
+            // Nobody was tried: the caller gave up before being routed (in the IVR).
             _ if self.rang.is_empty() => Disposition::Cancelled,
             _ => Disposition::NoAnswer,
         }
@@ -446,7 +448,7 @@ impl Tracker {
             abandoned: false,
             in_ivr: false,
             ivr_seen: false,
-            hung_up_by: false,
+            hangup_noted: false,
             announced: false,
             originating: false,
         };
@@ -855,7 +857,7 @@ impl Tracker {
         if let Some(p) = chan.party() {
             call.ringing.retain(|r| r != p);
         }
-        if !call.hung_up_by {
+        if !call.hangup_noted {
             // A SIP channel that goes without its own HangupRequest was hung up by the
             // PBX; a Local channel has no such tell, so its going counts as its party's.
             let sip = matches!(chan.kind, Kind::Phone(_) | Kind::Trunk);
@@ -865,7 +867,7 @@ impl Tracker {
                 _ => None,
             };
             if let Some(who) = who {
-                call.hung_up_by = true;
+                call.hangup_noted = true;
                 call.note(now, "hangup", who.to_owned());
             }
         }
@@ -904,11 +906,11 @@ impl Tracker {
         let Some(call) = self.calls.get_mut(&chan.call) else {
             return;
         };
-        if call.hung_up_by {
+        if call.hangup_noted {
             return;
         }
         if let Some(who) = Self::who_hangs_up(call, name, chan) {
-            call.hung_up_by = true;
+            call.hangup_noted = true;
             call.note(now, "hangup", who.to_owned());
         }
     }
