@@ -702,14 +702,18 @@ impl Link {
     async fn flush_pending(&mut self) {
         let deadline = Instant::now() + self.config.action_timeout;
         while let Some(event) = self.pending.pop_front() {
-            if let Ok(Ok(())) = tokio::time::timeout_at(deadline, self.events.send(event)).await {
-                continue;
+            match tokio::time::timeout_at(deadline, self.events.send(event)).await {
+                Ok(Ok(())) => {}
+                // The receiver is gone: nobody to deliver to, nothing lost to anyone.
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    tracing::warn!(
+                        left = self.pending.len() + 1,
+                        "AMI link stopped with undelivered events"
+                    );
+                    return;
+                }
             }
-            tracing::warn!(
-                left = self.pending.len() + 1,
-                "AMI link stopped with undelivered events"
-            );
-            return;
         }
     }
 }
