@@ -46,6 +46,14 @@ impl Default for Options {
     }
 }
 
+/// Which AMI action moves a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferAction {
+    Blind,
+    Attended,
+    Redirect,
+}
+
 /// A channel that exists right now in the stream already emitted.
 #[derive(Debug, Clone)]
 pub struct LiveChan {
@@ -249,11 +257,11 @@ impl Generator {
         true
     }
 
-    /// AMI BlindTransfer (`channel` sends its bridge peer to extension `to`) or Redirect
-    /// (`channel` itself goes to `to`, its peer hangs up): the rest of the call is generated
-    /// anew from now. Only for two PJSIP channels bridged to each other, one of them a phone;
-    /// false otherwise.
-    pub fn transfer(&mut self, channel: &str, to: &str, redirect: bool) -> bool {
+    /// AMI BlindTransfer / Atxfer (`channel` sends its bridge peer to extension `to`, blind or
+    /// after consulting) or Redirect (`channel` itself goes to `to`, its peer hangs up): the
+    /// rest of the call is generated anew from now. Only for two PJSIP channels bridged to
+    /// each other, the transferring one a phone; false otherwise.
+    pub fn transfer(&mut self, channel: &str, to: &str, how: TransferAction) -> bool {
         let Some(named) = self.live.get(channel).cloned() else {
             return false;
         };
@@ -268,10 +276,9 @@ impl Generator {
             })
             .cloned();
         let Some(peer) = peer else { return false };
-        let (transferer, transferee) = if redirect {
-            (peer, named)
-        } else {
-            (named, peer)
+        let (transferer, transferee) = match how {
+            TransferAction::Redirect => (peer, named),
+            TransferAction::Blind | TransferAction::Attended => (named, peer),
         };
         let Some(from_ext) = phone_of(&transferer.chan.name).map(str::to_owned) else {
             return false;
@@ -300,13 +307,30 @@ impl Generator {
         let c = b.adopt(transferee.chan.clone(), transferee.created_ms);
         let p = b.adopt(transferer.chan.clone(), transferer.created_ms);
         let br = b.adopt_bridge(&transferer.bridge, 2);
-        scenario::blind_transfer(&mut b, c, p, br, &from_ext, to, !redirect);
+        let kind = match how {
+            TransferAction::Attended => {
+                scenario::attended_transfer(&mut b, c, p, br, &from_ext, to);
+                calls::TransferKind::Attended
+            }
+            TransferAction::Blind | TransferAction::Redirect => {
+                scenario::blind_transfer(
+                    &mut b,
+                    c,
+                    p,
+                    br,
+                    &from_ext,
+                    to,
+                    how == TransferAction::Blind,
+                );
+                calls::TransferKind::Blind
+            }
+        };
         let events = std::mem::take(&mut b.events);
         // Channels of the call outside that bridge (none in the shapes allowed) would linger.
         if let Some(cs) = self.calls.get_mut(&call) {
             cs.pending = events.len();
             cs.truth.transfers.push(TruthTransfer {
-                kind: calls::TransferKind::Blind,
+                kind,
                 from: from_ext,
                 to: to.to_owned(),
             });

@@ -362,12 +362,17 @@ mod tests {
         );
     }
 
-    /// AMI BlindTransfer and Redirect on a live two-party call: the call is regenerated from
+    /// AMI BlindTransfer, Atxfer and Redirect on a live two-party call: the call is regenerated from
     /// then on, its truth gains the transfer, and the tracker agrees with that truth.
     #[test]
     fn blind_transfer_and_redirect_actions_reshape_the_call() {
         let mut out = Vec::new();
-        for redirect in [false, true] {
+        for how in [
+            generator::TransferAction::Blind,
+            generator::TransferAction::Attended,
+            generator::TransferAction::Redirect,
+        ] {
+            let redirect = how == generator::TransferAction::Redirect;
             let opts = Options {
                 mix: vec![(Scenario::InboundExt, 1)],
                 duration_secs: Some(0.001),
@@ -403,10 +408,10 @@ mod tests {
                 .unwrap();
             let target = if redirect { &caller } else { &phone };
             assert!(
-                !gen.transfer(target, "999", redirect),
+                !gen.transfer(target, "999", how),
                 "unknown extension must be refused"
             );
-            assert!(gen.transfer(target, to, redirect));
+            assert!(gen.transfer(target, to, how));
             while let Some((t, m)) = gen.next_event() {
                 feed(&mut tracker, t, &m);
             }
@@ -423,13 +428,11 @@ mod tests {
                 .iter()
                 .map(|x| (x.kind, Some(x.from.clone()), Some(x.to.clone())))
                 .collect();
-            out.push(format!("redirect {redirect}: truth {truth_transfers:?} rang {:?}; tracker {record_transfers:?} rang {:?}", truth.rang, record.rang));
+            out.push(format!("{how:?}: truth {truth_transfers:?} rang {:?}; tracker {record_transfers:?} rang {:?}", truth.rang, record.rang));
         }
         check(
             out,
-            expect![[
-                r#"["redirect false: truth [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]; tracker [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]", "redirect true: truth [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]; tracker [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]"]"#
-            ]],
+            expect![[r#"["Blind: truth [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]; tracker [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]", "Attended: truth [(Attended, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]; tracker [(Attended, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]", "Redirect: truth [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]; tracker [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]"]"#]],
         );
     }
 
@@ -481,7 +484,9 @@ mod tests {
         }
         check(
             out,
-            expect![[r#"["answered false: truth Cancelled by None; tracker Cancelled by None", "answered true: truth Answered by Some(\"202\"); tracker Answered by Some(\"202\")"]"#]],
+            expect![[
+                r#"["answered false: truth Cancelled by None; tracker Cancelled by None", "answered true: truth Answered by Some(\"202\"); tracker Answered by Some(\"202\")"]"#
+            ]],
         );
     }
 }

@@ -941,7 +941,14 @@ pub(super) fn blind_transfer(
 
 /// Phone `p` presses *2 and `to`, consults through a Local pair, hangs up: the caller is
 /// bridged to `to` (AttendedTransfer DestType Bridge, then Local optimization).
-fn attended_transfer(b: &mut CallBuilder, c: ChanId, p: ChanId, orig: usize, ext: &str, to: &str) {
+pub(super) fn attended_transfer(
+    b: &mut CallBuilder,
+    c: ChanId,
+    p: ChanId,
+    orig: usize,
+    ext: &str,
+    to: &str,
+) {
     b.goto(p, "from-internal", "");
     for d in std::iter::once("*").chain(std::iter::once("2")) {
         b.on("DTMFBegin", p, &[("Digit", d), ("Direction", "Received")]);

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::directory::phone_of;
-use super::generator::{Generator, LiveChan, Options};
+use super::generator::{Generator, LiveChan, Options, TransferAction};
 use super::wire::{event, ChanState, UNKNOWN};
 use super::{truth_path, BANNER};
 
@@ -365,40 +365,35 @@ impl Connection {
                     self.error(id, "No such channel");
                 }
             }
-            "redirect" | "blindtransfer" => {
+            "redirect" | "blindtransfer" | "atxfer" => {
                 let exten = action.get("Exten").unwrap_or_default();
-                let redirect = name == "redirect";
+                let (how, ok, failed) = match name.as_str() {
+                    "redirect" => (
+                        TransferAction::Redirect,
+                        "Redirect successful",
+                        "Redirect failed",
+                    ),
+                    "blindtransfer" => (
+                        TransferAction::Blind,
+                        "Transfer succeeded",
+                        "Transfer failed",
+                    ),
+                    _ => (
+                        TransferAction::Attended,
+                        "Atxfer successfully queued",
+                        "Atxfer failed",
+                    ),
+                };
                 let mut gen = self.shared.gen.lock().unwrap();
                 let exists = gen.live().any(|l| l.chan.name == channel);
-                let done = exists && gen.transfer(channel, exten, redirect);
+                let done = exists && gen.transfer(channel, exten, how);
                 drop(gen);
-                match (exists, done, redirect) {
-                    (false, _, _) => self.error(id, "Channel specified does not exist"),
-                    (true, true, true) => {
-                        self.respond(with_id(&[("Message", "Redirect successful".into())]))
-                    }
-                    (true, true, false) => {
-                        self.respond(with_id(&[("Message", "Transfer succeeded".into())]))
-                    }
-                    (true, false, true) => self.error(id, "Redirect failed"),
-                    (true, false, false) => self.error(id, "Transfer failed"),
+                match (exists, done) {
+                    (false, _) => self.error(id, "Channel specified does not exist"),
+                    (true, true) => self.respond(with_id(&[("Message", ok.into())])),
+                    (true, false) => self.error(id, failed),
                 }
                 self.shared.wake.notify_one();
-            }
-            // Accepted like Asterisk does; the generated call keeps its own course.
-            "atxfer" => {
-                let exists = self
-                    .shared
-                    .gen
-                    .lock()
-                    .unwrap()
-                    .live()
-                    .any(|l| l.chan.name == channel);
-                if exists {
-                    self.respond(with_id(&[("Message", "Atxfer successfully queued".into())]));
-                } else {
-                    self.error(id, "Channel specified does not exist");
-                }
             }
             "dbget" => self.db_get(action, id),
             "dbput" => {
