@@ -371,6 +371,13 @@ impl AmiClient {
     }
 }
 
+/// One backoff step from `base`: the delay (`base/2 + random * base/2`, `random` in
+/// [0, 1)) and the next base (doubled, up to `max`).
+fn backoff_step(base: Duration, max: Duration, random: f64) -> (Duration, Duration) {
+    let delay = base / 2 + base.mul_f64(random.clamp(0.0, 1.0) / 2.0);
+    (delay, (base * 2).min(max))
+}
+
 /// A byte stream to the PBX: TCP or TLS over TCP.
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
@@ -436,9 +443,9 @@ impl Link {
         if self.login_error.is_some() {
             return self.config.reconnect_max;
         }
-        let base = self.backoff;
-        self.backoff = (self.backoff * 2).min(self.config.reconnect_max);
-        base / 2 + base.mul_f64(rand::random::<f64>() / 2.0)
+        let (delay, next) = backoff_step(self.backoff, self.config.reconnect_max, rand::random());
+        self.backoff = next;
+        delay
     }
 
     async fn connect(&mut self) -> Result<Box<dyn Stream>, LinkError> {

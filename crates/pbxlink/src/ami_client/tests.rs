@@ -404,3 +404,42 @@ async fn slow_consumer_drop_newest_policy_counts_drops() {
         );
     }
 }
+
+#[test]
+fn backoff_doubles_up_to_the_max_with_jitter_in_the_upper_half() {
+    let ms = Duration::from_millis;
+    let mut base = ms(500);
+    let mut steps = Vec::new();
+    for random in [0.0, 0.999, 0.5, 0.0, 0.0, 0.0, 0.0] {
+        let (delay, next) = backoff_step(base, ms(30_000), random);
+        steps.push(format!("{delay:?}"));
+        base = next;
+    }
+    expect![[r#"
+        [
+            "250ms",
+            "999.5ms",
+            "1.5s",
+            "2s",
+            "4s",
+            "8s",
+            "15s",
+        ]
+    "#]].assert_debug_eq(&steps);
+}
+
+#[test]
+fn setup_errors_name_the_pbx_and_the_file() {
+    let pbx = &Config::parse(
+        "[[pbx]]\nname = \"office\"\nsecret = \"x\"\ntls = true\ntls_ca_file = \"/nonexistent/ca.pem\"\n",
+        "t",
+    )
+    .unwrap()
+    .pbx[0];
+    expect![
+        "pbx 'office': TLS CA file /nonexistent/ca.pem: No such file or directory (os error 2)"
+    ]
+    .assert_eq(&ClientConfig::from_pbx(pbx).unwrap_err().to_string());
+    assert!(is_idempotent(&Action::core_show_channels()));
+    assert!(!is_idempotent(&Action::hangup("PJSIP/201-00000001")));
+}
