@@ -31,16 +31,12 @@ pub enum PhoneState {
     Busy,
 }
 
-/// A channel's life within the call, for CoreShowChannels/Status and for the Hangup action.
+/// A channel of the call and its life span (CDR times, the call's end for the truth).
 #[derive(Debug, Clone)]
 pub struct Leg {
     pub chan: Chan,
     pub created_ms: u64,
     pub ended_ms: Option<u64>,
-    /// Application the channel runs (CoreShowChannel `Application`).
-    pub app: String,
-    pub app_data: String,
-    pub bridge: Option<String>,
 }
 
 // A Gosub frame: where Return() goes back to and how many arguments it had.
@@ -190,9 +186,6 @@ impl<'a> CallBuilder<'a> {
             chan,
             created_ms: self.t,
             ended_ms: None,
-            app: String::new(),
-            app_data: String::new(),
-            bridge: None,
         });
         self.frames.push(Vec::new());
         let c = self.legs.len() - 1;
@@ -206,9 +199,6 @@ impl<'a> CallBuilder<'a> {
             chan,
             created_ms,
             ended_ms: None,
-            app: String::new(),
-            app_data: String::new(),
-            bridge: None,
         });
         self.frames.push(Vec::new());
         self.legs.len() - 1
@@ -330,12 +320,6 @@ impl<'a> CallBuilder<'a> {
         self.on("Newstate", c, &[]);
     }
 
-    /// The channel's application (for CoreShowChannels / Status).
-    fn running(&mut self, c: ChanId, app: &str, data: &str) {
-        self.legs[c].app = app.to_owned();
-        self.legs[c].app_data = data.to_owned();
-    }
-
     // ---------------------------------------------------------------- dialplan
 
     /// Jumps to `context,exten` (the next step runs priority 1).
@@ -350,7 +334,6 @@ impl<'a> CallBuilder<'a> {
     pub fn step(&mut self, c: ChanId, app: &str, data: &str) {
         self.chan_mut(c).priority += 1;
         let exten = self.chan(c).exten.clone();
-        self.running(c, app, data);
         self.on(
             "Newexten",
             c,
@@ -605,7 +588,6 @@ impl<'a> CallBuilder<'a> {
         self.ret(d);
         self.goto(d, context, "s");
         self.chan_mut(d).priority = 1;
-        self.running(d, "AppDial", "(Outgoing Line)");
         d
     }
 
@@ -728,7 +710,6 @@ impl<'a> CallBuilder<'a> {
         self.bridges[b].block("", &mut m);
         self.chan(c).block("", &mut m);
         self.emit(m);
-        self.legs[c].bridge = Some(self.bridges[b].uniqueid.clone());
     }
 
     /// BridgeLeave of one channel.
@@ -738,7 +719,6 @@ impl<'a> CallBuilder<'a> {
         self.bridges[b].block("", &mut m);
         self.chan(c).block("", &mut m);
         self.emit(m);
-        self.legs[c].bridge = None;
     }
 
     /// BridgeDestroy.

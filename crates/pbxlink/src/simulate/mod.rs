@@ -432,7 +432,9 @@ mod tests {
         }
         check(
             out,
-            expect![[r#"["Blind: truth [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]; tracker [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]", "Attended: truth [(Attended, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]; tracker [(Attended, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]", "Redirect: truth [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]; tracker [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]"]"#]],
+            expect![[
+                r#"["Blind: truth [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]; tracker [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]", "Attended: truth [(Attended, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]; tracker [(Attended, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]", "Redirect: truth [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]; tracker [(Blind, Some(\"202\"), Some(\"201\"))] rang [\"202\", \"201\"]"]"#
+            ]],
         );
     }
 
