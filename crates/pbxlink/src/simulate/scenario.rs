@@ -584,7 +584,7 @@ fn exten(
         Reach::Phone => dial_one_phone(b, c, ext, "15"),
     }
     story.rang.push(ext.to_owned());
-    let p = ring_phone(b, Some(c), ext);
+    let p = ring_phone(b, c, ext);
     match callee {
         Callee::Busy => {
             b.hangup_request(p, 17);
@@ -690,18 +690,15 @@ fn dial_one_phone(b: &mut CallBuilder, c: ChanId, ext: &str, timeout: &str) {
     b.dial_vars(c);
 }
 
-/// A PJSIP phone channel dialed from `caller` (None: an originate), ringing.
-fn ring_phone(b: &mut CallBuilder, caller: Option<ChanId>, ext: &str) -> ChanId {
+/// The PJSIP phone channel `caller`'s Dial() creates for `ext`, ringing.
+fn ring_phone(b: &mut CallBuilder, caller: ChanId, ext: &str) -> ChanId {
     let name = b.dir.name(ext);
     let peer = format!("{ext}/sip:{ext}@127.0.0.1:5070");
-    let origin = caller.unwrap_or(0);
-    let p = b.outgoing(origin, ext, &peer, (ext, &name), "from-internal");
-    b.dial_begin(caller, p, &peer);
-    if let Some(c) = caller {
-        b.connected(c, ext, &name);
-    }
+    let p = b.outgoing(caller, ext, &peer, (ext, &name), "from-internal");
+    b.dial_begin(Some(caller), p, &peer);
+    b.connected(caller, ext, &name);
     b.wait_between(20, 200);
-    b.ringing(caller, p, Some(ext));
+    b.ringing(Some(caller), p, Some(ext));
     p
 }
 
@@ -928,7 +925,7 @@ pub(super) fn blind_transfer(
     b.record_check(c, "exten", to);
     dial_one_head(b, c, to, "15");
     dial_one_phone(b, c, to, "15");
-    let t = ring_phone(b, Some(c), to);
+    let t = ring_phone(b, c, to);
     b.wait_between(2000, 8000);
     b.answered(Some(c), t, Some(to));
     let br2 = b.bridge(BridgeKind::Basic, &[t, c]);
@@ -987,7 +984,7 @@ pub(super) fn attended_transfer(
     b.enter(consult, p);
     b.goto(two, "macro-dial-one", "s");
     b.at_priority(two, 8);
-    let t = ring_phone(b, Some(two), to);
+    let t = ring_phone(b, two, to);
     b.newstate(one, ChanState::Ringing);
     b.dial_state(None, one, "RINGING");
     b.wait_between(2000, 8000);
@@ -1115,7 +1112,7 @@ fn ring_group(
         b.set(*two, "__PICKUPMARK", m);
         dial_one_head(b, *two, m, "");
         dial_one_phone(b, *two, m, "");
-        let p = ring_phone(b, Some(*two), m);
+        let p = ring_phone(b, *two, m);
         b.newstate(*one, ChanState::Ringing);
         b.dial_state(Some(c), *one, "RINGING");
         story.rang.push(m.clone());
@@ -1259,7 +1256,7 @@ fn queue(
         b.set(two, "__PICKUPMARK", m);
         dial_one_head(b, two, m, "");
         dial_one_phone(b, two, m, "");
-        let p = ring_phone(b, Some(two), m);
+        let p = ring_phone(b, two, m);
         b.newstate(one, ChanState::Ringing);
         b.dial_state(Some(c), one, "RINGING");
         story.rang.push(m.clone());
