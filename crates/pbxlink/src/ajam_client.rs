@@ -50,6 +50,8 @@ pub struct AjamClient {
     format: AjamFormat,
     username: String,
     secret: Secret,
+    /// How long a request may take, on top of the time WaitEvent is asked to wait.
+    timeout: Duration,
 }
 
 impl AjamClient {
@@ -74,8 +76,6 @@ impl AjamClient {
         let base = format!("{}{prefix}", parsed.origin().ascii_serialization());
         let http = reqwest::Client::builder()
             .cookie_store(true)
-            // WaitEvent holds the request open for its own timeout; ours must be longer.
-            .timeout(timeout)
             .build()
             .map_err(|e| bad(&e.to_string()))?;
         Ok(AjamClient {
@@ -84,6 +84,7 @@ impl AjamClient {
             format,
             username: username.to_owned(),
             secret,
+            timeout,
         })
     }
 
@@ -91,14 +92,25 @@ impl AjamClient {
         format!("{}{}", self.base, self.format.path())
     }
 
-    /// One HTTP round trip: the messages of the response body.
-    async fn request(&self, action: &Action) -> Result<Vec<Message>, AjamClientError> {
+    /// One HTTP round trip: the messages of the response body. `wait`: how long Asterisk
+    /// may hold the request before answering (WaitEvent), on top of the usual timeout.
+    async fn request(
+        &self,
+        action: &Action,
+        wait: Duration,
+    ) -> Result<Vec<Message>, AjamClientError> {
         let url = format!("{}{}", self.base, request_target(self.format, action, None));
         let http_error = |e: reqwest::Error| AjamClientError::Http {
             endpoint: self.endpoint(),
             source: e.without_url(),
         };
-        let response = self.http.get(url).send().await.map_err(http_error)?;
+        let response = self
+            .http
+            .get(url)
+            .timeout(self.timeout + wait)
+            .send()
+            .await
+            .map_err(http_error)?;
         if !response.status().is_success() {
             return Err(AjamClientError::Status {
                 endpoint: self.endpoint(),
@@ -120,7 +132,7 @@ impl AjamClient {
         let login = Action::new("Login")
             .field("Username", &self.username)
             .field("Secret", self.secret.expose());
-        let result = self.result(&login).await?;
+        let result = self.result(&login, Duration::ZERO).await?;
         if result.is_success() {
             return Ok(());
         }
@@ -133,12 +145,20 @@ impl AjamClient {
 
     /// Sends `action`; logs in first when the session is missing or expired.
     pub async fn send(&self, action: Action) -> Result<ActionResult, AjamClientError> {
-        let result = self.result(&action).await?;
+        self.send_waiting(action, Duration::ZERO).await
+    }
+
+    async fn send_waiting(
+        &self,
+        action: Action,
+        wait: Duration,
+    ) -> Result<ActionResult, AjamClientError> {
+        let result = self.result(&action, wait).await?;
         if !is_permission_denied(&result) {
             return Ok(result);
         }
         self.login().await?;
-        let retry = self.result(&action).await?;
+        let retry = self.result(&action, wait).await?;
         if is_permission_denied(&retry) {
             return Err(AjamClientError::PermissionDenied {
                 action: action.name().to_owned(),
@@ -151,7 +171,7 @@ impl AjamClient {
     /// Waits up to `timeout` (Asterisk's side) for events; returns those that came.
     pub async fn wait_event(&self, timeout: Duration) -> Result<Vec<Message>, AjamClientError> {
         let wait = Action::new("WaitEvent").field("Timeout", &timeout.as_secs().to_string());
-        let result = self.send(wait).await?;
+        let result = self.send_waiting(wait, timeout).await?;
         // WaitEventComplete only marks the end of the poll; it is not a PBX event.
         Ok(result
             .items
@@ -162,11 +182,17 @@ impl AjamClient {
 
     /// Ends the AJAM session.
     pub async fn logoff(&self) -> Result<(), AjamClientError> {
-        self.result(&Action::logoff()).await.map(drop)
+        self.result(&Action::logoff(), Duration::ZERO)
+            .await
+            .map(drop)
     }
 
-    async fn result(&self, action: &Action) -> Result<ActionResult, AjamClientError> {
-        let messages = self.request(action).await?;
+    async fn result(
+        &self,
+        action: &Action,
+        wait: Duration,
+    ) -> Result<ActionResult, AjamClientError> {
+        let messages = self.request(action, wait).await?;
         to_result(messages).ok_or_else(|| AjamClientError::Empty(self.endpoint()))
     }
 }
