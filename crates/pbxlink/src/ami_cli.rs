@@ -126,9 +126,7 @@ fn parse_field(s: &str) -> Result<(String, String), String> {
 
 pub fn run(config_file: Option<&Path>, args: AmiArgs) -> anyhow::Result<()> {
     let config = Config::load_or_default(config_file)?;
-    let pbx = args
-        .target
-        .apply(config.pbx(args.target.pbx.as_deref())?);
+    let pbx = args.target.apply(config.pbx(args.target.pbx.as_deref())?);
     let ajam = args.target.use_ajam();
     let runtime = tokio::runtime::Runtime::new()?;
     match args.command {

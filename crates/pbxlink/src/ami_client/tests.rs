@@ -425,7 +425,8 @@ fn backoff_doubles_up_to_the_max_with_jitter_in_the_upper_half() {
             "8s",
             "15s",
         ]
-    "#]].assert_debug_eq(&steps);
+    "#]]
+    .assert_debug_eq(&steps);
 }
 
 #[test]
