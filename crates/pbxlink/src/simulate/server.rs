@@ -151,16 +151,27 @@ async fn pump(shared: Arc<Shared>) -> anyhow::Result<()> {
                 truth.write_all(b"\n")?;
             }
         }
-        let subscribers: Vec<_> = shared.subscribers.lock().unwrap().clone();
-        for tx in subscribers {
-            // A closed connection is dropped from the list below.
-            let _ = tx.send(bytes.clone()).await;
+        if shared.opts.fast {
+            // Load mode: the slowest client sets the pace.
+            let subscribers: Vec<_> = shared.subscribers.lock().unwrap().clone();
+            for tx in subscribers {
+                // A closed connection is dropped from the list below.
+                let _ = tx.send(bytes.clone()).await;
+            }
+            shared
+                .subscribers
+                .lock()
+                .unwrap()
+                .retain(|tx| !tx.is_closed());
+        } else {
+            // Real time waits for nobody: a client CLIENT_QUEUE events behind is cut off, as
+            // Asterisk drops a manager session it cannot write to.
+            shared
+                .subscribers
+                .lock()
+                .unwrap()
+                .retain(|tx| tx.try_send(bytes.clone()).is_ok());
         }
-        shared
-            .subscribers
-            .lock()
-            .unwrap()
-            .retain(|tx| !tx.is_closed());
     }
 }
 
@@ -221,7 +232,9 @@ impl Connection {
                         }
                     }
                 }
-                Some(bytes) = async { match events { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                next = async { match events { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                    // None: the pump cut this client off for being too slow.
+                    let Some(bytes) = next else { return };
                     if wr.write_all(&bytes).await.is_err() {
                         return;
                     }
