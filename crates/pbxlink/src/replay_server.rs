@@ -638,6 +638,38 @@ mod tests {
     }
 
     #[test]
+    fn every_recorded_transcript_loads() {
+        let mut out = String::new();
+        for set in ["asterisk-22", "asterisk-22-pjsip", "asterisk-18-pjsip"] {
+            let dir = Path::new(FIXTURES).join(set).join("ami");
+            let mut files: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("fixture directory missing: {}: {e}", dir.display()))
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.to_string_lossy().ends_with(".rx.raw"))
+                .collect();
+            files.sort();
+            let mut events = 0;
+            let mut lists = std::collections::BTreeSet::new();
+            let mut versions = std::collections::BTreeSet::new();
+            for f in &files {
+                let t = Transcript::load(f).unwrap();
+                events += t.events().len();
+                lists.extend(t.lists.into_keys());
+                versions.insert(t.ami_version);
+            }
+            out.push_str(&format!(
+                "{set}: {} transcripts, AMI {versions:?}, {events} events, lists {lists:?}\n",
+                files.len()
+            ));
+        }
+        expect![[r#"
+            asterisk-22: 15 transcripts, AMI {"11.0.0"}, 2031 events, lists {"bridgelist", "coreshowchannels", "queuestatus", "queuesummary", "status"}
+            asterisk-22-pjsip: 15 transcripts, AMI {"11.0.0"}, 4848 events, lists {}
+            asterisk-18-pjsip: 15 transcripts, AMI {"7.0.3"}, 4886 events, lists {}
+        "#]].assert_eq(&out);
+    }
+
+    #[test]
     fn not_a_transcript() {
         let e = Transcript::parse(b"HTTP/1.1 200 OK\r\n\r\n").unwrap_err();
         assert_eq!(
