@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ami::{Action, ActionResult, Message};
@@ -81,20 +82,29 @@ enum AmiCommand {
         pretty: bool,
     },
     /// Serve a recorded transcript (`*.rx.raw`) as an AMI server, for demos and tests.
-    Serve {
-        /// The transcript.
-        file: PathBuf,
-        /// Address to listen on (port 0: any free port; the chosen one is printed).
-        #[arg(long, default_value = "127.0.0.1:5038")]
-        listen: SocketAddr,
-        /// Milliseconds between events (0: as fast as the client reads).
-        #[arg(long, default_value_t = 0)]
-        pace_ms: u64,
-        /// Fault on the first connection: `drop:N` (close mid-message after N events),
-        /// `stall:N:SECS` (go silent for SECS after N events), `garbage:N`.
-        #[arg(long, value_parser = parse_fault)]
-        fault: Option<Fault>,
-    },
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// The transcript.
+    file: PathBuf,
+    /// Address to listen on (port 0: any free port; the chosen one is printed).
+    #[arg(long, default_value = "127.0.0.1:5038")]
+    listen: SocketAddr,
+    /// Milliseconds between events (0: as fast as the client reads).
+    #[arg(long, default_value_t = 0)]
+    pace_ms: u64,
+    /// Fault on the first connection: `drop:N` (close mid-message after N events),
+    /// `stall:N:SECS` (go silent for SECS after N events), `garbage:N`.
+    #[arg(long, value_parser = parse_fault)]
+    fault: Option<Fault>,
+    /// Serve TLS with this PEM certificate chain (and --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// How long one WaitEvent may wait on the Asterisk side (below its `httptimeout` of 60 s).
@@ -140,12 +150,7 @@ pub fn run(config_file: Option<&Path>, args: AmiArgs) -> anyhow::Result<()> {
         AmiCommand::Events { filter, pretty } => {
             runtime.block_on(events(&pbx, ajam, &filter, pretty))
         }
-        AmiCommand::Serve {
-            file,
-            listen,
-            pace_ms,
-            fault,
-        } => runtime.block_on(serve(&pbx, &file, listen, pace_ms, fault)),
+        AmiCommand::Serve(serve_args) => runtime.block_on(serve(&pbx, &serve_args)),
     }
 }
 
@@ -408,25 +413,23 @@ fn print_message(m: &Message, json: bool, pretty: bool) -> std::io::Result<()> {
     }
 }
 
-async fn serve(
-    pbx: &PbxConfig,
-    file: &Path,
-    listen: SocketAddr,
-    pace_ms: u64,
-    fault: Option<Fault>,
-) -> anyhow::Result<()> {
-    let transcript = Transcript::load(file)?;
+async fn serve(pbx: &PbxConfig, args: &ServeArgs) -> anyhow::Result<()> {
+    let transcript = Transcript::load(&args.file)?;
     let events = transcript.events().len();
     let secret = pbx.secret_from_env()?;
     let mut options = ReplayOptions::new(&pbx.username, secret.expose());
-    options.pace = Duration::from_millis(pace_ms);
-    options.faults = vec![fault];
+    options.pace = Duration::from_millis(args.pace_ms);
+    options.faults = vec![args.fault];
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        options.tls = Some(server_tls(cert, key)?);
+    }
+    let listen = args.listen;
     let server = ReplayServer::start(listen, transcript, options)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     println!(
         "serving {} ({events} events) on {} for user {}",
-        file.display(),
+        args.file.display(),
         server.local_addr(),
         pbx.username
     );
@@ -443,4 +446,26 @@ async fn serve(
     }
     eprintln!("{} of {events} events sent", server.events_sent());
     Ok(())
+}
+
+/// rustls server settings from PEM files.
+fn server_tls(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let open = |path: &Path| {
+        std::fs::File::open(path)
+            .map(std::io::BufReader::new)
+            .with_context(|| format!("cannot read {}", path.display()))
+    };
+    let certs = rustls_pemfile::certs(&mut open(cert)?)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("bad PEM in {}", cert.display()))?;
+    let key = rustls_pemfile::private_key(&mut open(key)?)
+        .with_context(|| format!("bad PEM in {}", key.display()))?
+        .with_context(|| format!("no private key in {}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("TLS certificate and key do not fit together")?;
+    Ok(Arc::new(config))
 }

@@ -15,21 +15,17 @@ struct Server {
 
 impl Server {
     fn start(transcript: &str) -> Server {
+        Server::start_with(transcript, &[])
+    }
+
+    fn start_with(transcript: &str, serve_args: &[&str]) -> Server {
         let path = format!("{FIXTURES}/asterisk-22/ami/{transcript}.rx.raw");
-        assert!(
-            std::path::Path::new(&path).exists(),
-            "fixture missing: {path}"
-        );
+        let exists = std::path::Path::new(&path).exists();
+        assert!(exists, "fixture missing: {path}");
         let mut child = Command::new(BIN)
-            .args([
-                "ami",
-                "--user",
-                "harness",
-                "--secret",
-                "harness-secret",
-                "serve",
-            ])
-            .args([&path, "--listen", "127.0.0.1:0"])
+            .args(["ami", "--user", "harness", "--secret", "harness-secret"])
+            .args(["serve", &path, "--listen", "127.0.0.1:0"])
+            .args(serve_args)
             .env_remove("PBXLINK_CONFIG")
             .stdout(Stdio::piped())
             .spawn()
@@ -50,6 +46,7 @@ impl Server {
     fn ami(&self, secret: &str, args: &[&str]) -> Output {
         Command::new(BIN)
             .args(["ami", "--port", &self.port.to_string(), "--user", "harness"])
+            .args(["--host", "localhost"])
             .args(["--secret", secret])
             .args(args)
             .env_remove("PBXLINK_CONFIG")
@@ -79,7 +76,7 @@ fn ping_prints_versions_and_round_trip() {
     assert_eq!(
         lines[..3],
         [
-            format!("connected to 127.0.0.1:{} as harness", server.port).as_str(),
+            format!("connected to localhost:{} as harness", server.port).as_str(),
             "AMI version:      11.0.0",
             "Asterisk version: 22.10.1",
         ]
@@ -94,7 +91,7 @@ fn failed_login_says_who_and_where() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     let expected = format!(
-        "authentication failed for user harness at 127.0.0.1:{}: Authentication failed",
+        "authentication failed for user harness at localhost:{}: Authentication failed",
         server.port
     );
     assert!(stderr.contains(&expected), "{stderr}");
@@ -128,4 +125,37 @@ fn action_prints_response_and_list_items() {
     let out = server.ami("harness-secret", &["action", "NoSuchAction", "Foo=bar"]);
     assert!(!out.status.success());
     assert!(stdout(&out).contains("Message: Invalid/unknown command"));
+}
+
+#[test]
+fn tls_serve_and_ping_with_a_ca_file_from_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let file = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let cert_pem = file("cert.pem", cert.cert.pem());
+    let key_pem = file("key.pem", cert.key_pair.serialize_pem());
+    let config = file(
+        "pbxlink.toml",
+        format!("[[pbx]]\ntls = true\ntls_ca_file = \"{cert_pem}\"\n"),
+    );
+    let server = Server::start_with(
+        "00b_login_md5",
+        &["--tls-cert", &cert_pem, "--tls-key", &key_pem],
+    );
+    let out = server.ami("harness-secret", &["--config", &config, "ping"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout(&out).contains("Asterisk version: 22.10.1"));
+
+    // Without the CA, the self-signed certificate is refused.
+    let out = server.ami("harness-secret", &["--tls", "ping"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("TLS handshake: invalid peer certificate"),
+        "{stderr}"
+    );
 }
