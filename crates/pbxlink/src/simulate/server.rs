@@ -112,6 +112,11 @@ async fn pump(shared: Arc<Shared>) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // The PBX "boots" when the first client logs in with events on, so that client sees the
+    // first call from its start (a call whose start was missed is never reported).
+    while shared.subscribers.lock().unwrap().is_empty() {
+        shared.wake.notified().await;
+    }
     let started = tokio::time::Instant::now();
     let first_ms = shared.gen.lock().unwrap().now_ms();
     let mut buf = Vec::new();
