@@ -323,6 +323,8 @@ impl AmiClient {
             commands: commands_rx,
             events: events_tx,
             pending: VecDeque::new(),
+            deferred: VecDeque::new(),
+            online: false,
             waiters: HashMap::new(),
             login_error: None,
             stats,
@@ -398,6 +400,12 @@ struct Link {
     /// is not read while this is non-empty, so it holds at most one read's worth of events.
     pending: VecDeque<LinkEvent>,
     waiters: HashMap<ActionId, (String, Reply)>,
+    /// Actions submitted while there is no connection. They reach the session only once a
+    /// connection is up, and only if their caller is still waiting: an Originate whose
+    /// caller already got a timeout must not be dialled minutes later on reconnect.
+    deferred: VecDeque<(Action, Reply)>,
+    /// A TCP (and TLS) connection is up.
+    online: bool,
     /// Set after a refused login, until the next accepted one: new actions fail at once
     /// instead of waiting for a login that will not come.
     login_error: Option<LinkError>,
@@ -418,7 +426,15 @@ impl Link {
     async fn run(mut self) {
         loop {
             let reason = match self.connect().await {
-                Ok(stream) => self.run_connection(stream).await,
+                Ok(stream) => {
+                    self.online = true;
+                    for (action, reply) in std::mem::take(&mut self.deferred) {
+                        self.submit(action, reply);
+                    }
+                    let reason = self.run_connection(stream).await;
+                    self.online = false;
+                    reason
+                }
                 Err(reason) => reason,
             };
             let stop = reason == LinkError::Shutdown;
@@ -613,6 +629,13 @@ impl Link {
             let _ = reply.send(Err(AmiError::LoginFailed(e.clone())));
             return;
         }
+        if reply.is_closed() {
+            return;
+        }
+        if !self.online {
+            self.deferred.push_back((action, reply));
+            return;
+        }
         let name = action.name().to_owned();
         let id = self.session.send_action(action);
         self.waiters.insert(id, (name, reply));
@@ -634,9 +657,7 @@ impl Link {
                 LinkError::LoginFailed { .. } => AmiError::LoginFailed(reason.clone()),
                 LinkError::Shutdown => AmiError::Closed,
                 _ if !sent_any || is_idempotent(&action) => {
-                    if !reply.is_closed() {
-                        self.submit(action, reply);
-                    }
+                    self.submit(action, reply);
                     continue;
                 }
                 _ => AmiError::NotResent { action: name },

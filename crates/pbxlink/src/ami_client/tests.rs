@@ -444,3 +444,39 @@ fn setup_errors_name_the_pbx_and_the_file() {
     assert!(is_idempotent(&Action::core_show_channels()));
     assert!(!is_idempotent(&Action::hangup("PJSIP/201-00000001")));
 }
+
+#[tokio::test]
+async fn an_action_whose_caller_gave_up_offline_is_never_sent() {
+    // A free port with nobody listening yet: the link keeps failing to connect.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut config = client_config(addr, "md5", SECRET);
+    config.action_timeout = Duration::from_millis(200);
+    let (client, mut rx) = AmiClient::start(config);
+    let originate = Action::originate(ami::Originate::exten(
+        "Local/201@agents",
+        "outbound",
+        "15557654321",
+        1,
+    ));
+    assert!(matches!(
+        client.send(originate).await,
+        Err(AmiError::Timeout { .. })
+    ));
+
+    let server = ReplayServer::start(
+        addr,
+        transcript("00b_login_md5"),
+        ReplayOptions::new(USER, SECRET),
+    )
+    .await
+    .unwrap();
+    while !matches!(next(&mut rx).await, LinkEvent::Connected { .. }) {}
+    assert!(client.send(Action::ping()).await.unwrap().is_success());
+    assert_eq!(
+        server.connections()[0].actions,
+        ["Challenge", "Login", "Ping"]
+    );
+}
