@@ -76,7 +76,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Which database the store talks to; only the outbox claim and the DDL differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     /// Embedded SQLite file (the default).
     Sqlite,
     /// PostgreSQL server (for scale-out).
@@ -85,7 +85,7 @@ pub enum Backend {
 
 impl Backend {
     /// The backend a URL names.
-    pub fn from_url(url: &str) -> Result<Self> {
+    fn from_url(url: &str) -> Result<Self> {
         if url.starts_with("sqlite:") {
             Ok(Self::Sqlite)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -140,11 +140,6 @@ impl Store {
         };
         migrator.run(&pool).await?;
         Ok(Self { pool, backend })
-    }
-
-    /// The backend this store talks to.
-    pub fn backend(&self) -> Backend {
-        self.backend
     }
 
     /// Closes every connection (waits for queries in progress).
