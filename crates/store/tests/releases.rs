@@ -59,7 +59,10 @@ async fn exercise(store: &Store) {
         downloads: 2,
         update_checks: 5,
     };
-    store.add_release_counts(&[counts.clone()]).await.unwrap();
+    store
+        .add_release_counts(std::slice::from_ref(&counts))
+        .await
+        .unwrap();
     store.add_release_counts(&[counts]).await.unwrap();
 
     let releases = store.releases().await.unwrap();
