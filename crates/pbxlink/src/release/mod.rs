@@ -43,6 +43,24 @@ pub struct ReleaseArgs {
 
 #[derive(Debug, Subcommand)]
 enum ReleaseCommand {
+    /// Run FreePBX's update sequence against a server; one line per step.
+    Check {
+        /// Server base URL, `https://host[:port]` (or `https://host/c/TOKEN`).
+        url: String,
+        rawname: String,
+        /// The installed version to check an update for.
+        version: String,
+        /// Also trust the certificates in this PEM file (a self-signed server's).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
+    #[command(flatten)]
+    Manage(ManageCommand),
+}
+
+/// The commands that work on the release database.
+#[derive(Debug, Subcommand)]
+enum ManageCommand {
     /// Check a module tarball and publish it on a channel.
     Publish {
         file: PathBuf,
@@ -63,17 +81,6 @@ enum ReleaseCommand {
     },
     /// The log of publishes and yanks.
     Audit,
-    /// Run FreePBX's update sequence against a server; one line per step.
-    Check {
-        /// Server base URL, `https://host[:port]` (or `https://host/c/TOKEN`).
-        url: String,
-        rawname: String,
-        /// The installed version to check an update for.
-        version: String,
-        /// Also trust the certificates in this PEM file (a self-signed server's).
-        #[arg(long)]
-        ca_file: Option<PathBuf>,
-    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -187,28 +194,30 @@ pub fn serve(config: Config, args: ServerArgs) -> anyhow::Result<()> {
 /// `pbxlink release ...`.
 pub fn run(config: Config, args: ReleaseArgs) -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(async {
-        if let ReleaseCommand::Check {
-            url,
-            rawname,
-            version,
-            ca_file,
-        } = &args.command
-        {
-            let mut stdout = std::io::stdout();
-            return check::check(url, rawname, version, ca_file.as_deref(), &mut stdout)
-                .await?
-                .map_err(|failure| {
-                    println!("FAIL {failure}");
-                    anyhow::Error::new(failure)
-                });
-        }
+        let command = match args.command {
+            ReleaseCommand::Check {
+                url,
+                rawname,
+                version,
+                ca_file,
+            } => {
+                let mut stdout = std::io::stdout();
+                return check::check(&url, &rawname, &version, ca_file.as_deref(), &mut stdout)
+                    .await?
+                    .map_err(|failure| {
+                        println!("FAIL {failure}");
+                        anyhow::Error::new(failure)
+                    });
+            }
+            ReleaseCommand::Manage(command) => command,
+        };
         let store = open_store(&config).await?;
         let actor = format!(
             "cli:{}",
             std::env::var("USER").unwrap_or_else(|_| "unknown".into())
         );
-        match args.command {
-            ReleaseCommand::Publish {
+        match command {
+            ManageCommand::Publish {
                 file,
                 channel,
                 location,
@@ -231,8 +240,8 @@ pub fn run(config: Config, args: ReleaseArgs) -> anyhow::Result<()> {
                     r.rawname, r.version, r.channel, r.size, r.md5, r.sha256
                 );
             }
-            ReleaseCommand::List => print!("{}", list_table(&store.releases().await?)),
-            ReleaseCommand::Yank {
+            ManageCommand::List => print!("{}", list_table(&store.releases().await?)),
+            ManageCommand::Yank {
                 rawname,
                 version,
                 reason,
@@ -247,7 +256,7 @@ pub fn run(config: Config, args: ReleaseArgs) -> anyhow::Result<()> {
                 }
                 println!("yanked {rawname} {version}");
             }
-            ReleaseCommand::Audit => {
+            ManageCommand::Audit => {
                 for e in store.release_audit().await? {
                     println!(
                         "{} {} {} {} by {}: {}",
@@ -260,7 +269,6 @@ pub fn run(config: Config, args: ReleaseArgs) -> anyhow::Result<()> {
                     );
                 }
             }
-            ReleaseCommand::Check { .. } => unreachable!("answered above"),
         }
         Ok(())
     })
