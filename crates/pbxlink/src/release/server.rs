@@ -31,6 +31,8 @@ use crate::config::ReleaseChannel;
 /// How often the server re-reads the release list (publishes and yanks made with the CLI in
 /// another process) and writes its counts.
 const RELOAD_EVERY: Duration = Duration::from_secs(2);
+/// How long a client may take over its TLS handshake, and over its request headers.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the HTTP handlers share.
 #[derive(Debug)]
@@ -437,11 +439,13 @@ pub async fn serve(
             let mut http = hyper::server::conn::http1::Builder::new();
             // A client that never finishes its request headers must not hold a task forever.
             http.timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30));
+                .header_read_timeout(HANDSHAKE_TIMEOUT);
             let served = match tls {
-                Some(tls) => match tls.accept(tcp).await {
-                    Ok(stream) => http.serve_connection(TokioIo::new(stream), service).await,
-                    Err(e) => return tracing::debug!("{peer}: TLS handshake failed: {e}"),
+                // A client that never finishes its handshake must not hold a task either.
+                Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
+                    Ok(Ok(stream)) => http.serve_connection(TokioIo::new(stream), service).await,
+                    Ok(Err(e)) => return tracing::debug!("{peer}: TLS handshake failed: {e}"),
+                    Err(_) => return tracing::debug!("{peer}: TLS handshake timed out"),
                 },
                 None => http.serve_connection(TokioIo::new(tcp), service).await,
             };
