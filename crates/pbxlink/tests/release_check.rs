@@ -86,6 +86,10 @@ enum Fault {
     LowerVersion,
     /// Error bodies are JSON.
     JsonError,
+    /// The advertised md5sum is not the file's.
+    WrongMd5,
+    /// HEAD answers without a Content-Length.
+    NoLength,
 }
 
 /// A release server double, over TLS with the site's self-signed certificate.
@@ -95,7 +99,10 @@ fn double(site: &Site, fault: Fault) -> (String, tokio::runtime::Runtime) {
     std::fs::create_dir_all(site.cert().parent().unwrap()).unwrap();
     std::fs::write(site.cert(), certified.cert.pem()).unwrap();
     let tgz = module_tgz("demo", "1.1.0");
-    let md5 = hex::encode(md5::Md5::digest(&tgz));
+    let md5 = match fault {
+        Fault::WrongMd5 => "0".repeat(32),
+        _ => hex::encode(md5::Md5::digest(&tgz)),
+    };
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
@@ -125,9 +132,19 @@ fn double(site: &Site, fault: Fault) -> (String, tokio::runtime::Runtime) {
     };
     let file = {
         let base = base.clone();
+        let length = tgz.len().to_string();
         move |method: axum::http::Method| async move {
             let status = match (method, fault) {
-                (axum::http::Method::HEAD, _) => StatusCode::OK,
+                // A body of unknown length: no Content-Length on the HEAD answer.
+                (axum::http::Method::HEAD, Fault::NoLength) => {
+                    return axum::body::Body::from_stream(futures::stream::empty::<
+                        Result<axum::body::Bytes, std::io::Error>,
+                    >())
+                    .into_response()
+                }
+                (axum::http::Method::HEAD, _) => {
+                    return (StatusCode::OK, [(header::CONTENT_LENGTH, length)]).into_response()
+                }
                 (_, Fault::Found302) => StatusCode::FOUND,
                 _ => StatusCode::SEE_OTHER,
             };
@@ -232,4 +249,32 @@ fn check_fails_on_a_json_error_body() {
             r#"FAIL update-check: error 404 Not Found with a JSON body ({"error":"no such module"}): FreePBX would take it as an update"#
         ]],
     );
+}
+
+#[test]
+fn check_fails_on_a_wrong_md5() {
+    check_against(
+        Fault::WrongMd5,
+        expect!["FAIL checksum: md5 DIGEST but md5sum DIGEST advertised"],
+    );
+}
+
+#[test]
+fn check_fails_on_a_head_without_content_length() {
+    check_against(
+        Fault::NoLength,
+        expect!["FAIL head: HTTP/1.0 200 OK without Content-Length"],
+    );
+}
+
+#[test]
+fn check_fails_on_a_plain_http_update_url() {
+    let site = Site::new("");
+    let out = site.pbxlink(&["release", "check", "http://127.0.0.1:9", "demo", "1.0.0"]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    expect![[r#"
+        FAIL update-check: http://127.0.0.1:9/getModuleUpdate/demo/1.0.0 is not https: FreePBX never checks it
+    "#]]
+    .assert_eq(&stdout);
 }
