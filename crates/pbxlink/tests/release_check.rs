@@ -90,6 +90,8 @@ enum Fault {
     WrongMd5,
     /// HEAD answers without a Content-Length.
     NoLength,
+    /// The HTTP/1.0 HEAD is answered but the connection is left open.
+    KeepOpen,
 }
 
 /// A release server double, over TLS with the site's self-signed certificate.
@@ -113,8 +115,16 @@ fn double(site: &Site, fault: Fault) -> (String, tokio::runtime::Runtime) {
     } else {
         "1.1.0"
     };
+    // KeepOpen: downloads live on a second listener that answers and never closes.
+    let raw_listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let files_base = match fault {
+        Fault::KeepOpen => format!("https://{}", raw_listener.local_addr().unwrap()),
+        _ => base.clone(),
+    };
     let update = {
-        let base = base.clone();
+        let base = files_base;
         move || async move {
             if matches!(fault, Fault::JsonError) {
                 return (
@@ -186,6 +196,24 @@ fn double(site: &Site, fault: Fault) -> (String, tokio::runtime::Runtime) {
     .with_single_cert(vec![certified.cert.der().clone()], key)
     .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let raw_acceptor = acceptor.clone();
+    let raw_length = module_tgz("demo", "1.1.0").len();
+    runtime.spawn(async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut held = Vec::new();
+        loop {
+            let (tcp, _) = raw_listener.accept().await.unwrap();
+            let Ok(mut tls) = raw_acceptor.accept(tcp).await else {
+                continue;
+            };
+            let mut request = [0u8; 1024];
+            let _ = tls.read(&mut request).await;
+            let answer = format!("HTTP/1.0 200 OK\r\nContent-Length: {raw_length}\r\n\r\n");
+            let _ = tls.write_all(answer.as_bytes()).await;
+            let _ = tls.flush().await;
+            held.push(tls);
+        }
+    });
     runtime.spawn(async move {
         loop {
             let (tcp, _) = listener.accept().await.unwrap();
@@ -277,4 +305,12 @@ fn check_fails_on_a_plain_http_update_url() {
         FAIL update-check: http://127.0.0.1:9/getModuleUpdate/demo/1.0.0 is not https: FreePBX never checks it
     "#]]
     .assert_eq(&stdout);
+}
+
+#[test]
+fn check_fails_on_an_http10_head_left_open() {
+    check_against(
+        Fault::KeepOpen,
+        expect!["FAIL head: the server kept the HTTP/1.0 connection open: FreePBX would hang forever: deadline has elapsed"],
+    );
 }
