@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -21,7 +22,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, on, post, MethodFilter};
 use axum::Router;
 use chrono::Utc;
-use serde_json::json;
 use store::{Release, ReleaseCounts, Store};
 
 use super::publish::{self, PublishError};
@@ -43,9 +43,60 @@ pub struct ReleaseServer {
     public_url: String,
     customers: HashMap<String, ReleaseChannel>,
     publish_key: Option<Vec<u8>>,
-    releases: RwLock<Arc<Vec<Release>>>,
-    /// (rawname, version) -> (downloads, update checks) since the last flush.
-    counts: Mutex<HashMap<(String, String), (u64, u64)>>,
+    releases: RwLock<Arc<Vec<Listed>>>,
+    /// The list before the current one: requests that took it just before a reload may still
+    /// count into it, so its counters are collected once more, one round later.
+    retired: Mutex<Option<Arc<Vec<Listed>>>>,
+}
+
+/// A release as the handlers see it, with its counters since the last flush (atomics: the
+/// hot path takes no lock and allocates nothing to count).
+#[derive(Debug)]
+struct Listed {
+    stored: Release,
+    /// `depends` parsed once, not per request.
+    depends: Option<serde_json::Value>,
+    downloads: AtomicU64,
+    update_checks: AtomicU64,
+}
+
+impl std::ops::Deref for Listed {
+    type Target = Release;
+    fn deref(&self) -> &Release {
+        &self.stored
+    }
+}
+
+fn listed(releases: Vec<Release>) -> Arc<Vec<Listed>> {
+    Arc::new(
+        releases
+            .into_iter()
+            .map(|release| Listed {
+                depends: release
+                    .release
+                    .depends
+                    .as_deref()
+                    .and_then(|d| serde_json::from_str(d).ok()),
+                stored: release,
+                downloads: AtomicU64::new(0),
+                update_checks: AtomicU64::new(0),
+            })
+            .collect(),
+    )
+}
+
+/// Takes the counters of `list` (leaving zeros) into `into`.
+fn harvest(list: &[Listed], into: &mut HashMap<(String, String), (u64, u64)>) {
+    for l in list {
+        let downloads = l.downloads.swap(0, Ordering::Relaxed);
+        let checks = l.update_checks.swap(0, Ordering::Relaxed);
+        if downloads + checks > 0 {
+            let key = (l.release.rawname.clone(), l.release.version.clone());
+            let entry = into.entry(key).or_default();
+            entry.0 += downloads;
+            entry.1 += checks;
+        }
+    }
 }
 
 impl ReleaseServer {
@@ -63,14 +114,20 @@ impl ReleaseServer {
             public_url: public_url.trim_end_matches('/').to_owned(),
             customers,
             publish_key,
-            releases: RwLock::new(Arc::new(releases)),
-            counts: Mutex::default(),
+            releases: RwLock::new(listed(releases)),
+            retired: Mutex::default(),
         }))
     }
 
     /// Writes the counts gathered since the last call and re-reads the release list.
     pub async fn sync(&self) -> anyhow::Result<()> {
-        let counts: Vec<ReleaseCounts> = std::mem::take(&mut *self.counts.lock().unwrap())
+        let mut gathered = HashMap::new();
+        let current = self.snapshot();
+        harvest(&current, &mut gathered);
+        if let Some(retired) = self.retired.lock().unwrap().as_deref() {
+            harvest(retired, &mut gathered);
+        }
+        let counts: Vec<ReleaseCounts> = gathered
             .into_iter()
             .map(
                 |((rawname, version), (downloads, update_checks))| ReleaseCounts {
@@ -82,10 +139,24 @@ impl ReleaseServer {
             )
             .collect();
         if !counts.is_empty() {
-            self.store.add_release_counts(&counts).await?;
+            if let Err(e) = self.store.add_release_counts(&counts).await {
+                // Put them back: the next round writes them.
+                for c in &counts {
+                    if let Some(l) = current
+                        .iter()
+                        .find(|l| l.release.rawname == c.rawname && l.release.version == c.version)
+                    {
+                        l.downloads.fetch_add(c.downloads, Ordering::Relaxed);
+                        l.update_checks
+                            .fetch_add(c.update_checks, Ordering::Relaxed);
+                    }
+                }
+                return Err(e.into());
+            }
         }
-        let releases = self.store.releases().await?;
-        *self.releases.write().unwrap() = Arc::new(releases);
+        let fresh = listed(self.store.releases().await?);
+        let old = std::mem::replace(&mut *self.releases.write().unwrap(), fresh);
+        *self.retired.lock().unwrap() = Some(old);
         Ok(())
     }
 
@@ -100,19 +171,7 @@ impl ReleaseServer {
         }
     }
 
-    fn count(&self, rawname: &str, version: &str, download: bool) {
-        let mut counts = self.counts.lock().unwrap();
-        let entry = counts
-            .entry((rawname.to_owned(), version.to_owned()))
-            .or_default();
-        if download {
-            entry.0 += 1;
-        } else {
-            entry.1 += 1;
-        }
-    }
-
-    fn snapshot(&self) -> Arc<Vec<Release>> {
+    fn snapshot(&self) -> Arc<Vec<Listed>> {
         self.releases.read().unwrap().clone()
     }
 
@@ -187,7 +246,7 @@ fn offer(
     let releases = server.snapshot();
     let mut known = false;
     // Oldest first, so the last one is the offer and the others its `previous`.
-    let mut newer: Vec<&Release> = releases
+    let mut newer: Vec<&Listed> = releases
         .iter()
         .filter(|r| r.release.rawname == rawname)
         .inspect(|_| known = true)
@@ -199,47 +258,75 @@ fn offer(
     }
     newer.sort_by(|a, b| version::compare(&a.release.version, &b.release.version));
     let Some(latest) = newer.pop() else {
-        server.count(rawname, installed, false);
+        if let Some(current) = releases
+            .iter()
+            .find(|r| r.release.rawname == rawname && r.release.version == installed)
+        {
+            current.update_checks.fetch_add(1, Ordering::Relaxed);
+        }
         return text(
             StatusCode::OK,
             format!("no update: {rawname} {installed} is current"),
         );
     };
-    server.count(rawname, &latest.release.version, false);
+    latest.update_checks.fetch_add(1, Ordering::Relaxed);
     let r = &latest.release;
-    let mut offer = json!({
-        "rawname": r.rawname,
-        "version": r.version,
-        "location": server.file_url(&r.rawname, &r.version),
-        "md5sum": r.md5,
-        "sha1sum": r.sha1,
-        "packaged": latest.published_at.timestamp(),
-        "name": r.name,
-        "previous": newer.iter().rev().map(|p| json!({
-            "rawname": p.release.rawname,
-            "version": p.release.version,
-            "location": server.file_url(&p.release.rawname, &p.release.version),
-            "md5sum": p.release.md5,
-            "changelog": p.release.changelog,
-        })).collect::<Vec<_>>(),
-    });
-    for (key, value) in [
-        ("publisher", &r.publisher),
-        ("license", &r.license),
-        ("changelog", &r.changelog),
-    ] {
-        if let Some(value) = value {
-            offer[key] = json!(value);
-        }
-    }
-    if let Some(depends) = r
-        .depends
-        .as_deref()
-        .and_then(|d| serde_json::from_str(d).ok())
-    {
-        offer["depends"] = depends;
-    }
+    let offer = Offer {
+        rawname: &r.rawname,
+        version: &r.version,
+        location: server.file_url(&r.rawname, &r.version),
+        md5sum: &r.md5,
+        sha1sum: &r.sha1,
+        packaged: latest.published_at.timestamp(),
+        name: &r.name,
+        publisher: r.publisher.as_deref(),
+        license: r.license.as_deref(),
+        changelog: r.changelog.as_deref(),
+        depends: latest.depends.as_ref(),
+        previous: newer
+            .iter()
+            .rev()
+            .map(|p| Previous {
+                rawname: &p.release.rawname,
+                version: &p.release.version,
+                location: server.file_url(&p.release.rawname, &p.release.version),
+                md5sum: &p.release.md5,
+                changelog: p.release.changelog.as_deref(),
+            })
+            .collect(),
+    };
     axum::Json(offer).into_response()
+}
+
+/// The update JSON FreePBX reads (never a `signed` field: see the module docs).
+#[derive(Debug, serde::Serialize)]
+struct Offer<'a> {
+    rawname: &'a str,
+    version: &'a str,
+    location: String,
+    md5sum: &'a str,
+    sha1sum: &'a str,
+    packaged: i64,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    publisher: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    license: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changelog: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    depends: Option<&'a serde_json::Value>,
+    previous: Vec<Previous<'a>>,
+}
+
+/// A release between the installed one and the offer (FreePBX shows their changelogs).
+#[derive(Debug, serde::Serialize)]
+struct Previous<'a> {
+    rawname: &'a str,
+    version: &'a str,
+    location: String,
+    md5sum: &'a str,
+    changelog: Option<&'a str>,
 }
 
 fn channel_of(r: &Release) -> ReleaseChannel {
@@ -292,7 +379,7 @@ async fn module_file(
     if method == Method::HEAD {
         return file_head(r.size, &r.rawname, &r.version);
     }
-    server.count(&r.rawname, &r.version, true);
+    release.downloads.fetch_add(1, Ordering::Relaxed);
     let location = r
         .location
         .clone()
