@@ -29,7 +29,8 @@ DURATION=$(python3 -c "print($CALLS / $CPS)")
 "$BIN" simulate --listen "127.0.0.1:$AMI_PORT" --fast --seed "$SEED" \
     --calls-per-second "$CPS" --concurrency "$CONCURRENCY" --duration "$DURATION" \
     --username bench --secret bench-secret 2>"$WORK/simulate.log" &
-pids+=($!)
+SIM=$!
+pids+=($SIM)
 cat >"$WORK/pbxlink.toml" <<TOML
 data_dir = "$WORK/data"
 [[pbx]]
@@ -49,9 +50,14 @@ metric() { # name -> value summed over label sets
         awk -v m="$1" '$1 ~ "^"m"({|$)" {s += $2} END {printf "%d", s}'
 }
 until curl -s "http://127.0.0.1:$HTTP_PORT/health" >/dev/null; do sleep 0.2; done
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
 
 echo "calls=$CALLS generated at $CPS calls/s virtual, concurrency $CONCURRENCY, sent as fast as pbxlink reads"
-printf '%6s %10s %12s %10s %12s %8s\n' t_s calls calls_per_s events_per_s active rss_mib
+# cpu columns: % of one core used by pbxlink and by the simulator during the interval;
+# whichever sits near 100 is the bottleneck (each is mostly one busy thread).
+printf '%6s %10s %12s %12s %8s %8s %8s %8s\n' t_s calls calls_per_s events_per_s active rss_mib cpu_gw cpu_sim
+prev_gw=$(cpu_ticks "$PID"); prev_sim=$(cpu_ticks "$SIM")
 start=$(date +%s.%N)
 prev_calls=0; prev_events=0; t=0; idle=0
 while :; do
@@ -61,8 +67,11 @@ while :; do
     events=$(metric pbxlink_ami_events_total)
     active=$(metric pbxlink_active_calls)
     rss=$(awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$PID/status")
-    printf '%6d %10d %12.0f %10.0f %12d %8d\n' "$t" "$calls" \
-        "$(((calls - prev_calls) / INTERVAL))" "$(((events - prev_events) / INTERVAL))" "$active" "$rss"
+    gw=$(cpu_ticks "$PID"); sim=$(cpu_ticks "$SIM" 2>/dev/null || echo "$prev_sim")
+    printf '%6d %10d %12.0f %12.0f %8d %8d %8d %8d\n' "$t" "$calls" \
+        "$(((calls - prev_calls) / INTERVAL))" "$(((events - prev_events) / INTERVAL))" "$active" "$rss" \
+        "$(((gw - prev_gw) * 100 / HZ / INTERVAL))" "$(((sim - prev_sim) * 100 / HZ / INTERVAL))"
+    prev_gw=$gw; prev_sim=$sim
     if ((calls == prev_calls)); then idle=$((idle + 1)); else idle=0; fi
     ((calls >= CALLS || idle >= 3)) && break
     prev_calls=$calls; prev_events=$events

@@ -24,6 +24,9 @@ pub struct Config {
     /// The call journal database.
     #[serde(default)]
     pub database: DatabaseConfig,
+    /// What `pbxlink run` keeps besides the call records.
+    #[serde(default)]
+    pub journal: JournalConfig,
     /// The PBXs to connect to. None: `pbxlink run` starts the built-in simulated PBX
     /// (demo mode), and the `ami` commands default to 127.0.0.1:5038.
     #[serde(default)]
@@ -36,6 +39,43 @@ pub struct Config {
     /// What `pbxlink freepbx generate|package` writes into the PBX's config.
     #[serde(default)]
     pub freepbx: FreepbxConfig,
+}
+
+/// `[journal]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalConfig {
+    /// Which raw AMI events go to the event log (for replaying and debugging calls).
+    #[serde(default)]
+    pub raw_events: RawEvents,
+}
+
+/// Which raw AMI events `pbxlink run` writes to the event log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawEvents {
+    /// Call events, without the dialplan trace (`VarSet`, `Newexten`) and RTCP reports:
+    /// those are ~80 % of a FreePBX stream and would multiply the database's size.
+    #[default]
+    Calls,
+    /// Every event that carries a Linkedid.
+    All,
+    /// None.
+    Off,
+}
+
+impl RawEvents {
+    /// Whether an event named `event` goes to the log.
+    pub fn keeps(self, event: &str) -> bool {
+        match self {
+            RawEvents::All => true,
+            RawEvents::Off => false,
+            RawEvents::Calls => !matches!(
+                event,
+                "VarSet" | "Newexten" | "RTCPSent" | "RTCPReceived" | "DeviceStateChange"
+            ),
+        }
+    }
 }
 
 /// `[release]`: where the release server listens, its TLS files and its public address.

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use ami::{Action, Message};
 use anyhow::Context;
@@ -15,7 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::ami_client::{AmiClient, ClientConfig, LinkEvent};
 use crate::api::{self, AppState};
-use crate::config::{Config, PbxConfig, Secret};
+use crate::config::{Config, PbxConfig, RawEvents, Secret};
 use crate::simulate;
 
 /// `pbxlink run` arguments.
@@ -33,6 +34,10 @@ pub struct RunArgs {
 /// than slow down call tracking. The raw log is a debugging aid; calls are never dropped.
 const RAW_EVENT_QUEUE: usize = 100_000;
 const RAW_EVENT_BATCH: usize = 2_000;
+/// Finished calls waiting for the journal. When full, tracking waits (and so, through TCP,
+/// does Asterisk): a finished call is never dropped.
+const JOURNAL_QUEUE: usize = 10_000;
+const JOURNAL_BATCH: usize = 500;
 
 /// Runs the gateway until Ctrl-C / SIGTERM.
 pub fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
@@ -76,7 +81,15 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
         .context("cannot install the metrics recorder")?;
     let state = AppState::new(store.clone(), &[token], clients).with_metrics(recorder);
     for (name, client, events) in links {
-        tokio::spawn(track(name, client, events, store.clone(), state.clone()));
+        let raw_log = spawn_raw_event_writer(store.clone(), &name, config.journal.raw_events);
+        tokio::spawn(track(
+            name,
+            client,
+            events,
+            store.clone(),
+            state.clone(),
+            raw_log,
+        ));
     }
     if let Some(agi) = &config.agi {
         crate::fastagi::cli::start(agi).await?;
@@ -139,15 +152,15 @@ async fn track(
     mut events: mpsc::Receiver<LinkEvent>,
     store: Store,
     state: AppState,
+    mut raw_log: RawEventLog,
 ) {
     let mut tracker = Tracker::new(TrackerConfig::default());
-    let mut raw_log = spawn_raw_event_writer(store.clone(), &pbx);
     // Handles made once: the per-event cost is an atomic add, not a registry lookup.
     let events_total = metrics::counter!("pbxlink_ami_events_total", "pbx" => pbx.clone());
     let connected = metrics::gauge!("pbxlink_ami_connected", "pbx" => pbx.clone());
     let active_calls = metrics::gauge!("pbxlink_active_calls", "pbx" => pbx.clone());
-    let journaled = metrics::counter!("pbxlink_calls_journaled_total", "pbx" => pbx.clone());
-    let journal_errors = metrics::counter!("pbxlink_journal_errors_total", "pbx" => pbx.clone());
+    // Finished calls go to their own writer task so a slow disk never stalls tracking.
+    let journal = spawn_journal_writer(store, &pbx);
     let mut seq: u64 = 0;
     let mut event_seq: u64 = 0;
     while let Some(link_event) = events.recv().await {
@@ -174,16 +187,38 @@ async fn track(
             state.publish(&pbx, event_seq, ev);
         }
         while let Some(record) = tracker.poll_record() {
-            match store.save_call(&pbx, &record, &[], Utc::now()).await {
-                Ok(()) => journaled.increment(1),
-                Err(e) => {
-                    journal_errors.increment(1);
-                    tracing::error!(pbx, call = record.id, error = %e, "cannot journal call");
-                }
+            if journal.send(record).await.is_err() {
+                tracing::error!(pbx, "journal writer stopped; no more calls can be saved");
+                return;
             }
         }
         active_calls.set(tracker.calls_in_progress() as f64);
     }
+}
+
+/// The journal writer: finished calls, saved in batches (one transaction each), in order.
+/// A failed batch is retried until the database takes it: calls wait, they are not dropped.
+fn spawn_journal_writer(store: Store, pbx: &str) -> mpsc::Sender<calls::CallRecord> {
+    let (tx, mut rx) = mpsc::channel::<calls::CallRecord>(JOURNAL_QUEUE);
+    let pbx = pbx.to_owned();
+    let journaled = metrics::counter!("pbxlink_calls_journaled_total", "pbx" => pbx.clone());
+    let errors = metrics::counter!("pbxlink_journal_errors_total", "pbx" => pbx.clone());
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(JOURNAL_BATCH);
+        while rx.recv_many(&mut batch, JOURNAL_BATCH).await > 0 {
+            let rows: Vec<_> = batch.iter().map(|c| (c, &[][..])).collect();
+            let mut delay = Duration::from_millis(100);
+            while let Err(e) = store.save_calls(&pbx, &rows, Utc::now()).await {
+                errors.increment(1);
+                tracing::error!(pbx, calls = rows.len(), error = %e, "cannot journal calls; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            journaled.increment(rows.len() as u64);
+            batch.clear();
+        }
+    });
+    tx
 }
 
 /// After a (re)connect, tells the tracker which channels exist, so calls that went on
@@ -206,6 +241,7 @@ async fn resync(client: &AmiClient, tracker: &mut Tracker) {
 /// The raw AMI event log, written in batches by its own task.
 struct RawEventLog {
     tx: mpsc::Sender<RawEvent>,
+    keep: RawEvents,
     dropped: metrics::Counter,
     dropped_so_far: u64,
 }
@@ -216,6 +252,9 @@ impl RawEventLog {
         let Some(linkedid) = msg.get("Linkedid") else {
             return;
         };
+        if !self.keep.keeps(msg.event().unwrap_or_default()) {
+            return;
+        }
         let event = RawEvent {
             pbx: pbx.to_owned(),
             seq,
@@ -237,7 +276,7 @@ impl RawEventLog {
     }
 }
 
-fn spawn_raw_event_writer(store: Store, pbx: &str) -> RawEventLog {
+fn spawn_raw_event_writer(store: Store, pbx: &str, keep: RawEvents) -> RawEventLog {
     let (tx, mut rx) = mpsc::channel::<RawEvent>(RAW_EVENT_QUEUE);
     tokio::spawn(async move {
         let mut batch = Vec::with_capacity(RAW_EVENT_BATCH);
@@ -250,6 +289,7 @@ fn spawn_raw_event_writer(store: Store, pbx: &str) -> RawEventLog {
     });
     RawEventLog {
         tx,
+        keep,
         dropped: metrics::counter!("pbxlink_raw_events_dropped_total", "pbx" => pbx.to_owned()),
         dropped_so_far: 0,
     }

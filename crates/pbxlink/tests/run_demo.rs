@@ -33,10 +33,10 @@ fn start_gateway() -> Gateway {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut demo_announced = false;
     let mut base = None;
-    for line in stderr.lines() {
+    for line in lines.by_ref() {
         let line = line.unwrap();
         demo_announced |= line.contains("DEMO MODE");
         if let Some(url) = line.strip_prefix("web UI: ") {
@@ -44,6 +44,9 @@ fn start_gateway() -> Gateway {
             break;
         }
     }
+    // Keep reading the log: a gateway whose stderr pipe is full or closed is not the
+    // gateway users run.
+    std::thread::spawn(move || lines.for_each(drop));
     assert!(demo_announced, "the log must say this is demo data");
     Gateway {
         child,
