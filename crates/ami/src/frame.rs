@@ -278,41 +278,41 @@ fn find_end_command(buf: &[u8], from: usize) -> End {
 }
 
 fn parse_message(body: &[u8], follows: bool) -> Message {
-    let text = String::from_utf8_lossy(body);
-    // Keys and values are the body minus separators, one field per line: sized up front,
-    // the message allocates its two buffers once instead of growing them field by field.
-    let lines = memchr::memchr_iter(b'\n', body).count() + 1;
-    let mut msg = Message::with_capacity(text.len(), lines);
+    // Valid UTF-8 is the rule (and checking it is fast); invalid bytes (a Latin-1 caller
+    // name) become U+FFFD rather than losing the message.
+    let text = match std::str::from_utf8(body) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(body),
+    };
+    if follows {
+        parse_follows(&text)
+    } else {
+        Message::from_wire(&text)
+    }
+}
+
+/// The old command output: the headers, then every other line as an `Output` field.
+fn parse_follows(text: &str) -> Message {
+    let mut msg = Message::with_capacity(text.len(), text.matches('\n').count() + 1);
     let mut in_output = false;
     for raw in text.split('\n') {
         let line = raw.strip_suffix('\r').unwrap_or(raw);
-        if follows {
-            if let Some(out) = line.strip_suffix(END_COMMAND) {
-                if !out.is_empty() {
-                    push_output(&mut msg, out);
-                }
-                continue;
-            }
-            if in_output {
-                push_output(&mut msg, line);
-                continue;
-            }
-            match split_field(line) {
-                Some((k, v)) if is_follows_header(k) => msg.push(k, v),
-                _ => {
-                    in_output = true;
-                    push_output(&mut msg, line);
-                }
+        if let Some(out) = line.strip_suffix(END_COMMAND) {
+            if !out.is_empty() {
+                push_output(&mut msg, out);
             }
             continue;
         }
-        if line.is_empty() {
+        if in_output {
+            push_output(&mut msg, line);
             continue;
         }
         match split_field(line) {
-            Some((k, v)) => msg.push(k, v),
-            // A line with no colon: keep it, as the value of an empty key, rather than lose it.
-            None => msg.push("", line),
+            Some((k, v)) if is_follows_header(k) => msg.push(k, v),
+            _ => {
+                in_output = true;
+                push_output(&mut msg, line);
+            }
         }
     }
     msg

@@ -6,9 +6,10 @@ use std::ops::Range;
 /// An AMI message: the fields in wire order, repeated keys kept (`Output:`, `ChanVariable:`).
 ///
 /// Why one `String` plus offsets: a busy PBX sends ~200k events/s at peak, most of them
-/// `VarSet`/`Newexten` with 15+ fields. One allocation per message instead of two per field
-/// is what makes the decoder run near `memchr` speed.
-#[derive(Clone, Default, PartialEq, Eq)]
+/// `VarSet`/`Newexten` with 15+ fields. A decoded message keeps its wire text as is (one
+/// copy) and the fields are ranges into it: two allocations per message instead of two per
+/// field, and no per-field copying.
+#[derive(Clone, Default)]
 pub struct Message {
     text: String,
     fields: Vec<(Range<u32>, Range<u32>)>,
@@ -48,11 +49,63 @@ impl Message {
         self.fields.push((k0..k1, k1..v1));
     }
 
+    /// Parses the wire text of one message (lines `Key: Value`, CRLF or LF, no blank line):
+    /// the text is copied once and the fields point into it. A line without a colon is kept
+    /// as the value of an empty key rather than lost.
+    pub(crate) fn from_wire(wire: &str) -> Message {
+        let bytes = wire.as_bytes();
+        let mut fields = Vec::with_capacity(memchr::memchr_iter(b'\n', bytes).count() + 1);
+        let mut start = 0;
+        while start < bytes.len() {
+            let nl = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i);
+            let end = if nl > start && bytes[nl - 1] == b'\r' {
+                nl - 1
+            } else {
+                nl
+            };
+            if end > start {
+                let line = &bytes[start..end];
+                let field = match memchr::memchr(b':', line) {
+                    Some(colon) => {
+                        let mut v0 = start + colon + 1;
+                        if bytes.get(v0) == Some(&b' ') && v0 < end {
+                            v0 += 1;
+                        }
+                        (start..start + colon, v0..end)
+                    }
+                    None => (start..start, start..end),
+                };
+                fields.push(field);
+            }
+            start = nl + 1;
+        }
+        let r = |r: std::ops::Range<usize>| r.start as u32..r.end as u32;
+        Message {
+            text: wire.to_owned(),
+            fields: fields.into_iter().map(|(k, v)| (r(k), r(v))).collect(),
+        }
+    }
+
     /// The first value of `key` (AMI keys are case-insensitive).
     pub fn get(&self, key: &str) -> Option<&str> {
         self.iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(key))
             .map(|(_, v)| v)
+    }
+
+    /// The last value of `key`, searching from the end: the cheap way to the fields Asterisk
+    /// appends after the 14-field channel block (`VarSet`'s `Variable`/`Value`, `Newexten`'s
+    /// `Application`/`AppData`), which are most of a busy PBX's events.
+    pub fn get_last(&self, key: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .rev()
+            .find(|(k, _)| self.slice(k).eq_ignore_ascii_case(key))
+            .map(|(_, v)| self.slice(v))
+    }
+
+    fn slice(&self, r: &Range<u32>) -> &str {
+        &self.text[r.start as usize..r.end as usize]
     }
 
     /// Every value of `key`, in order (for `Output:`, `ChanVariable:` and the like).
@@ -140,6 +193,16 @@ impl Message {
         serde_json::Value::Object(map)
     }
 }
+
+/// Two messages are equal when their fields are: the same fields decoded from CRLF and from
+/// LF-only text, or built with [`Message::push`], compare equal.
+impl PartialEq for Message {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Message {}
 
 impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -295,10 +295,12 @@ impl Tracker {
     }
 
     fn on_varset(&mut self, now: DateTime<Utc>, msg: &Message) {
-        if msg.get("Variable") != Some("MIXMONITOR_FILENAME") {
+        // Variable/Value close the event: look from the end.
+        if msg.get_last("Variable") != Some("MIXMONITOR_FILENAME") {
             return;
         }
-        let (Some(channel), Some(file)) = (msg.get("Channel"), non_empty(msg.get("Value"))) else {
+        let (Some(channel), Some(file)) = (msg.get("Channel"), non_empty(msg.get_last("Value")))
+        else {
             return;
         };
         if let Some(call) = self.call_of(channel) {
@@ -313,9 +315,10 @@ impl Tracker {
         // Application names are case-insensitive in Asterisk (`BackGround`); FreePBX runs
         // the menu prompt as `ExecIf(...?Background(...))`.
         const APPS: [&str; 5] = ["BackGround", "WaitExten", "Read", "Busy", "Congestion"];
-        let mut app = msg.get("Application").unwrap_or("");
+        // Application/AppData close the event: look from the end.
+        let mut app = msg.get_last("Application").unwrap_or("");
         if app.eq_ignore_ascii_case("ExecIf") {
-            let data = msg.get("AppData").unwrap_or("").to_ascii_lowercase();
+            let data = msg.get_last("AppData").unwrap_or("").to_ascii_lowercase();
             if ["?background(", "?waitexten(", "?read("]
                 .iter()
                 .any(|a| data.contains(a))
