@@ -4,30 +4,30 @@
 //! and no socket. Every `/api` route needs a bearer token (fail closed: no token, no access);
 //! `/health` and the UI's static page are open, the page itself asks for a token.
 
-use std::collections::{BTreeMap, HashMap};
-use std::convert::Infallible;
+mod live;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use calls::{CallEvent, CallEventKind, Disposition};
 use chrono::{DateTime, Utc};
-use futures::stream::{self, Stream, StreamExt};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use store::{CallFilter, Store};
-use tokio::sync::broadcast;
 
 use crate::ami_client::{AmiClient, AmiError};
+use live::LiveHub;
 
-/// How many live events a slow SSE client may lag behind before it is told to resync.
-const LIVE_BUFFER: usize = 4096;
+/// How many recent live events are kept for clients resuming after a reconnect (and how far
+/// a connected client may lag behind before it is told to resync).
+const LIVE_RING: usize = 4096;
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 1000;
 
@@ -35,7 +35,7 @@ const MAX_PAGE: u32 = 1000;
 #[derive(Clone, Debug)]
 pub struct AppState {
     store: Store,
-    live: broadcast::Sender<LiveEvent>,
+    live: Arc<LiveHub>,
     active: Arc<Mutex<BTreeMap<String, ActiveCall>>>,
     /// SHA-256 of each accepted token: a leaked state dump does not leak a token.
     token_hashes: Arc<Vec<[u8; 32]>>,
@@ -43,18 +43,6 @@ pub struct AppState {
     pbxes: Arc<HashMap<String, AmiClient>>,
     /// Renders the process's metrics in Prometheus text format.
     metrics: Option<PrometheusHandle>,
-}
-
-/// A call event as it goes out on the live stream, numbered so a client can resume.
-#[derive(Clone, Debug, Serialize)]
-pub struct LiveEvent {
-    /// Position in this process's stream (SSE `id`).
-    pub seq: u64,
-    /// The PBX the call is on.
-    pub pbx: String,
-    /// The event.
-    #[serde(flatten)]
-    pub event: CallEvent,
 }
 
 /// A call in progress, as the live-calls view shows it.
@@ -80,15 +68,17 @@ pub struct ActiveCall {
     pub answered_by: Option<String>,
     /// When it was answered.
     pub answered_at: Option<DateTime<Utc>>,
+    /// Every number the call has involved, for filtering the live stream by extension.
+    #[serde(skip)]
+    parties: BTreeSet<String>,
 }
 
 impl AppState {
     /// State over `store`, accepting the given plain-text tokens, controlling `pbxes`.
     pub fn new(store: Store, tokens: &[String], pbxes: HashMap<String, AmiClient>) -> Self {
-        let (live, _) = broadcast::channel(LIVE_BUFFER);
         AppState {
             store,
-            live,
+            live: Arc::new(LiveHub::new(LIVE_RING)),
             active: Arc::default(),
             token_hashes: Arc::new(tokens.iter().map(|t| hash_token(t)).collect()),
             pbxes: Arc::new(pbxes),
@@ -103,18 +93,28 @@ impl AppState {
     }
 
     /// Publishes a tracker event: updates the live-calls view and fans it out to streams.
-    pub fn publish(&self, pbx: &str, seq: u64, event: CallEvent) {
-        self.apply_to_active(pbx, &event);
-        // No subscriber is not an error: nobody is watching.
-        let _ = self.live.send(LiveEvent {
-            seq,
-            pbx: pbx.to_owned(),
-            event,
-        });
+    pub fn publish(&self, pbx: &str, event: CallEvent) {
+        let parties = self.apply_to_active(pbx, &event);
+        self.live.publish(pbx, event, parties);
     }
 
-    fn apply_to_active(&self, pbx: &str, event: &CallEvent) {
+    /// Updates the live-calls view; returns every number the call has involved so far.
+    fn apply_to_active(&self, pbx: &str, event: &CallEvent) -> Vec<String> {
         let mut active = self.active.lock().expect("active-calls lock poisoned");
+        let mentioned: Vec<&String> = match &event.kind {
+            CallEventKind::Started { from, to, .. } => from.iter().chain(to).collect(),
+            CallEventKind::Ringing { extensions } => extensions.iter().collect(),
+            CallEventKind::Answered { by } => by.iter().collect(),
+            CallEventKind::Transferred { transfer } => {
+                transfer.from.iter().chain(&transfer.to).collect()
+            }
+            CallEventKind::Ended { .. } => Vec::new(),
+        };
+        let mut parties = active
+            .get(&event.call_id)
+            .map(|c| c.parties.clone())
+            .unwrap_or_default();
+        parties.extend(mentioned.into_iter().cloned());
         match &event.kind {
             CallEventKind::Started {
                 direction,
@@ -134,6 +134,7 @@ impl AppState {
                         ringing: Vec::new(),
                         answered_by: None,
                         answered_at: None,
+                        parties: BTreeSet::new(),
                     },
                 );
             }
@@ -159,6 +160,10 @@ impl AppState {
                 active.remove(&event.call_id);
             }
         }
+        if let Some(call) = active.get_mut(&event.call_id) {
+            call.parties.clone_from(&parties);
+        }
+        parties.into_iter().collect()
     }
 
     fn token_ok(&self, presented: &str) -> bool {
@@ -181,7 +186,7 @@ pub fn app(state: AppState) -> Router {
         .route("/calls", get(list_calls).post(click_to_call))
         .route("/calls/{id}", get(get_call))
         .route("/live", get(live_calls))
-        .route("/events", get(events))
+        .route("/events", get(live::events))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     // Scrapers send the token too (Prometheus `authorization` / `bearer_token`).
     let metrics = Router::new()
@@ -443,40 +448,6 @@ async fn live_calls(State(state): State<AppState>) -> Json<Vec<ActiveCall>> {
     Json(active.values().cloned().collect())
 }
 
-async fn events(
-    State(state): State<AppState>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let rx = state.live.subscribe();
-    let stream = stream::unfold(rx, |mut rx| async move {
-        let event = match rx.recv().await {
-            Ok(ev) => Event::default()
-                .id(ev.seq.to_string())
-                .event(event_name(&ev.event.kind))
-                .json_data(&ev)
-                .expect("a live event always serializes"),
-            // The client fell behind the buffer: tell it to reload the live view
-            // rather than silently skipping events.
-            Err(broadcast::error::RecvError::Lagged(n)) => Event::default()
-                .event("resync")
-                .data(format!("{{\"missed\":{n}}}")),
-            Err(broadcast::error::RecvError::Closed) => return None,
-        };
-        Some((Ok(event), rx))
-    })
-    .boxed();
-    Sse::new(stream).keep_alive(KeepAlive::default())
-}
-
-fn event_name(kind: &CallEventKind) -> &'static str {
-    match kind {
-        CallEventKind::Started { .. } => "call.started",
-        CallEventKind::Ringing { .. } => "call.ringing",
-        CallEventKind::Answered { .. } => "call.answered",
-        CallEventKind::Transferred { .. } => "call.transferred",
-        CallEventKind::Ended { .. } => "call.ended",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,7 +494,6 @@ mod tests {
         let (state, _dir) = state().await;
         state.publish(
             "pbx",
-            1,
             CallEvent {
                 call_id: "1.0".into(),
                 at: DateTime::from_timestamp(1_795_388_070, 0).unwrap(),

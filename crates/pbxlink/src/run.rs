@@ -162,7 +162,6 @@ async fn track(
     // Finished calls go to their own writer task so a slow disk never stalls tracking.
     let journal = spawn_journal_writer(store, &pbx);
     let mut seq: u64 = 0;
-    let mut event_seq: u64 = 0;
     while let Some(link_event) = events.recv().await {
         match link_event {
             LinkEvent::Connected { ami_version } => {
@@ -183,8 +182,7 @@ async fn track(
             }
         }
         while let Some(ev) = tracker.poll_event() {
-            event_seq += 1;
-            state.publish(&pbx, event_seq, ev);
+            state.publish(&pbx, ev);
         }
         while let Some(record) = tracker.poll_record() {
             if journal.send(record).await.is_err() {
