@@ -2,6 +2,14 @@
 
 use std::future::Future;
 
+pub mod bitrix24;
+pub mod delivery;
+pub mod webhook;
+
+pub use delivery::{
+    backoff, Connector, DeliveryError, HttpRequest, HttpResponse, OutboxItem, Progress,
+};
+
 /// What a CRM knows about a caller, for routing and caller-name display.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallerInfo {
