@@ -8,7 +8,7 @@
 //! registered twice. Only `attachRecord`, which follows `finish`, cannot recover a lost
 //! `CALL_ID` that way; `finish` therefore also carries the recording's `RECORD_URL`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -36,7 +36,7 @@ pub struct PlanConfig {
 
 /// Extension (`UF_PHONE_INNER`) -> Bitrix24 user id, from `user.get`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UserMap(HashMap<String, u64>);
+pub struct UserMap(BTreeMap<String, u64>);
 
 impl UserMap {
     /// Parses a `user.get` answer; users without an inner phone are left out. An answer that
