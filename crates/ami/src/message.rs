@@ -54,7 +54,8 @@ impl Message {
     /// as the value of an empty key rather than lost.
     pub(crate) fn from_wire(wire: &str) -> Message {
         let bytes = wire.as_bytes();
-        let mut fields = Vec::with_capacity(memchr::memchr_iter(b'\n', bytes).count() + 1);
+        // Room for a VarSet/Newexten (18-19 fields) without a second pass to count lines.
+        let mut fields = Vec::with_capacity(20);
         let mut start = 0;
         while start < bytes.len() {
             let nl = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i);
@@ -65,24 +66,22 @@ impl Message {
             };
             if end > start {
                 let line = &bytes[start..end];
-                let field = match memchr::memchr(b':', line) {
+                let (key_end, value_start) = match memchr::memchr(b':', line) {
                     Some(colon) => {
-                        let mut v0 = start + colon + 1;
-                        if bytes.get(v0) == Some(&b' ') && v0 < end {
-                            v0 += 1;
-                        }
-                        (start..start + colon, v0..end)
+                        let v0 = start + colon + 1;
+                        (start + colon, v0 + usize::from(v0 < end && bytes[v0] == b' '))
                     }
-                    None => (start..start, start..end),
+                    None => (start, start),
                 };
-                fields.push(field);
+                // Offsets fit u32: the decoder bounds a message far below 4 GiB.
+                let r = |a: usize, b: usize| a as u32..b as u32;
+                fields.push((r(start, key_end), r(value_start, end)));
             }
             start = nl + 1;
         }
-        let r = |r: std::ops::Range<usize>| r.start as u32..r.end as u32;
         Message {
             text: wire.to_owned(),
-            fields: fields.into_iter().map(|(k, v)| (r(k), r(v))).collect(),
+            fields,
         }
     }
 
