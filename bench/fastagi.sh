@@ -42,10 +42,19 @@ pids+=($!)
 pids+=($!)
 until grep -q listening "$work/pbxlink.log" && grep -q listening "$work/peer.out"; do sleep 0.2; done
 
+# CPU time the server process used (user + system), in ms: machine-load-independent cost.
+tck=$(getconf CLK_TCK)
+cpu_ms() { awk -v t="$tck" '{print ($14 + $15) * 1000 / t}' "/proc/$1/stat"; }
+
 for c in $levels; do
-    for target in "pbxlink:$ours_port" "panoramisk-1.4:$peer_port"; do
-        "$bin" agi load --connect "127.0.0.1:${target##*:}" --script bench --commands 3 \
-            --concurrency "$c" --duration "$duration" --label "${target%%:*}" >>"$results"
+    for target in "pbxlink:$ours_port:${pids[0]}" "panoramisk-1.4:$peer_port:${pids[1]}"; do
+        IFS=: read -r label port pid <<<"$target"
+        before=$(cpu_ms "$pid")
+        line=$("$bin" agi load --connect "127.0.0.1:$port" --script bench --commands 3 \
+            --concurrency "$c" --duration "$duration" --warmup 0 --label "$label")
+        after=$(cpu_ms "$pid")
+        python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r["server_cpu_ms"]=float(sys.argv[2]); print(json.dumps(r))' \
+            "$line" "$(python3 -c "print($after - $before)")" >>"$results"
     done
 done
 
@@ -53,10 +62,14 @@ echo "FastAGI 3-command sessions, ${duration}s per row, $(nproc) cores, $(date -
 python3 - "$results" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print(f"{'server':<16} {'conc':>5} {'sessions/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'ours/this':>10}")
+def cpu_us(r):
+    return r['server_cpu_ms'] * 1000 / max(r['sessions'], 1)
+print(f"{'server':<16} {'conc':>5} {'sessions/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}"
+      f" {'ours/this':>10} {'server CPU us/session':>22} {'ours/this':>10}")
 for r in rows:
     ours = next(o for o in rows if o['impl'] == 'pbxlink' and o['concurrency'] == r['concurrency'])
     ratio = ours['sessions_per_s'] / max(r['sessions_per_s'], 1)
     print(f"{r['impl']:<16} {r['concurrency']:>5} {r['sessions_per_s']:>11,.0f} "
-          f"{r['p50_us'] / 1000:>8.2f} {r['p99_us'] / 1000:>8.2f} {r['errors']:>6} {ratio:>9.1f}x")
+          f"{r['p50_us'] / 1000:>8.2f} {r['p99_us'] / 1000:>8.2f} {r['errors']:>6} {ratio:>9.1f}x"
+          f" {cpu_us(r):>22.0f} {cpu_us(r) / max(cpu_us(ours), 1e-9):>9.1f}x")
 PY

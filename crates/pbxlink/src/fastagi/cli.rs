@@ -46,14 +46,25 @@ pub fn run(config: &Config, args: AgiArgs) -> anyhow::Result<()> {
 
 /// The server `[agi]` describes, listening.
 async fn bind(agi: &AgiConfig) -> anyhow::Result<(Server, tokio::net::TcpListener)> {
-    let listener = tokio::net::TcpListener::bind(agi.listen)
-        .await
-        .with_context(|| format!("cannot listen for FastAGI on {}", agi.listen))?;
+    let listener =
+        listen(agi).with_context(|| format!("cannot listen for FastAGI on {}", agi.listen))?;
     let addr = listener.local_addr()?;
     let server = Server::new(router(agi)?, agi.limits());
     tracing::info!("FastAGI server on agi://{addr}/ ({:?})", server.router);
     eprintln!("FastAGI: listening on {addr}");
     Ok((server, listener))
+}
+
+/// A listening socket whose backlog holds a burst of `max_connections` connects: Asterisk
+/// opens one connection per call, and a full accept queue costs a caller a 1 s SYN retry.
+fn listen(agi: &AgiConfig) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match agi.listen {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(agi.listen)?;
+    socket.listen(u32::try_from(agi.max_connections.max(1024)).unwrap_or(u32::MAX))
 }
 
 /// Starts the FastAGI server in the background (inside `pbxlink run`); it stops with the

@@ -1,12 +1,12 @@
 //! `pbxlink agi load`: plays Asterisk against any FastAGI server, many sessions at once,
 //! to measure sessions/s and session latency (the bench/fastagi.sh driver).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
 #[derive(Debug, clap::Args)]
@@ -36,8 +36,20 @@ pub struct LoadArgs {
 
 /// One session as Asterisk does it: the environment, then `200 result=1` per command until
 /// the server closes. Returns the number of commands.
-async fn session(addr: SocketAddr, env: &[u8], buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut stream = TcpStream::connect(addr).await?;
+async fn session(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    env: &[u8],
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    let mut stream = match source {
+        Some(ip) => {
+            let socket = TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::new(ip, 0))?;
+            socket.connect(addr).await?
+        }
+        None => TcpStream::connect(addr).await?,
+    };
     stream.set_nodelay(true)?;
     stream.write_all(env).await?;
     let mut commands = 0;
@@ -78,7 +90,16 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let measure_from = start + Duration::from_secs_f64(args.warmup);
     let end = measure_from + Duration::from_secs_f64(args.duration);
     let workers: Vec<_> = (0..args.concurrency)
-        .map(|_| {
+        .map(|worker| {
+            // The server closes AGI sessions, so its side keeps TIME_WAIT for each one; at
+            // thousands of sessions/s one source address reuses its ports within that time
+            // and a reused port's SYN is delayed by a second. Spreading workers over
+            // 127.0.0.0/8 source addresses keeps every connection's address pair fresh.
+            let loopback_v4 = matches!(args.connect.ip(), IpAddr::V4(ip) if ip.is_loopback());
+            let source = loopback_v4.then(|| {
+                let [_, _, hi, lo] = u32::try_from(2 + worker).unwrap_or(2).to_be_bytes();
+                IpAddr::V4(Ipv4Addr::new(127, 1, hi, lo))
+            });
             let env = env.clone();
             let expected = args.commands;
             let addr = args.connect;
@@ -93,7 +114,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
                     if begun >= end {
                         return result;
                     }
-                    let outcome = session(addr, &env, &mut buf).await;
+                    let outcome = session(addr, source, &env, &mut buf).await;
                     if begun < measure_from {
                         continue;
                     }
