@@ -4,6 +4,7 @@
 //! and no socket. Every `/api` route needs a bearer token (fail closed: no token, no access);
 //! `/health` and the UI's static page are open, the page itself asks for a token.
 
+mod control;
 mod live;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -13,7 +14,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use calls::{CallEvent, CallEventKind, Disposition};
 use chrono::{DateTime, Utc};
@@ -185,6 +186,9 @@ pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route("/calls", get(list_calls).post(click_to_call))
         .route("/calls/{id}", get(get_call))
+        .route("/calls/{id}/hangup", post(control::hangup))
+        .route("/calls/{id}/transfer", post(control::transfer))
+        .route("/calls/{id}/redirect", post(control::redirect))
         .route("/live", get(live_calls))
         .route("/events", get(live::events))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));

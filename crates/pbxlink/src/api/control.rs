@@ -1,0 +1,419 @@
+//! Call control on a call in progress: hangup, blind or attended transfer, redirect.
+//!
+//! The call's channels are asked of the PBX (`CoreShowChannels`, kept to the call's Linkedid)
+//! at the moment of the request: channel names change with every masquerade and transfer, so
+//! a copy kept here could be stale by the time the action reaches Asterisk.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+
+use super::{is_dialable, ApiError, AppState};
+use crate::ami_client::AmiClient;
+
+/// Where transfers and redirects dial, as FreePBX's own features do.
+const DEFAULT_CONTEXT: &str = "from-internal";
+
+/// One channel of the call, as `CoreShowChannels` lists it.
+#[derive(Debug)]
+struct Channel {
+    name: String,
+    uniqueid: String,
+}
+
+impl Channel {
+    /// The endpoint the channel belongs to: `101` of `PJSIP/101-0000001a` or
+    /// `Local/101@from-queue-00000005;1`.
+    fn endpoint(&self) -> &str {
+        let resource = self.name.split_once('/').map_or("", |(_, r)| r);
+        match resource.split_once('@') {
+            Some((exten, _)) => exten,
+            None => resource.rsplit_once('-').map_or(resource, |(e, _)| e),
+        }
+    }
+}
+
+/// The PBX of a call in progress, and the call's channels there now.
+async fn channels_of(
+    state: &AppState,
+    call_id: &str,
+) -> Result<(AmiClient, Vec<Channel>), ApiError> {
+    let pbx = state
+        .active
+        .lock()
+        .expect("active-calls lock poisoned")
+        .get(call_id)
+        .map(|c| c.pbx.clone())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no call {call_id:?} in progress"),
+            )
+        })?;
+    let client = state.pbxes.get(&pbx).cloned().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("PBX {pbx:?} has no AMI link"),
+        )
+    })?;
+    let listed = client.send(ami::Action::core_show_channels()).await?;
+    let channels = listed
+        .items
+        .iter()
+        .filter(|item| item.get("Linkedid") == Some(call_id))
+        .filter_map(|item| {
+            Some(Channel {
+                name: item.get("Channel")?.to_owned(),
+                uniqueid: item.get("Uniqueid")?.to_owned(),
+            })
+        })
+        .collect::<Vec<_>>();
+    if channels.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("call {call_id:?} has no channels left on the PBX"),
+        ));
+    }
+    Ok((client, channels))
+}
+
+/// The channel of `extension` in the call.
+fn leg_of<'a>(channels: &'a [Channel], extension: &str) -> Result<&'a Channel, ApiError> {
+    channels
+        .iter()
+        .find(|c| c.endpoint() == extension)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                format!("extension {extension:?} is not on this call"),
+            )
+        })
+}
+
+async fn send(client: &AmiClient, action: ami::Action) -> Result<(), ApiError> {
+    let result = client.send(action).await?;
+    if result.is_success() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "PBX refused: {}",
+                result.message().unwrap_or("no reason given")
+            ),
+        ))
+    }
+}
+
+fn accepted(
+    call_id: &str,
+    action: &str,
+    channels: &[&Channel],
+) -> (StatusCode, Json<serde_json::Value>) {
+    let names: Vec<&str> = channels.iter().map(|c| c.name.as_str()).collect();
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "call_id": call_id, "action": action, "channels": names })),
+    )
+}
+
+/// `POST /api/v1/calls/{id}/hangup`: ends the call on every channel it has.
+pub async fn hangup(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let (client, channels) = channels_of(&state, &id).await?;
+    for channel in &channels {
+        send(&client, ami::Action::hangup(&channel.name)).await?;
+    }
+    Ok(accepted(
+        &id,
+        "hangup",
+        &channels.iter().collect::<Vec<_>>(),
+    ))
+}
+
+/// Blind: the other party goes straight to `to`. Attended: the agent talks to `to` first.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum TransferKind {
+    Blind,
+    Attended,
+}
+
+/// `POST /api/v1/calls/{id}/transfer` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferRequest {
+    kind: TransferKind,
+    /// The extension or number to transfer to.
+    to: String,
+    /// Who transfers; by default whoever answered the call.
+    extension: Option<String>,
+    /// Dialplan context `to` is dialled in.
+    context: Option<String>,
+}
+
+/// `POST /api/v1/calls/{id}/transfer`: the agent's channel transfers its peer.
+pub async fn transfer(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Json(req): Json<TransferRequest>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let context = checked_target(&req.to, req.context.as_deref())?;
+    let answered_by = state
+        .active
+        .lock()
+        .expect("active-calls lock poisoned")
+        .get(&id)
+        .and_then(|c| c.answered_by.clone());
+    let transferer = req.extension.or(answered_by).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "nobody has answered yet: name the transferring \"extension\"",
+        )
+    })?;
+    let (client, channels) = channels_of(&state, &id).await?;
+    let leg = leg_of(&channels, &transferer)?;
+    let (action, name) = match req.kind {
+        TransferKind::Blind => (
+            ami::Action::blind_transfer(&leg.name, context, &req.to),
+            "blind_transfer",
+        ),
+        TransferKind::Attended => (
+            ami::Action::atxfer(&leg.name, context, &req.to),
+            "attended_transfer",
+        ),
+    };
+    send(&client, action).await?;
+    Ok(accepted(&id, name, &[leg]))
+}
+
+/// `POST /api/v1/calls/{id}/redirect` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectRequest {
+    /// The extension or number the channel is sent to.
+    to: String,
+    /// Whose channel; by default the call's first channel (the caller).
+    extension: Option<String>,
+    /// Dialplan context `to` is dialled in.
+    context: Option<String>,
+}
+
+/// `POST /api/v1/calls/{id}/redirect`: sends one channel of the call elsewhere in the dialplan.
+pub async fn redirect(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Json(req): Json<RedirectRequest>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let context = checked_target(&req.to, req.context.as_deref())?;
+    let (client, channels) = channels_of(&state, &id).await?;
+    let leg = match &req.extension {
+        Some(ext) => leg_of(&channels, ext)?,
+        // The call's first channel's Uniqueid is its Linkedid.
+        None => channels
+            .iter()
+            .find(|c| c.uniqueid == id)
+            .unwrap_or(&channels[0]),
+    };
+    send(
+        &client,
+        ami::Action::redirect(&leg.name, context, &req.to, 1),
+    )
+    .await?;
+    Ok(accepted(&id, "redirect", &[leg]))
+}
+
+/// Checks a destination and its context before either reaches an AMI header line.
+fn checked_target<'a>(to: &str, context: Option<&'a str>) -> Result<&'a str, ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m);
+    if !is_dialable(to) {
+        return Err(bad(format!("{to:?} is not an extension or number")));
+    }
+    let context = context.unwrap_or(DEFAULT_CONTEXT);
+    let valid = !context.is_empty()
+        && context.len() <= 79
+        && context
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid {
+        return Err(bad(format!("{context:?} is not a dialplan context")));
+    }
+    Ok(context)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use bytes::BytesMut;
+    use calls::{CallEvent, CallEventKind};
+    use chrono::DateTime;
+    use expect_test::expect;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::ami_client::ClientConfig;
+    use crate::config::Config;
+
+    const CALL: &str = "1795388070.1";
+    /// The call: the trunk leg (first channel) bridged to extension 101; and another call.
+    const CHANNELS: &[(&str, &str, &str)] = &[
+        ("PJSIP/trunk-00000001", "1795388070.1", CALL),
+        ("PJSIP/101-00000002", "1795388070.2", CALL),
+        ("PJSIP/102-00000003", "1795388070.3", "1795388070.3"),
+    ];
+
+    /// A PBX that answers every action with success, lists [`CHANNELS`], and remembers
+    /// every action it was sent.
+    async fn fake_pbx() -> (std::net::SocketAddr, Arc<Mutex<Vec<ami::Message>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            sock.write_all(b"Asterisk Call Manager/11.0.0\r\n")
+                .await
+                .unwrap();
+            let mut decoder = ami::Decoder::without_banner();
+            let mut buf = BytesMut::new();
+            while sock.read_buf(&mut buf).await.unwrap_or(0) > 0 {
+                while let Ok(Some(ami::Frame::Message(action))) = decoder.decode(&mut buf) {
+                    let id = action.action_id().unwrap_or_default().to_owned();
+                    let mut out = format!("Response: Success\r\nActionID: {id}\r\n");
+                    if action.action() == Some("CoreShowChannels") {
+                        out.push_str("EventList: start\r\n\r\n");
+                        for (channel, uniqueid, linkedid) in CHANNELS {
+                            out.push_str(&format!(
+                                "Event: CoreShowChannel\r\nActionID: {id}\r\nChannel: {channel}\r\n\
+                                 Uniqueid: {uniqueid}\r\nLinkedid: {linkedid}\r\n\r\n"
+                            ));
+                        }
+                        out.push_str(&format!(
+                            "Event: CoreShowChannelsComplete\r\nActionID: {id}\r\n\
+                             EventList: Complete\r\nListItems: 3\r\n\r\n"
+                        ));
+                    } else {
+                        out.push_str("\r\n");
+                    }
+                    log.lock().unwrap().push(action);
+                    sock.write_all(out.as_bytes()).await.unwrap();
+                }
+            }
+        });
+        (addr, seen)
+    }
+
+    async fn state_with_pbx(addr: std::net::SocketAddr) -> (AppState, tempfile::TempDir) {
+        let text = format!(
+            "[[pbx]]\nname = \"pbx\"\nhost = \"{}\"\nport = {}\nusername = \"u\"\nsecret = \"s\"\n\
+             auth = \"plain\"\nping_interval = 3600\n",
+            addr.ip(),
+            addr.port()
+        );
+        let config = ClientConfig::from_pbx(&Config::parse(&text, "test").unwrap().pbx[0]).unwrap();
+        let (client, mut events) = AmiClient::start(config);
+        // Nobody tracks in this test; the link's events are drained so it never blocks.
+        tokio::spawn(async move { while events.recv().await.is_some() {} });
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
+        let store = store::Store::connect(&url).await.unwrap();
+        let pbxes = HashMap::from([("pbx".to_owned(), client)]);
+        let state = AppState::new(store, &["secret-token".to_owned()], pbxes);
+        let at = DateTime::from_timestamp(1_795_388_070, 0).unwrap();
+        for kind in [
+            CallEventKind::Started {
+                direction: calls::Direction::Inbound,
+                from: Some("15551234567".into()),
+                to: Some("15550001000".into()),
+            },
+            CallEventKind::Answered {
+                by: Some("101".into()),
+            },
+        ] {
+            let call_id = CALL.to_owned();
+            state.publish("pbx", CallEvent { call_id, at, kind });
+        }
+        (state, dir)
+    }
+
+    async fn post(state: &AppState, uri: &str, body: &str) -> String {
+        let req = Request::post(uri)
+            .header("Authorization", "Bearer secret-token")
+            .header("Content-Type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        let resp = crate::api::app(state.clone()).oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        format!("{status} {}", String::from_utf8_lossy(&body))
+    }
+
+    #[tokio::test]
+    async fn control_sends_the_exact_ami_action_on_the_right_channel() {
+        let (addr, seen) = fake_pbx().await;
+        let (state, _dir) = state_with_pbx(addr).await;
+        let calls = format!("/api/v1/calls/{CALL}");
+        let mut replies = Vec::new();
+        for (path, body) in [
+            ("transfer", r#"{"kind":"blind","to":"102"}"#),
+            (
+                "transfer",
+                r#"{"kind":"attended","to":"103","context":"ext-local"}"#,
+            ),
+            ("redirect", r#"{"to":"200"}"#),
+            ("redirect", r#"{"to":"201","extension":"101"}"#),
+            ("hangup", ""),
+            ("redirect", r#"{"to":"201","extension":"999"}"#),
+            (
+                "redirect",
+                r#"{"to":"201","context":"x\r\nAction: Originate"}"#,
+            ),
+            ("transfer", r#"{"kind":"sideways","to":"102"}"#),
+        ] {
+            replies.push(post(&state, &format!("{calls}/{path}"), body).await);
+        }
+        replies.push(post(&state, "/api/v1/calls/nope/hangup", "").await);
+        expect![[r#"
+            202 {"action":"blind_transfer","call_id":"1795388070.1","channels":["PJSIP/101-00000002"]}
+            202 {"action":"attended_transfer","call_id":"1795388070.1","channels":["PJSIP/101-00000002"]}
+            202 {"action":"redirect","call_id":"1795388070.1","channels":["PJSIP/trunk-00000001"]}
+            202 {"action":"redirect","call_id":"1795388070.1","channels":["PJSIP/101-00000002"]}
+            202 {"action":"hangup","call_id":"1795388070.1","channels":["PJSIP/trunk-00000001","PJSIP/101-00000002"]}
+            409 {"error":"extension \"999\" is not on this call"}
+            422 {"error":"\"x\\r\\nAction: Originate\" is not a dialplan context"}
+            422 Failed to deserialize the JSON body into the target type: kind: unknown variant `sideways`, expected `blind` or `attended` at line 1 column 18
+            404 {"error":"no call \"nope\" in progress"}"#]]
+        .assert_eq(&replies.join("\n"));
+        let sent: Vec<String> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| !matches!(a.action(), Some("Login" | "CoreShowChannels")))
+            .map(|a| {
+                a.iter()
+                    .filter(|(k, _)| *k != "ActionID")
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        expect![[r#"
+            Action=BlindTransfer Channel=PJSIP/101-00000002 Context=from-internal Exten=102
+            Action=Atxfer Channel=PJSIP/101-00000002 Exten=103 Context=ext-local
+            Action=Redirect Channel=PJSIP/trunk-00000001 Context=from-internal Exten=200 Priority=1
+            Action=Redirect Channel=PJSIP/101-00000002 Context=from-internal Exten=201 Priority=1
+            Action=Hangup Channel=PJSIP/trunk-00000001
+            Action=Hangup Channel=PJSIP/101-00000002"#]]
+        .assert_eq(&sent.join("\n"));
+    }
+}
