@@ -19,6 +19,7 @@ mod journal;
 mod outbox;
 mod releases;
 mod sql;
+mod tokens;
 
 use std::time::Duration;
 
@@ -29,6 +30,7 @@ pub use events::RawEvent;
 pub use journal::{CallFilter, CallPage, StoredCall};
 pub use outbox::{Failure, NewOutboxRow, OutboxRow, OutboxStatus};
 pub use releases::{AuditEntry, NewRelease, Release, ReleaseCounts};
+pub use tokens::ApiToken;
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
