@@ -57,6 +57,11 @@ impl UserMap {
         Ok(Self(pairs.collect()))
     }
 
+    /// A map from configured (extension, user id) pairs.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, u64)>) -> Self {
+        Self(pairs.into_iter().collect())
+    }
+
     /// The user whose inner phone is `extension`.
     pub fn user(&self, extension: &str) -> Option<u64> {
         self.0.get(extension).copied()

@@ -92,7 +92,7 @@ impl DeliveryError {
 ///
 /// The caller loops `next_request` -> send -> `on_response` until `Delivered` or an error; a
 /// transport failure (refused, timeout) is the caller's to report as retriable.
-pub trait Connector: Send + Sync {
+pub trait Connector: std::fmt::Debug + Send + Sync {
     /// The next request to send for `item`; `now` is for signatures and timestamps.
     fn next_request(
         &self,

@@ -39,6 +39,9 @@ pub struct Config {
     /// What `pbxlink freepbx generate|package` writes into the PBX's config.
     #[serde(default)]
     pub freepbx: FreepbxConfig,
+    /// CRM connectors (`[[crm]]`); each finished call queues deliveries to every one.
+    #[serde(default)]
+    pub crm: Vec<crate::outbox::CrmConfig>,
 }
 
 /// `[journal]`.

@@ -11,6 +11,7 @@ mod cli;
 mod config;
 mod fastagi;
 mod freepbx;
+mod outbox;
 mod release;
 mod replay;
 mod replay_server;

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ami::{Action, Message};
@@ -80,6 +81,7 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     let state = AppState::new(store.clone(), &[token], clients).with_metrics(recorder);
+    let crms = crate::outbox::start(&config.crm, &store)?;
     for (name, client, events) in links {
         let raw_log = spawn_raw_event_writer(store.clone(), &name, config.journal.raw_events);
         tokio::spawn(track(
@@ -89,6 +91,7 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
             store.clone(),
             state.clone(),
             raw_log,
+            crms.clone(),
         ));
     }
     if let Some(agi) = &config.agi {
@@ -153,6 +156,7 @@ async fn track(
     store: Store,
     state: AppState,
     mut raw_log: RawEventLog,
+    crms: Arc<[crate::outbox::Crm]>,
 ) {
     let mut tracker = Tracker::new(TrackerConfig::default());
     // Handles made once: the per-event cost is an atomic add, not a registry lookup.
@@ -160,7 +164,7 @@ async fn track(
     let connected = metrics::gauge!("pbxlink_ami_connected", "pbx" => pbx.clone());
     let active_calls = metrics::gauge!("pbxlink_active_calls", "pbx" => pbx.clone());
     // Finished calls go to their own writer task so a slow disk never stalls tracking.
-    let journal = spawn_journal_writer(store, &pbx);
+    let journal = spawn_journal_writer(store, &pbx, crms);
     let mut seq: u64 = 0;
     while let Some(link_event) = events.recv().await {
         match link_event {
@@ -196,7 +200,11 @@ async fn track(
 
 /// The journal writer: finished calls, saved in batches (one transaction each), in order.
 /// A failed batch is retried until the database takes it: calls wait, they are not dropped.
-fn spawn_journal_writer(store: Store, pbx: &str) -> mpsc::Sender<calls::CallRecord> {
+fn spawn_journal_writer(
+    store: Store,
+    pbx: &str,
+    crms: Arc<[crate::outbox::Crm]>,
+) -> mpsc::Sender<calls::CallRecord> {
     let (tx, mut rx) = mpsc::channel::<calls::CallRecord>(JOURNAL_QUEUE);
     let pbx = pbx.to_owned();
     let journaled = metrics::counter!("pbxlink_calls_journaled_total", "pbx" => pbx.clone());
@@ -204,7 +212,16 @@ fn spawn_journal_writer(store: Store, pbx: &str) -> mpsc::Sender<calls::CallReco
     tokio::spawn(async move {
         let mut batch = Vec::with_capacity(JOURNAL_BATCH);
         while rx.recv_many(&mut batch, JOURNAL_BATCH).await > 0 {
-            let rows: Vec<_> = batch.iter().map(|c| (c, &[][..])).collect();
+            // CRM deliveries are queued in the call's own transaction: never one without the other.
+            let outbox: Vec<_> = batch
+                .iter()
+                .map(|c| crate::outbox::plan_all(&crms, &pbx, c))
+                .collect();
+            let rows: Vec<_> = batch
+                .iter()
+                .zip(&outbox)
+                .map(|(c, o)| (c, &o[..]))
+                .collect();
             let mut delay = Duration::from_millis(100);
             while let Err(e) = store.save_calls(&pbx, &rows, Utc::now()).await {
                 errors.increment(1);

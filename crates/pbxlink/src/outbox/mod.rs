@@ -1,0 +1,213 @@
+//! CRM delivery: `[[crm]]` config, the planner that turns a finished call into outbox rows
+//! (written with the call, in its transaction), and the workers that deliver them.
+
+mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use calls::CallRecord;
+use crm::bitrix24::{self, Bitrix24, PlanConfig, UserMap};
+use crm::webhook::{SigningSecret, Webhook};
+use crm::Connector;
+use serde::Deserialize;
+use store::NewOutboxRow;
+
+use worker::{spawn_workers, WorkerConfig};
+
+/// One `[[crm]]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum CrmConfig {
+    /// A Bitrix24 portal through an incoming webhook.
+    Bitrix24(Bitrix24Config),
+    /// Signed JSON events POSTed to a URL (1C HTTP services, custom CRMs).
+    Webhook(WebhookConfig),
+}
+
+/// `kind = "bitrix24"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bitrix24Config {
+    /// Connector name (outbox rows and `pbxlink crm test NAME` use it).
+    pub name: String,
+    /// Incoming-webhook URL, `https://portal.bitrix24.ru/rest/<user>/<code>`; it is a secret.
+    pub webhook_url: Option<String>,
+    /// Environment variable holding the webhook URL instead.
+    pub webhook_url_env: Option<String>,
+    /// The portal's UTC offset, for `CALL_START_DATE` (`+03:00`).
+    #[serde(default = "utc")]
+    pub utc_offset: String,
+    /// Create leads for unknown numbers.
+    #[serde(default)]
+    pub create_leads: bool,
+    /// Extension calls are registered to when no phone rang.
+    pub default_extension: Option<String>,
+    /// Recordings are served under this URL; unset: no `attachRecord`.
+    pub record_url_base: Option<String>,
+    /// Extension -> Bitrix24 user id, used until (and besides) `user.get` answers.
+    #[serde(default)]
+    pub users: std::collections::BTreeMap<String, u64>,
+    /// Requests per second (Bitrix24 allows 2 per portal).
+    #[serde(default = "bitrix24_rate")]
+    pub rate_per_second: f64,
+}
+
+/// `kind = "webhook"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Connector name.
+    pub name: String,
+    /// Where events are POSTed.
+    pub url: String,
+    /// Signing secrets (`whsec_...`); several during a rotation.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Environment variable holding space-separated secrets instead.
+    pub secrets_env: Option<String>,
+    /// Event types to send; empty: all.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Requests per second; unset: no limit.
+    pub rate_per_second: Option<f64>,
+}
+
+fn utc() -> String {
+    "+00:00".into()
+}
+
+fn bitrix24_rate() -> f64 {
+    2.0
+}
+
+/// A configured connector: how to plan a call's rows, and how to deliver them.
+#[derive(Debug, Clone)]
+pub struct Crm {
+    /// Connector name, as in outbox rows.
+    pub name: String,
+    planner: Planner,
+    /// Delivers the rows.
+    pub connector: Arc<dyn Connector>,
+    /// Smallest gap between two requests (the rate limit).
+    pub min_gap: Duration,
+}
+
+#[derive(Debug, Clone)]
+enum Planner {
+    Bitrix24(PlanConfig),
+    Webhook(Arc<Webhook>),
+}
+
+impl Crm {
+    /// Builds a connector from its config, reading secrets from the environment if asked.
+    pub fn from_config(config: &CrmConfig) -> anyhow::Result<Self> {
+        let gap = |rate: Option<f64>| match rate {
+            Some(rate) if rate > 0.0 => Duration::from_secs_f64(1.0 / rate),
+            _ => Duration::ZERO,
+        };
+        match config {
+            CrmConfig::Bitrix24(c) => {
+                let url = secret(&c.name, c.webhook_url.as_ref(), c.webhook_url_env.as_ref())?;
+                let utc_offset =
+                    c.utc_offset
+                        .parse::<chrono::FixedOffset>()
+                        .with_context(|| {
+                            format!("crm {}: bad utc_offset {:?}", c.name, c.utc_offset)
+                        })?;
+                let connector = Bitrix24::new(url);
+                connector.set_users(UserMap::from_pairs(c.users.clone()));
+                Ok(Self {
+                    name: c.name.clone(),
+                    planner: Planner::Bitrix24(PlanConfig {
+                        utc_offset,
+                        create_leads: c.create_leads,
+                        default_extension: c.default_extension.clone(),
+                        record_url_base: c.record_url_base.clone(),
+                    }),
+                    connector: Arc::new(connector),
+                    min_gap: gap(Some(c.rate_per_second)),
+                })
+            }
+            CrmConfig::Webhook(c) => {
+                let mut secrets = c.secrets.clone();
+                if let Some(var) = &c.secrets_env {
+                    let value = std::env::var(var)
+                        .with_context(|| format!("crm {}: ${var} is not set", c.name))?;
+                    secrets.extend(value.split_whitespace().map(str::to_owned));
+                }
+                let secrets = secrets
+                    .iter()
+                    .map(|s| SigningSecret::parse(s))
+                    .collect::<Result<_, _>>()
+                    .with_context(|| format!("crm {}", c.name))?;
+                let webhook = Arc::new(
+                    Webhook::new(c.url.clone(), secrets, &c.events)
+                        .with_context(|| format!("crm {}", c.name))?,
+                );
+                Ok(Self {
+                    name: c.name.clone(),
+                    planner: Planner::Webhook(webhook.clone()),
+                    connector: webhook,
+                    min_gap: gap(c.rate_per_second),
+                })
+            }
+        }
+    }
+
+    /// The outbox rows for a finished call, in delivery order. The idempotency key
+    /// `{connector}:{pbx}:{call}:{step}` makes a re-saved call queue nothing twice.
+    pub fn plan(&self, pbx: &str, record: &CallRecord) -> Vec<NewOutboxRow> {
+        let steps = match &self.planner {
+            Planner::Bitrix24(config) => bitrix24::plan(record, config),
+            Planner::Webhook(webhook) => webhook.plan(record, &[]),
+        };
+        steps
+            .into_iter()
+            .map(|(kind, payload)| NewOutboxRow {
+                idempotency_key: format!("{}:{pbx}:{}:{kind}", self.name, record.id),
+                connector: self.name.clone(),
+                kind,
+                payload,
+            })
+            .collect()
+    }
+}
+
+/// Builds the configured connectors and starts their delivery workers (none configured:
+/// nothing starts). The worker's lease owner is unique per process, so several pbxlink
+/// instances can share one database.
+pub fn start(configs: &[CrmConfig], store: &store::Store) -> anyhow::Result<Arc<[Crm]>> {
+    let crms = configs
+        .iter()
+        .map(Crm::from_config)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if !crms.is_empty() {
+        let owner = format!(
+            "pbxlink-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        spawn_workers(store.clone(), crms.clone(), WorkerConfig::new(owner))?;
+    }
+    Ok(crms.into())
+}
+
+/// Every configured connector's rows for a call.
+pub fn plan_all(crms: &[Crm], pbx: &str, record: &CallRecord) -> Vec<NewOutboxRow> {
+    crms.iter().flat_map(|crm| crm.plan(pbx, record)).collect()
+}
+
+fn secret(name: &str, value: Option<&String>, env: Option<&String>) -> anyhow::Result<String> {
+    match (value, env) {
+        (Some(value), _) => Ok(value.clone()),
+        (None, Some(var)) => {
+            std::env::var(var).with_context(|| format!("crm {name}: ${var} is not set"))
+        }
+        (None, None) => anyhow::bail!("crm {name}: set webhook_url or webhook_url_env"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,345 @@
+//! Outbox end to end: planned rows saved with their calls, workers, and a fake Bitrix24.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::Json;
+use calls::{CallRecord, TrackerConfig};
+use serde_json::{json, Value};
+use store::{OutboxStatus, Store};
+
+use super::*;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures");
+
+/// A Bitrix24 portal as its REST docs describe it: `{"result": ...}` on success,
+/// `{"error": CODE, "error_description": ...}` on failure, `QUERY_LIMIT_EXCEEDED` past the
+/// request bucket (burst, then a refill rate), a repeated `register` of an open call answered
+/// with the same `CALL_ID`, and steps on unknown calls refused.
+#[derive(Debug, Default)]
+struct FakeBitrix24 {
+    down: bool,
+    /// Requests refused with `expired_token` before answering normally again.
+    expire_next: u32,
+    /// Request bucket: tokens left, refilled per second up to the burst.
+    tokens: f64,
+    burst: f64,
+    refill_per_second: f64,
+    last_refill: Option<std::time::Instant>,
+    /// Open calls: register parameters -> CALL_ID.
+    open: BTreeMap<String, String>,
+    /// Every call id ever registered -> linked register parameters.
+    registered: BTreeMap<String, Value>,
+    /// Accepted requests in order: (method, params).
+    log: Vec<(String, Value)>,
+    refused: u64,
+}
+
+type Shared = Arc<Mutex<FakeBitrix24>>;
+
+fn error(status: StatusCode, code: &str, description: &str) -> (StatusCode, Json<Value>) {
+    (
+        status,
+        Json(json!({"error": code, "error_description": description})),
+    )
+}
+
+async fn rest(
+    State(fake): State<Shared>,
+    UrlPath(method): UrlPath<String>,
+    Json(params): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    let mut fake = fake.lock().unwrap();
+    let method = method.trim_end_matches(".json").to_owned();
+    let now = std::time::Instant::now();
+    let elapsed = fake.last_refill.map_or(0.0, |at| (now - at).as_secs_f64());
+    fake.tokens = (fake.tokens + elapsed * fake.refill_per_second).min(fake.burst);
+    fake.last_refill = Some(now);
+    if fake.down {
+        fake.refused += 1;
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "INTERNAL_SERVER_ERROR",
+            "Service unavailable",
+        );
+    }
+    if fake.expire_next > 0 {
+        fake.expire_next -= 1;
+        fake.refused += 1;
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "expired_token",
+            "The access token provided has expired.",
+        );
+    }
+    if fake.tokens < 1.0 {
+        fake.refused += 1;
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "QUERY_LIMIT_EXCEEDED",
+            "Too many requests",
+        );
+    }
+    fake.tokens -= 1.0;
+    let call_id = params["CALL_ID"].as_str().unwrap_or_default().to_owned();
+    let result = match method.as_str() {
+        "telephony.externalcall.register" => {
+            let key = params.to_string();
+            let next = format!("externalCall.{}", fake.registered.len() + 1);
+            let id = fake.open.entry(key).or_insert(next).clone();
+            fake.registered.insert(id.clone(), params.clone());
+            json!({"CALL_ID": id, "CRM_CREATED_LEAD": null, "CRM_ENTITY_TYPE": "CONTACT", "CRM_ENTITY_ID": 1})
+        }
+        _ if !fake.registered.contains_key(&call_id) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "ERROR_NOT_FOUND",
+                "Call is not found or finished",
+            );
+        }
+        "telephony.externalcall.finish" => {
+            fake.open.retain(|_, id| *id != call_id);
+            json!({"CALL_ID": call_id, "CALL_DURATION": params["DURATION"], "CALL_FAILED_CODE": params["STATUS_CODE"]})
+        }
+        "telephony.externalcall.show"
+        | "telephony.externalcall.hide"
+        | "telephony.externalcall.attachRecord" => json!(true),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "ERROR_METHOD_NOT_FOUND",
+                "Method not found",
+            )
+        }
+    };
+    fake.log.push((method, params));
+    (StatusCode::OK, Json(json!({"result": result, "time": {}})))
+}
+
+async fn start_fake(burst: f64, refill_per_second: f64) -> (Shared, String) {
+    let fake = Arc::new(Mutex::new(FakeBitrix24 {
+        tokens: burst,
+        burst,
+        refill_per_second,
+        ..FakeBitrix24::default()
+    }));
+    let app = axum::Router::new()
+        .route("/rest/1/code/{method}", axum::routing::post(rest))
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/rest/1/code", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (fake, url)
+}
+
+fn bitrix24(url: &str) -> Crm {
+    let config: CrmConfig = toml::from_str(&format!(
+        r#"
+        kind = "bitrix24"
+        name = "b24"
+        webhook_url = "{url}"
+        utc_offset = "+03:00"
+        default_extension = "201"
+        record_url_base = "https://pbx.example/rec"
+        users = {{ "201" = 11, "202" = 12, "203" = 13, "204" = 14, "205" = 15 }}
+        rate_per_second = 1000
+        "#
+    ))
+    .unwrap();
+    Crm::from_config(&config).unwrap()
+}
+
+fn fast_workers(owner: &str) -> WorkerConfig {
+    WorkerConfig {
+        idle: Duration::from_millis(20),
+        base_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(200),
+        max_attempts: 1000,
+        ..WorkerConfig::new(owner)
+    }
+}
+
+async fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("pbxlink.db").display()
+    );
+    (dir, Store::connect(&url).await.unwrap())
+}
+
+async fn save(store: &Store, crm: &Crm, records: &[CallRecord]) -> usize {
+    let rows: Vec<_> = records.iter().map(|r| (r, crm.plan("pbx1", r))).collect();
+    let refs: Vec<_> = rows.iter().map(|(r, rows)| (*r, rows.as_slice())).collect();
+    store
+        .save_calls("pbx1", &refs, chrono::Utc::now())
+        .await
+        .unwrap();
+    rows.iter().map(|(_, rows)| rows.len()).sum()
+}
+
+/// Waits until every row of `records` is delivered (a hang guard, not a timing assert).
+async fn until_delivered(store: &Store, records: &[CallRecord]) {
+    for _ in 0..6000 {
+        let mut open = 0;
+        for record in records {
+            let rows = store.outbox_for_call("pbx1", &record.id).await.unwrap();
+            let dead: Vec<_> = rows
+                .iter()
+                .filter(|r| r.status == OutboxStatus::Dead)
+                .collect();
+            assert!(dead.is_empty(), "dead letters: {dead:?}");
+            open += rows
+                .iter()
+                .filter(|r| r.status != OutboxStatus::Delivered)
+                .count();
+        }
+        if open == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("outbox rows still open after 5 minutes");
+}
+
+/// The fake's log as one line per Bitrix24 call: `linkedid: method(USER_ID/STATUS) ...`.
+fn per_call(fake: &FakeBitrix24) -> BTreeMap<String, Vec<String>> {
+    let mut calls: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (method, params) in &fake.log {
+        let step = method.trim_start_matches("telephony.externalcall.");
+        let detail = match step {
+            "register" => format!("{}", params["USER_PHONE_INNER"]),
+            "finish" => format!("{} {}", params["USER_ID"], params["STATUS_CODE"]),
+            "attachRecord" => format!("{}", params["FILENAME"]),
+            _ => format!("{}", params["USER_ID"]),
+        };
+        let id = params["CALL_ID"].as_str().unwrap_or_default();
+        let key = if step == "register" {
+            // The phone number and start date name the PBX call.
+            format!("{} {}", params["PHONE_NUMBER"], params["CALL_START_DATE"])
+        } else {
+            let register = &fake.registered[id];
+            format!(
+                "{} {}",
+                register["PHONE_NUMBER"], register["CALL_START_DATE"]
+            )
+        };
+        calls
+            .entry(key)
+            .or_default()
+            .push(format!("{step}({})", detail.replace('"', "")));
+    }
+    calls
+}
+
+fn fixture_records(set: &str) -> Vec<CallRecord> {
+    let dir = Path::new(FIXTURES).join(set).join("ami");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("fixture directory {} is missing: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.to_string_lossy().ends_with(".rx.raw"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no transcripts in {}", dir.display());
+    files
+        .iter()
+        .flat_map(|file| {
+            let msgs = crate::replay::load(&std::fs::read(file).unwrap()).unwrap();
+            crate::replay::replay(&msgs, TrackerConfig::default(), false)
+        })
+        .map(|line| serde_json::from_str(&line).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixture_calls_reach_bitrix24_as_the_documented_sequence() {
+    let records = fixture_records("asterisk-22-pjsip");
+    let (fake, url) = start_fake(50.0, 2.0).await;
+    let crm = bitrix24(&url);
+    let (_dir, store) = temp_store().await;
+    save(&store, &crm, &records).await;
+    spawn_workers(store.clone(), vec![crm], fast_workers("w1")).unwrap();
+    until_delivered(&store, &records).await;
+    let fake = fake.lock().unwrap();
+    let lines: Vec<String> = per_call(&fake)
+        .into_iter()
+        .map(|(call, steps)| format!("{call}: {}", steps.join(" ")))
+        .collect();
+    expect_test::expect![[r#"
+        "15551234567" "2026-11-23T01:54:30+03:00": register(202) show([11,13,12]) hide([11,13]) finish(12 200) attachRecord(rg-600-15551234567-20261122-225430-1795388070.0.wav)
+        "15551234567" "2026-11-23T01:55:02+03:00": register(202) show([12,11,13]) finish(12 304) attachRecord(rg-601-15551234567-20261122-225502-1795388102.20.wav)
+        "15551234567" "2026-11-23T01:55:45+03:00": register(201) show([11]) finish(11 304) attachRecord(external-201-15551234567-20261122-225545-1795388145.37.wav)
+        "15551234567" "2026-11-23T01:56:05+03:00": register(203) show([11,13]) hide([11]) finish(13 200) attachRecord(q-600-15551234567-20261122-225608-1795388165.41.wav)
+        "15551234567" "2026-11-23T01:56:49+03:00": register(201) show([11,13]) finish(11 304) attachRecord(q-600-15551234567-20261122-225649-1795388209.55.wav)
+        "15551234567" "2026-11-23T01:59:59+03:00": register(202) show([12]) finish(12 200) attachRecord(external-202-15551234567-20261122-225959-1795388399.88.wav)
+        "15551234567" "2026-11-23T02:00:31+03:00": register(201) finish(11 200) attachRecord(external-201-15551234567-20261122-230031-1795388431.94.wav)
+        "15551234567" "2026-11-23T02:01:03+03:00": register(201) show([11,13]) hide([13]) finish(11 200) attachRecord(external-201-15551234567-20261122-230103-1795388463.102.wav)
+        "15551234567" "2026-11-23T02:01:49+03:00": register(201) show([11,13]) hide([13]) finish(11 200) attachRecord(external-201-15551234567-20261122-230149-1795388509.109.wav)
+        "15551234567" "2026-11-23T02:03:03+03:00": register(201) finish(11 200) attachRecord(conf-8000-15551234567-20261122-230304-1795388583.123.wav)
+        "15557650000" "2026-11-23T01:58:26+03:00": register(201) finish(11 304) attachRecord(out-15557650000-201-20261122-225826-1795388306.80.wav)
+        "15557654321" "2026-11-23T01:57:57+03:00": register(201) finish(11 200) attachRecord(out-15557654321-201-20261122-225757-1795388277.76.wav)
+        "15557654321" "2026-11-23T01:59:21+03:00": register(201) show([11]) finish(11 200) attachRecord(out-15557654321-201-20261122-225923-1795388361.84.wav)"#]].assert_eq(&lines.join("\n"));
+    assert!(fake.refused > 0, "the 2 req/s limit was never hit");
+}
+
+fn synthetic(n: usize) -> CallRecord {
+    let start = chrono::DateTime::from_timestamp(1_764_000_000 + 60 * n as i64, 0).unwrap();
+    CallRecord {
+        id: format!("1764000000.{n}"),
+        direction: calls::Direction::Inbound,
+        from: Some(format!("7916000{n:04}")),
+        to: Some("74950000000".into()),
+        caller_name: None,
+        started_at: start,
+        answered_at: Some(start + chrono::TimeDelta::seconds(5)),
+        ended_at: start + chrono::TimeDelta::seconds(65),
+        ring_seconds: 5,
+        talk_seconds: 60,
+        disposition: calls::Disposition::Answered,
+        answered_by: Some("202".into()),
+        rang: vec!["201".into(), "202".into()],
+        transfers: Vec::new(),
+        queue: None,
+        recording: Some(format!("/rec/in-{n}.wav")),
+        legs: Vec::new(),
+        timeline: Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crm_down_for_100_calls_then_up_delivers_each_step_once_in_call_order() {
+    let records: Vec<_> = (0..100).map(synthetic).collect();
+    let (fake, url) = start_fake(1e9, 1e9).await;
+    fake.lock().unwrap().down = true;
+    let crm = bitrix24(&url);
+    let (_dir, store) = temp_store().await;
+    let planned = save(&store, &crm, &records).await;
+    spawn_workers(store.clone(), vec![crm], fast_workers("w1")).unwrap();
+    while fake.lock().unwrap().refused < 300 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    {
+        let mut fake = fake.lock().unwrap();
+        fake.down = false;
+        fake.expire_next = 5;
+    }
+    until_delivered(&store, &records).await;
+    let fake = fake.lock().unwrap();
+    assert_eq!(fake.log.len(), planned, "every step delivered exactly once");
+    assert_eq!(fake.registered.len(), 100, "one Bitrix24 call per PBX call");
+    let calls = per_call(&fake);
+    assert_eq!(calls.len(), 100);
+    // Keys sort by caller number, which is numbered like the calls.
+    for (n, steps) in calls.values().enumerate() {
+        assert_eq!(
+            steps.join(" "),
+            format!(
+                "register(202) show([11,12]) hide([11]) finish(12 200) attachRecord(in-{n}.wav)"
+            )
+        );
+    }
+}

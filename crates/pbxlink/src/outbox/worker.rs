@@ -1,0 +1,275 @@
+//! Outbox workers: claim due rows under a lease, deliver them through their connector (rate
+//! limited, one call's steps in order), then mark them delivered, retry later, or dead.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use crm::{backoff, DeliveryError, HttpRequest, HttpResponse, OutboxItem, Progress};
+use store::{Failure, OutboxRow, OutboxStatus, Store};
+use tokio::time::Instant;
+
+use super::Crm;
+
+/// How the workers pace themselves.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Name of this worker in `lease_owner` (unique per pbxlink process).
+    pub owner: String,
+    /// Rows claimed at a time.
+    pub batch: u32,
+    /// How long a claim holds; a worker that dies mid-delivery frees its rows after this.
+    pub lease: Duration,
+    /// Pause when nothing is due.
+    pub idle: Duration,
+    /// First retry delay; doubles per attempt (with full jitter) up to `max_backoff`.
+    pub base_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+    /// After this many failed attempts a row goes dead (dead letter).
+    pub max_attempts: u64,
+    /// Per-request HTTP timeout.
+    pub http_timeout: Duration,
+}
+
+impl WorkerConfig {
+    /// Production pacing for worker `owner`.
+    pub fn new(owner: impl Into<String>) -> Self {
+        Self {
+            owner: owner.into(),
+            batch: 20,
+            lease: Duration::from_secs(300),
+            idle: Duration::from_millis(500),
+            base_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(600),
+            max_attempts: 12,
+            http_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Starts the delivery loop for `crms`; it runs until the process ends.
+pub fn spawn_workers(store: Store, crms: Vec<Crm>, config: WorkerConfig) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .timeout(config.http_timeout)
+        .build()?;
+    let crms: HashMap<String, Arc<Lane>> = crms
+        .into_iter()
+        .map(|crm| {
+            let lane = Lane {
+                next_slot: tokio::sync::Mutex::new(Instant::now()),
+                crm,
+            };
+            (lane.crm.name.clone(), Arc::new(lane))
+        })
+        .collect();
+    let worker = Arc::new(Worker {
+        store,
+        crms,
+        http,
+        config,
+    });
+    tokio::spawn(async move { worker.run().await });
+    Ok(())
+}
+
+/// One connector with its rate limiter.
+struct Lane {
+    crm: Crm,
+    /// The earliest instant the next request may leave.
+    next_slot: tokio::sync::Mutex<Instant>,
+}
+
+impl Lane {
+    async fn wait_turn(&self) {
+        let mut next = self.next_slot.lock().await;
+        tokio::time::sleep_until(*next).await;
+        *next = Instant::now().max(*next) + self.crm.min_gap;
+    }
+}
+
+struct Worker {
+    store: Store,
+    crms: HashMap<String, Arc<Lane>>,
+    http: reqwest::Client,
+    config: WorkerConfig,
+}
+
+impl Worker {
+    async fn run(self: Arc<Self>) {
+        let lease = TimeDelta::from_std(self.config.lease).unwrap_or(TimeDelta::MAX);
+        loop {
+            let claimed = self
+                .store
+                .claim_outbox(&self.config.owner, self.config.batch, lease, Utc::now())
+                .await;
+            let rows = match claimed {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::error!(error = %e, "outbox: cannot claim rows");
+                    Vec::new()
+                }
+            };
+            if rows.is_empty() {
+                tokio::time::sleep(self.config.idle).await;
+                continue;
+            }
+            // Connectors work side by side; within one, rows go in id (= per-call) order.
+            let mut by_connector: HashMap<String, Vec<OutboxRow>> = HashMap::new();
+            for row in rows {
+                by_connector
+                    .entry(row.connector.clone())
+                    .or_default()
+                    .push(row);
+            }
+            let lanes = by_connector.into_values().map(|rows| {
+                let worker = self.clone();
+                tokio::spawn(async move {
+                    for row in rows {
+                        worker.handle(row).await;
+                    }
+                })
+            });
+            for lane in futures::future::join_all(lanes).await {
+                if let Err(e) = lane {
+                    tracing::error!(error = %e, "outbox: delivery task failed");
+                }
+            }
+        }
+    }
+
+    async fn handle(&self, row: OutboxRow) {
+        let owner = &self.config.owner;
+        let outcome = match self.waiting_for(&row).await {
+            Ok(Some(earlier)) => {
+                // Keep the call's order: try again when the earlier step is due.
+                let failure = Failure::Retriable {
+                    next_attempt_at: earlier.max(Utc::now() + TimeDelta::milliseconds(100)),
+                };
+                self.store
+                    .mark_failed(
+                        row.id,
+                        owner,
+                        failure,
+                        "waiting for an earlier step of the call",
+                    )
+                    .await
+            }
+            Ok(None) => match self.deliver(&row).await {
+                Ok(()) => self.store.mark_delivered(row.id, owner).await,
+                Err(error) => {
+                    let failure = self.failure(&row, &error);
+                    if failure == Failure::Permanent {
+                        tracing::warn!(row = row.id, key = row.idempotency_key, %error, "outbox: dead letter");
+                    }
+                    self.store
+                        .mark_failed(row.id, owner, failure, &error.to_string())
+                        .await
+                }
+            },
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                row = row.id,
+                "outbox: lease lost before the result was saved"
+            ),
+            Err(e) => tracing::error!(row = row.id, error = %e, "outbox: cannot save the result"),
+        }
+    }
+
+    /// When an earlier step of the same call and connector is still open, when it is due.
+    async fn waiting_for(&self, row: &OutboxRow) -> store::Result<Option<DateTime<Utc>>> {
+        let steps = self.store.outbox_for_call(&row.pbx, &row.call_id).await?;
+        Ok(steps
+            .iter()
+            .filter(|step| step.connector == row.connector && step.id < row.id)
+            .find(|step| matches!(step.status, OutboxStatus::Pending))
+            .map(|step| step.next_attempt_at))
+    }
+
+    fn failure(&self, row: &OutboxRow, error: &DeliveryError) -> Failure {
+        match error {
+            DeliveryError::Retriable { retry_after, .. }
+                if row.attempts < self.config.max_attempts =>
+            {
+                let attempt = u32::try_from(row.attempts).unwrap_or(u32::MAX);
+                let delay = backoff(
+                    attempt,
+                    self.config.base_backoff,
+                    self.config.max_backoff,
+                    rand::random::<f64>(),
+                )
+                .max(retry_after.unwrap_or_default());
+                Failure::Retriable {
+                    next_attempt_at: Utc::now()
+                        + TimeDelta::from_std(delay).unwrap_or(TimeDelta::MAX),
+                }
+            }
+            _ => Failure::Permanent,
+        }
+    }
+
+    async fn deliver(&self, row: &OutboxRow) -> Result<(), DeliveryError> {
+        let lane = self.crms.get(&row.connector).ok_or_else(|| {
+            DeliveryError::permanent(format!(
+                "no [[crm]] named {:?} is configured",
+                row.connector
+            ))
+        })?;
+        let item = OutboxItem {
+            call_id: row.call_id.clone(),
+            kind: row.kind.clone(),
+            payload: row.payload.clone(),
+            idempotency_key: row.idempotency_key.clone(),
+        };
+        // A step needs at most its call's re-registration first; more means a confused CRM.
+        for _ in 0..3 {
+            let request = lane.crm.connector.next_request(&item, Utc::now())?;
+            lane.wait_turn().await;
+            let response = send(&self.http, &request, &item.idempotency_key).await?;
+            if lane.crm.connector.on_response(&item, &response)? == Progress::Delivered {
+                return Ok(());
+            }
+        }
+        Err(DeliveryError::permanent(
+            "connector kept asking for more requests",
+        ))
+    }
+}
+
+/// POSTs a request; transport failures (refused, reset, timeout) are retriable.
+pub(crate) async fn send(
+    http: &reqwest::Client,
+    request: &HttpRequest,
+    idempotency_key: &str,
+) -> Result<HttpResponse, DeliveryError> {
+    let mut builder = http
+        .post(&request.url)
+        .header("content-type", "application/json")
+        .header("idempotency-key", idempotency_key)
+        .body(request.body.clone());
+    for (name, value) in &request.headers {
+        builder = builder.header(name, value);
+    }
+    let response = builder
+        .send()
+        .await
+        .map_err(|e| DeliveryError::retriable(format!("{}: {e}", request.url)))?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.trim().parse().ok());
+    let body = response
+        .text()
+        .await
+        .map_err(|e| DeliveryError::retriable(format!("reading the answer: {e}")))?;
+    Ok(HttpResponse {
+        status,
+        retry_after,
+        body,
+    })
+}
