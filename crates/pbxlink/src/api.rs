@@ -9,8 +9,9 @@ mod live;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -20,10 +21,10 @@ use calls::{CallEvent, CallEventKind, Disposition};
 use chrono::{DateTime, Utc};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use store::{CallFilter, Store};
 
 use crate::ami_client::{AmiClient, AmiError};
+use crate::tokens::{digest, Scope};
 use live::LiveHub;
 
 /// How many recent live events are kept for clients resuming after a reconnect (and how far
@@ -31,6 +32,11 @@ use live::LiveHub;
 const LIVE_RING: usize = 4096;
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 1000;
+/// No API request carries more than a small JSON object; anything bigger is refused unread.
+const MAX_BODY: usize = 16 * 1024;
+/// A request (headers to response head; not a stream's life) that takes longer is cut off, so
+/// a client sending its body a byte at a time cannot hold a task.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Shared state behind every handler.
 #[derive(Clone, Debug)]
@@ -38,7 +44,8 @@ pub struct AppState {
     store: Store,
     live: Arc<LiveHub>,
     active: Arc<Mutex<BTreeMap<String, ActiveCall>>>,
-    /// SHA-256 of each accepted token: a leaked state dump does not leak a token.
+    /// SHA-256 of each admin token given at start (the demo's printed one); tokens made with
+    /// `pbxlink token create` are looked up in the store. A state dump leaks no token.
     token_hashes: Arc<Vec<[u8; 32]>>,
     /// The AMI link of each PBX, by name, for call control.
     pbxes: Arc<HashMap<String, AmiClient>>,
@@ -81,7 +88,7 @@ impl AppState {
             store,
             live: Arc::new(LiveHub::new(LIVE_RING)),
             active: Arc::default(),
-            token_hashes: Arc::new(tokens.iter().map(|t| hash_token(t)).collect()),
+            token_hashes: Arc::new(tokens.iter().map(|t| digest(t)).collect()),
             pbxes: Arc::new(pbxes),
             metrics: None,
         }
@@ -167,14 +174,16 @@ impl AppState {
         parties.into_iter().collect()
     }
 
-    fn token_ok(&self, presented: &str) -> bool {
-        let h = hash_token(presented);
-        self.token_hashes.iter().any(|t| constant_time_eq(t, &h))
+    /// The scope of a presented token; `None` when it is unknown, revoked or unreadable.
+    async fn scope_of(&self, presented: &str) -> Result<Option<Scope>, ApiError> {
+        let h = digest(presented);
+        if self.token_hashes.iter().any(|t| constant_time_eq(t, &h)) {
+            return Ok(Some(Scope::Admin));
+        }
+        // A lookup by hash: the database compares digests, never secrets.
+        let stored = self.store.token_by_hash(&hex::encode(h)).await?;
+        Ok(stored.and_then(|t| Scope::from_stored(&t.scope)))
     }
-}
-
-fn hash_token(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
 }
 
 fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
@@ -183,24 +192,34 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 
 /// The HTTP surface.
 pub fn app(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/calls", get(list_calls).post(click_to_call))
+    let guard =
+        |needs: Scope| middleware::from_fn_with_state((state.clone(), needs), require_token);
+    let read = Router::new()
+        .route("/calls", get(list_calls))
         .route("/calls/{id}", get(get_call))
+        .route("/live", get(live_calls))
+        .route("/events", get(live::events))
+        .route_layer(guard(Scope::Read));
+    let control = Router::new()
+        .route("/calls", post(click_to_call))
         .route("/calls/{id}/hangup", post(control::hangup))
         .route("/calls/{id}/transfer", post(control::transfer))
         .route("/calls/{id}/redirect", post(control::redirect))
-        .route("/live", get(live_calls))
-        .route("/events", get(live::events))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route_layer(guard(Scope::Control));
     // Scrapers send the token too (Prometheus `authorization` / `bearer_token`).
     let metrics = Router::new()
         .route("/metrics", get(metrics))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route_layer(guard(Scope::Read));
     Router::new()
         .route("/", get(ui))
         .route("/health", get(health))
-        .nest("/api/v1", api)
+        .nest("/api/v1", read.merge(control))
         .merge(metrics)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .with_state(state)
 }
 
@@ -248,7 +267,7 @@ impl From<store::StoreError> for ApiError {
 }
 
 async fn require_token(
-    State(state): State<AppState>,
+    State((state, needs)): State<(AppState, Scope)>,
     headers: HeaderMap,
     Query(q): Query<TokenQuery>,
     req: Request,
@@ -260,13 +279,22 @@ async fn require_token(
         .and_then(|v| v.strip_prefix("Bearer "));
     // Browsers' EventSource cannot set headers, so the stream also takes `?access_token=`.
     let presented = bearer.or(q.access_token.as_deref());
-    match presented {
-        Some(t) if state.token_ok(t) => Ok(next.run(req).await),
-        Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid token")),
-        None => Err(ApiError::new(
+    let Some(presented) = presented else {
+        return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing token: send Authorization: Bearer <token>",
+        ));
+    };
+    match state.scope_of(presented).await? {
+        Some(scope) if scope >= needs => Ok(next.run(req).await),
+        Some(_) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this token may not do this: it needs the {} scope",
+                needs.as_str()
+            ),
         )),
+        None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid token")),
     }
 }
 
@@ -524,5 +552,120 @@ mod tests {
         .await;
         assert_eq!(s, StatusCode::BAD_REQUEST);
         assert!(body.contains("unknown disposition"), "{body}");
+    }
+
+    /// Every route that needs a token: method, path, and the least scope it needs.
+    const GUARDED: &[(&str, &str, Scope)] = &[
+        ("GET", "/api/v1/calls", Scope::Read),
+        ("GET", "/api/v1/calls/1.1", Scope::Read),
+        ("GET", "/api/v1/live", Scope::Read),
+        ("GET", "/api/v1/events", Scope::Read),
+        ("GET", "/metrics", Scope::Read),
+        ("POST", "/api/v1/calls", Scope::Control),
+        ("POST", "/api/v1/calls/1.1/hangup", Scope::Control),
+        ("POST", "/api/v1/calls/1.1/transfer", Scope::Control),
+        ("POST", "/api/v1/calls/1.1/redirect", Scope::Control),
+    ];
+
+    async fn status_of(state: &AppState, method: &str, uri: &str, token: Option<&str>) -> u16 {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let req = req.body(Body::empty()).unwrap();
+        app(state.clone())
+            .oneshot(req)
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    async fn stored_token(state: &AppState, secret: &str, scope: Scope) {
+        let token = store::ApiToken {
+            id: secret.to_owned(),
+            name: "test".into(),
+            scope: scope.as_str().to_owned(),
+            created_at: DateTime::from_timestamp(1_795_388_070, 0).unwrap(),
+            revoked_at: None,
+        };
+        let h = hex::encode(digest(secret));
+        state.store.create_token(&token, &h).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn every_guarded_route_refuses_no_token_and_too_small_a_scope() {
+        let (state, _dir) = state().await;
+        stored_token(&state, "read-token", Scope::Read).await;
+        stored_token(&state, "control-token", Scope::Control).await;
+        let mut shown = Vec::new();
+        for (method, uri, needs) in GUARDED {
+            let mut line = format!("{method} {uri} needs {}:", needs.as_str());
+            for token in [
+                None,
+                Some("wrong"),
+                Some("read-token"),
+                Some("control-token"),
+            ] {
+                line += &format!(" {}", status_of(&state, method, uri, token).await);
+            }
+            shown.push(line);
+        }
+        // Columns: no token, unknown token, read token, control token. Past the guard, the
+        // handlers' own answers (404: no such call, no metrics here; 415: no JSON body).
+        expect_test::expect![[r#"
+            GET /api/v1/calls needs read: 401 401 200 200
+            GET /api/v1/calls/1.1 needs read: 401 401 404 404
+            GET /api/v1/live needs read: 401 401 200 200
+            GET /api/v1/events needs read: 401 401 200 200
+            GET /metrics needs read: 401 401 404 404
+            POST /api/v1/calls needs control: 401 401 403 415
+            POST /api/v1/calls/1.1/hangup needs control: 401 401 403 404
+            POST /api/v1/calls/1.1/transfer needs control: 401 401 403 415
+            POST /api/v1/calls/1.1/redirect needs control: 401 401 403 415"#]]
+        .assert_eq(&shown.join("\n"));
+        state
+            .store
+            .revoke_token("control-token", Utc::now())
+            .await
+            .unwrap();
+        let revoked = status_of(
+            &state,
+            "POST",
+            "/api/v1/calls/1.1/hangup",
+            Some("control-token"),
+        );
+        assert_eq!(revoked.await, 401);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_body_is_refused_unread() {
+        let (state, _dir) = state().await;
+        let body = format!(
+            r#"{{"extension":"101","number":"1","caller_name":"{}"}}"#,
+            "x".repeat(MAX_BODY)
+        );
+        let req = Request::post("/api/v1/calls")
+            .header("Authorization", "Bearer secret-token")
+            .header("Content-Type", "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        let resp = app(state).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_finishes_its_body_is_cut_off() {
+        let (state, _dir) = state().await;
+        // Paused clock: the timeout elapses as soon as nothing else can run; no real waiting.
+        tokio::time::pause();
+        let never_ends = futures::stream::pending::<Result<bytes::Bytes, std::io::Error>>();
+        let req = Request::post("/api/v1/calls")
+            .header("Authorization", "Bearer secret-token")
+            .header("Content-Type", "application/json")
+            .body(Body::from_stream(never_ends))
+            .unwrap();
+        let resp = app(state).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT);
     }
 }

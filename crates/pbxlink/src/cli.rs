@@ -47,6 +47,8 @@ enum Command {
     Release(crate::release::ReleaseArgs),
     /// FreePBX integration: generate (or check) the dialplan hooks and AMI user, build the module.
     Freepbx(crate::freepbx::FreepbxArgs),
+    /// API tokens: create (scoped read/control/admin), list, revoke.
+    Token(crate::tokens::TokenArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -88,6 +90,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
             print!("{}", config.summary());
             Ok(())
+        }
+        Command::Token(args) => {
+            let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
+            tokio::runtime::Runtime::new()?.block_on(crate::tokens::run(&config, args))
         }
         Command::Calls(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;

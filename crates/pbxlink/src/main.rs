@@ -18,6 +18,7 @@ mod replay_server;
 mod run;
 mod simulate;
 mod stream_clock;
+mod tokens;
 
 fn main() -> anyhow::Result<()> {
     // Logs go to stderr (stdout carries data: JSON lines, tables); `PBXLINK_LOG` or
