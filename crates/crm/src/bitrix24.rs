@@ -39,13 +39,13 @@ pub struct PlanConfig {
 pub struct UserMap(BTreeMap<String, u64>);
 
 impl UserMap {
-    /// Parses a `user.get` answer; users without an inner phone are left out. An answer that
-    /// is not a `user.get` result is an error, so the caller keeps the map it had.
-    pub fn from_user_get(body: &Value) -> Result<Self, DeliveryError> {
-        let users = body
-            .get("result")
-            .and_then(Value::as_array)
-            .ok_or_else(|| DeliveryError::permanent("user.get: no result array"))?;
+    /// Parses the `result` of a `user.get` answer (see [`check`]); users without an inner
+    /// phone are left out. A result that is not a user list is an error, so the caller keeps
+    /// the map it had.
+    pub fn from_user_get(result: &Value) -> Result<Self, DeliveryError> {
+        let users = result
+            .as_array()
+            .ok_or_else(|| DeliveryError::permanent("user.get: the result is not a user list"))?;
         let pairs = users.iter().filter_map(|user| {
             let extension = user.get("UF_PHONE_INNER")?.as_str()?.trim();
             let id = match user.get("ID")? {
@@ -60,6 +60,11 @@ impl UserMap {
     /// A map from configured (extension, user id) pairs.
     pub fn from_pairs(pairs: impl IntoIterator<Item = (String, u64)>) -> Self {
         Self(pairs.into_iter().collect())
+    }
+
+    /// Adds `other`'s users, replacing the ones both have.
+    pub fn extend(&mut self, other: UserMap) {
+        self.0.extend(other.0);
     }
 
     /// The user whose inner phone is `extension`.
@@ -442,12 +447,12 @@ mod tests {
     }
 
     fn users() -> UserMap {
-        UserMap::from_user_get(&json!({"result": [
+        UserMap::from_user_get(&json!([
             {"ID": "11", "UF_PHONE_INNER": "201"},
             {"ID": "12", "UF_PHONE_INNER": "202"},
             {"ID": "13", "UF_PHONE_INNER": ""},
             {"ID": 14, "UF_PHONE_INNER": "200"},
-        ]}))
+        ]))
         .unwrap()
     }
 

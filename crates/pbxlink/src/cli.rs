@@ -47,6 +47,8 @@ enum Command {
     Release(crate::release::ReleaseArgs),
     /// FreePBX integration: generate (or check) the dialplan hooks and AMI user, build the module.
     Freepbx(crate::freepbx::FreepbxArgs),
+    /// CRM connectors: check one's connectivity and credentials (`crm test NAME`).
+    Crm(crate::outbox::cli::CrmArgs),
     /// API tokens: create (scoped read/control/admin), list, revoke.
     Token(crate::tokens::TokenArgs),
 }
@@ -80,6 +82,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Freepbx(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
             crate::freepbx::run(config, args)
+        }
+        Command::Crm(args) => {
+            let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
+            crate::outbox::cli::run(&config, args)
         }
         Command::Run(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;

@@ -1,6 +1,7 @@
 //! CRM delivery: `[[crm]]` config, the planner that turns a finished call into outbox rows
 //! (written with the call, in its transaction), and the workers that deliver them.
 
+pub mod cli;
 mod worker;
 
 use std::sync::Arc;
@@ -74,6 +75,16 @@ pub struct WebhookConfig {
     pub rate_per_second: Option<f64>,
 }
 
+impl CrmConfig {
+    /// The connector's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Bitrix24(c) => &c.name,
+            Self::Webhook(c) => &c.name,
+        }
+    }
+}
+
 fn utc() -> String {
     "+00:00".into()
 }
@@ -96,7 +107,12 @@ pub struct Crm {
 
 #[derive(Debug, Clone)]
 enum Planner {
-    Bitrix24(PlanConfig),
+    Bitrix24 {
+        plan: PlanConfig,
+        portal: Arc<Bitrix24>,
+        /// The configured users; `user.get` adds to them, never removes them.
+        users: UserMap,
+    },
     Webhook(Arc<Webhook>),
 }
 
@@ -116,17 +132,22 @@ impl Crm {
                         .with_context(|| {
                             format!("crm {}: bad utc_offset {:?}", c.name, c.utc_offset)
                         })?;
-                let connector = Bitrix24::new(url);
-                connector.set_users(UserMap::from_pairs(c.users.clone()));
+                let portal = Arc::new(Bitrix24::new(url));
+                let users = UserMap::from_pairs(c.users.clone());
+                portal.set_users(users.clone());
                 Ok(Self {
                     name: c.name.clone(),
-                    planner: Planner::Bitrix24(PlanConfig {
-                        utc_offset,
-                        create_leads: c.create_leads,
-                        default_extension: c.default_extension.clone(),
-                        record_url_base: c.record_url_base.clone(),
-                    }),
-                    connector: Arc::new(connector),
+                    planner: Planner::Bitrix24 {
+                        plan: PlanConfig {
+                            utc_offset,
+                            create_leads: c.create_leads,
+                            default_extension: c.default_extension.clone(),
+                            record_url_base: c.record_url_base.clone(),
+                        },
+                        portal: portal.clone(),
+                        users,
+                    },
+                    connector: portal,
                     min_gap: gap(Some(c.rate_per_second)),
                 })
             }
@@ -156,11 +177,48 @@ impl Crm {
         }
     }
 
+    /// Checks connectivity and credentials with one harmless request: Bitrix24 `user.get`
+    /// (which also refreshes the user map), a signed `pbxlink.test` event for a webhook.
+    /// Returns what the CRM said, in a line.
+    pub async fn test(&self, http: &reqwest::Client) -> Result<String, crm::DeliveryError> {
+        match &self.planner {
+            Planner::Bitrix24 {
+                portal,
+                users: configured,
+                ..
+            } => {
+                let response = worker::send(http, &portal.users_request(), "user.get").await?;
+                let mut users = configured.clone();
+                users.extend(UserMap::from_user_get(&bitrix24::check(&response)?)?);
+                let found = users.len();
+                portal.set_users(users);
+                Ok(format!(
+                    "user.get answered; {found} users have an inner phone"
+                ))
+            }
+            Planner::Webhook(webhook) => {
+                let probe = crm::OutboxItem {
+                    call_id: String::new(),
+                    kind: "pbxlink.test".into(),
+                    payload: serde_json::json!({}),
+                    idempotency_key: format!("pbxlink.test:{}", chrono::Utc::now().timestamp()),
+                };
+                let request = webhook.next_request(&probe, chrono::Utc::now())?;
+                let response = worker::send(http, &request, &probe.idempotency_key).await?;
+                webhook.on_response(&probe, &response)?;
+                Ok(format!(
+                    "{} accepted a signed test event (HTTP {})",
+                    request.url, response.status
+                ))
+            }
+        }
+    }
+
     /// The outbox rows for a finished call, in delivery order. The idempotency key
     /// `{connector}:{pbx}:{call}:{step}` makes a re-saved call queue nothing twice.
     pub fn plan(&self, pbx: &str, record: &CallRecord) -> Vec<NewOutboxRow> {
         let steps = match &self.planner {
-            Planner::Bitrix24(config) => bitrix24::plan(record, config),
+            Planner::Bitrix24 { plan, .. } => bitrix24::plan(record, plan),
             Planner::Webhook(webhook) => webhook.plan(record, &[]),
         };
         steps
@@ -183,6 +241,11 @@ pub fn start(configs: &[CrmConfig], store: &store::Store) -> anyhow::Result<Arc<
         .iter()
         .map(Crm::from_config)
         .collect::<anyhow::Result<Vec<_>>>()?;
+    for crm in &crms {
+        if let Planner::Bitrix24 { .. } = crm.planner {
+            tokio::spawn(refresh_users(crm.clone()));
+        }
+    }
     if !crms.is_empty() {
         let owner = format!(
             "pbxlink-{}-{:08x}",
@@ -197,6 +260,21 @@ pub fn start(configs: &[CrmConfig], store: &store::Store) -> anyhow::Result<Arc<
 /// Every configured connector's rows for a call.
 pub fn plan_all(crms: &[Crm], pbx: &str, record: &CallRecord) -> Vec<NewOutboxRow> {
     crms.iter().flat_map(|crm| crm.plan(pbx, record)).collect()
+}
+
+/// Reloads a Bitrix24 user map every 10 minutes; a failed reload keeps the map it had.
+async fn refresh_users(crm: Crm) {
+    let http = reqwest::Client::new();
+    let mut every = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        every.tick().await;
+        match crm.test(&http).await {
+            Ok(outcome) => tracing::info!(crm = crm.name, outcome, "Bitrix24 users reloaded"),
+            Err(error) => {
+                tracing::warn!(crm = crm.name, %error, "Bitrix24 users not reloaded; keeping the old map")
+            }
+        }
+    }
 }
 
 fn secret(name: &str, value: Option<&String>, env: Option<&String>) -> anyhow::Result<String> {

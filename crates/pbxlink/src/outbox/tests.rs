@@ -87,6 +87,11 @@ async fn rest(
     fake.tokens -= 1.0;
     let call_id = params["CALL_ID"].as_str().unwrap_or_default().to_owned();
     let result = match method.as_str() {
+        "user.get" => json!([
+            {"ID": "11", "NAME": "Alice", "UF_PHONE_INNER": "201"},
+            {"ID": "16", "NAME": "Frank", "UF_PHONE_INNER": "206"},
+            {"ID": "17", "NAME": "Grace", "UF_PHONE_INNER": null},
+        ]),
         "telephony.externalcall.register" => {
             let key = params.to_string();
             let next = format!("externalCall.{}", fake.registered.len() + 1);
@@ -342,4 +347,36 @@ async fn crm_down_for_100_calls_then_up_delivers_each_step_once_in_call_order() 
             )
         );
     }
+}
+
+#[tokio::test]
+async fn crm_test_loads_the_user_map_and_reports_bitrix24_errors() {
+    let (fake, url) = start_fake(50.0, 2.0).await;
+    let crm = bitrix24(&url);
+    let http = reqwest::Client::new();
+    let answer = crm.test(&http).await;
+    expect_test::expect![[r#"
+        Ok(
+            "user.get answered; 6 users have an inner phone",
+        )
+    "#]]
+    .assert_debug_eq(&answer);
+    fake.lock().unwrap().expire_next = 1;
+    let answer = crm.test(&http).await;
+    expect_test::expect![[r#"
+        Err(
+            Retriable {
+                reason: "expired_token: The access token provided has expired.",
+                retry_after: Some(
+                    1s,
+                ),
+            },
+        )
+    "#]]
+    .assert_debug_eq(&answer);
+    let unreachable = bitrix24("http://127.0.0.1:9/rest/1/code").test(&http).await;
+    assert!(
+        matches!(unreachable, Err(crm::DeliveryError::Retriable { .. })),
+        "{unreachable:?}"
+    );
 }
