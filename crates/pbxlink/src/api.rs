@@ -5,6 +5,7 @@
 //! `/health` and the UI's static page are open, the page itself asks for a token.
 
 mod control;
+mod export;
 mod live;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -333,12 +334,16 @@ struct ListQuery {
     disposition: Option<String>,
     limit: Option<u32>,
     cursor: Option<String>,
+    /// `csv` for a CSV export (as `Accept: text/csv`).
+    format: Option<String>,
 }
 
 async fn list_calls(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Query(q): Query<ListQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
+    let as_csv = export::wanted(q.format.as_deref(), &headers);
     let disposition = q
         .disposition
         .as_deref()
@@ -356,14 +361,18 @@ async fn list_calls(
         .store
         .list_calls(&filter, limit, q.cursor.as_deref())
         .await?;
+    if as_csv {
+        return export::csv_page(&page.calls, page.next_cursor.as_deref());
+    }
     let calls: Vec<_> = page
         .calls
         .into_iter()
         .map(|c| call_json(&c.pbx, c.record))
         .collect();
-    Ok(Json(
-        serde_json::json!({ "calls": calls, "next_cursor": page.next_cursor }),
-    ))
+    Ok(
+        Json(serde_json::json!({ "calls": calls, "next_cursor": page.next_cursor }))
+            .into_response(),
+    )
 }
 
 fn parse_disposition(s: &str) -> Result<Disposition, ApiError> {
@@ -667,5 +676,57 @@ mod tests {
             .unwrap();
         let resp = app(state).oneshot(req).await.unwrap();
         assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn calls_export_as_csv_by_query_or_accept_header() {
+        let (state, _dir) = state().await;
+        let at = DateTime::from_timestamp(1_795_388_070, 0).unwrap();
+        let record = calls::CallRecord {
+            id: "1795388070.1".into(),
+            direction: calls::Direction::Inbound,
+            from: Some("+74951234567".into()),
+            to: Some("84950000000".into()),
+            caller_name: Some("=HYPERLINK(\"evil\"), Ivan".into()),
+            started_at: at,
+            answered_at: Some(at + chrono::TimeDelta::seconds(5)),
+            ended_at: at + chrono::TimeDelta::seconds(65),
+            ring_seconds: 5,
+            talk_seconds: 60,
+            disposition: Disposition::Answered,
+            answered_by: Some("201".into()),
+            rang: vec!["201".into()],
+            transfers: Vec::new(),
+            queue: None,
+            recording: None,
+            legs: Vec::new(),
+            timeline: Vec::new(),
+        };
+        state
+            .store
+            .save_call("pbx", &record, &[], at)
+            .await
+            .unwrap();
+        let (s, by_query) = get(
+            app(state.clone()),
+            "/api/v1/calls?format=csv",
+            Some("secret-token"),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        expect_test::expect![[r#"
+            id,pbx,direction,from,to,caller_name,started_at,answered_at,ended_at,ring_seconds,talk_seconds,disposition,answered_by,queue
+            1795388070.1,pbx,inbound,+74951234567,84950000000,"'=HYPERLINK(""evil""), Ivan",2026-11-22T22:54:30Z,2026-11-22T22:54:35Z,2026-11-22T22:55:35Z,5,60,answered,201,
+        "#]].assert_eq(&by_query);
+        let req = Request::get("/api/v1/calls")
+            .header("Authorization", "Bearer secret-token")
+            .header("Accept", "text/csv")
+            .body(Body::empty())
+            .unwrap();
+        let resp = app(state).oneshot(req).await.unwrap();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(body, by_query.as_bytes());
     }
 }
