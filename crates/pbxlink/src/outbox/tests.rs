@@ -163,7 +163,6 @@ fn fast_workers(owner: &str) -> WorkerConfig {
         idle: Duration::from_millis(20),
         base_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(200),
-        max_attempts: 1000,
         ..WorkerConfig::new(owner)
     }
 }
@@ -379,4 +378,49 @@ async fn crm_test_loads_the_user_map_and_reports_bitrix24_errors() {
         matches!(unreachable, Err(crm::DeliveryError::Retriable { .. })),
         "{unreachable:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_delivery_loses_nothing_and_registers_nothing_twice() {
+    let records: Vec<_> = (0..20).map(synthetic).collect();
+    let (fake, url) = start_fake(1e9, 1e9).await;
+    let crm = bitrix24(&url);
+    let (_dir, store) = temp_store().await;
+    let planned = save(&store, &crm, &records).await;
+    // The first process claims every row, sends each call's register, and is killed before
+    // it can record anything: its rows stay claimed until the lease runs out.
+    let lease = chrono::TimeDelta::milliseconds(300);
+    let claimed = store
+        .claim_outbox("killed", 1000, lease, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), planned);
+    let http = reqwest::Client::new();
+    for row in claimed.iter().filter(|row| row.kind == "register") {
+        let request = crm
+            .connector
+            .next_request(&worker::outbox_item(row), chrono::Utc::now())
+            .unwrap();
+        worker::send(&http, &request, &row.idempotency_key)
+            .await
+            .unwrap();
+    }
+    // The restarted process (a fresh connector: no CALL_ID cache) takes over.
+    spawn_workers(
+        store.clone(),
+        vec![bitrix24(&url)],
+        fast_workers("restarted"),
+    )
+    .unwrap();
+    until_delivered(&store, &records).await;
+    let fake = fake.lock().unwrap();
+    assert_eq!(fake.registered.len(), 20, "one Bitrix24 call per PBX call");
+    for (n, steps) in per_call(&fake).values().enumerate() {
+        assert_eq!(
+            steps.join(" "),
+            format!(
+                "register(202) register(202) show([11,12]) hide([11]) finish(12 200) attachRecord(in-{n}.wav)"
+            )
+        );
+    }
 }

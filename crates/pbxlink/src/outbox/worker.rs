@@ -27,8 +27,9 @@ pub struct WorkerConfig {
     pub base_backoff: Duration,
     /// Longest retry delay.
     pub max_backoff: Duration,
-    /// After this many failed attempts a row goes dead (dead letter).
-    pub max_attempts: u64,
+    /// A row still failing this long after it was queued goes dead (dead letter). By age,
+    /// not by attempt count: a CRM that is down for an hour must not cost any call.
+    pub give_up_after: Duration,
     /// Per-request HTTP timeout.
     pub http_timeout: Duration,
 }
@@ -43,7 +44,7 @@ impl WorkerConfig {
             idle: Duration::from_millis(500),
             base_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(600),
-            max_attempts: 12,
+            give_up_after: Duration::from_secs(24 * 3600),
             http_timeout: Duration::from_secs(20),
         }
     }
@@ -193,7 +194,8 @@ impl Worker {
     fn failure(&self, row: &OutboxRow, error: &DeliveryError) -> Failure {
         match error {
             DeliveryError::Retriable { retry_after, .. }
-                if row.attempts < self.config.max_attempts =>
+                if Utc::now() - row.created_at
+                    < TimeDelta::from_std(self.config.give_up_after).unwrap_or(TimeDelta::MAX) =>
             {
                 let attempt = u32::try_from(row.attempts).unwrap_or(u32::MAX);
                 let delay = backoff(
@@ -219,12 +221,7 @@ impl Worker {
                 row.connector
             ))
         })?;
-        let item = OutboxItem {
-            call_id: row.call_id.clone(),
-            kind: row.kind.clone(),
-            payload: row.payload.clone(),
-            idempotency_key: row.idempotency_key.clone(),
-        };
+        let item = outbox_item(row);
         // A step needs at most its call's re-registration first; more means a confused CRM.
         for _ in 0..3 {
             let request = lane.crm.connector.next_request(&item, Utc::now())?;
@@ -237,6 +234,16 @@ impl Worker {
         Err(DeliveryError::permanent(
             "connector kept asking for more requests",
         ))
+    }
+}
+
+/// The connector's view of a stored row.
+pub(super) fn outbox_item(row: &OutboxRow) -> OutboxItem {
+    OutboxItem {
+        call_id: row.call_id.clone(),
+        kind: row.kind.clone(),
+        payload: row.payload.clone(),
+        idempotency_key: row.idempotency_key.clone(),
     }
 }
 
