@@ -200,6 +200,7 @@ pub fn app(state: AppState) -> Router {
         .route("/calls/{id}", get(get_call))
         .route("/live", get(live_calls))
         .route("/events", get(live::events))
+        .route("/openapi.json", get(openapi))
         .route_layer(guard(Scope::Read));
     let control = Router::new()
         .route("/calls", post(click_to_call))
@@ -302,6 +303,14 @@ async fn require_token(
 #[derive(Debug, Deserialize)]
 struct TokenQuery {
     access_token: Option<String>,
+}
+
+/// The OpenAPI document; a test holds it and the router to the same routes.
+async fn openapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("api/openapi.json"),
+    )
 }
 
 async fn ui() -> Html<&'static str> {
@@ -569,6 +578,7 @@ mod tests {
         ("GET", "/api/v1/calls/1.1", Scope::Read),
         ("GET", "/api/v1/live", Scope::Read),
         ("GET", "/api/v1/events", Scope::Read),
+        ("GET", "/api/v1/openapi.json", Scope::Read),
         ("GET", "/metrics", Scope::Read),
         ("POST", "/api/v1/calls", Scope::Control),
         ("POST", "/api/v1/calls/1.1/hangup", Scope::Control),
@@ -627,6 +637,7 @@ mod tests {
             GET /api/v1/calls/1.1 needs read: 401 401 404 404
             GET /api/v1/live needs read: 401 401 200 200
             GET /api/v1/events needs read: 401 401 200 200
+            GET /api/v1/openapi.json needs read: 401 401 200 200
             GET /metrics needs read: 401 401 404 404
             POST /api/v1/calls needs control: 401 401 403 415
             POST /api/v1/calls/1.1/hangup needs control: 401 401 403 404
@@ -728,5 +739,33 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(body, by_query.as_bytes());
+    }
+
+    #[tokio::test]
+    async fn the_openapi_document_lists_exactly_the_guarded_routes() {
+        let (state, _dir) = state().await;
+        let (s, body) = get(app(state), "/api/v1/openapi.json", Some("secret-token")).await;
+        assert_eq!(s, StatusCode::OK);
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let mut documented: Vec<String> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, ops)| {
+                let path = format!("/api/v1{}", path.replace("{id}", "1.1"));
+                let methods: Vec<String> = ops.as_object().unwrap().keys().cloned().collect();
+                methods
+                    .into_iter()
+                    .map(move |m| format!("{} {path}", m.to_uppercase()))
+            })
+            .collect();
+        let mut served: Vec<String> = GUARDED
+            .iter()
+            .filter(|(_, uri, _)| uri.starts_with("/api/v1"))
+            .map(|(method, uri, _)| format!("{method} {uri}"))
+            .collect();
+        documented.sort();
+        served.sort();
+        assert_eq!(documented, served);
     }
 }
