@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -52,6 +54,8 @@ pub struct AppState {
     pbxes: Arc<HashMap<String, AmiClient>>,
     /// Renders the process's metrics in Prometheus text format.
     metrics: Option<PrometheusHandle>,
+    /// Client networks served; empty: any.
+    allow: Arc<Vec<ipnet::IpNet>>,
 }
 
 /// A call in progress, as the live-calls view shows it.
@@ -92,7 +96,14 @@ impl AppState {
             token_hashes: Arc::new(tokens.iter().map(|t| digest(t)).collect()),
             pbxes: Arc::new(pbxes),
             metrics: None,
+            allow: Arc::default(),
         }
+    }
+
+    /// Answers only clients from these networks (none: any).
+    pub fn with_allow_list(mut self, networks: Vec<ipnet::IpNet>) -> Self {
+        self.allow = Arc::new(networks);
+        self
     }
 
     /// Serves `/metrics` from this recorder.
@@ -218,6 +229,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/api/v1", read.merge(control))
         .merge(metrics)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(state.clone(), allow_listed))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
@@ -265,6 +277,28 @@ impl From<store::StoreError> for ApiError {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "journal unavailable")
             }
         }
+    }
+}
+
+/// Refuses clients outside the allow-list before anything else runs. With a list, a request
+/// whose peer address is unknown is refused too (fail closed).
+async fn allow_listed(
+    State(state): State<AppState>,
+    peer: Result<ConnectInfo<SocketAddr>, axum::extract::rejection::ExtensionRejection>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if state.allow.is_empty() {
+        return Ok(next.run(req).await);
+    }
+    // A v4 client of a dual-stack listener shows up as ::ffff:a.b.c.d.
+    let ip = peer.ok().map(|ConnectInfo(addr)| addr.ip().to_canonical());
+    match ip {
+        Some(ip) if state.allow.iter().any(|net| net.contains(&ip)) => Ok(next.run(req).await),
+        _ => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this address may not use the API",
+        )),
     }
 }
 
@@ -767,5 +801,32 @@ mod tests {
         documented.sort();
         served.sort();
         assert_eq!(documented, served);
+    }
+
+    #[tokio::test]
+    async fn the_allow_list_refuses_other_addresses_and_unknown_peers() {
+        let (state, _dir) = state().await;
+        let state = state.with_allow_list(vec!["10.0.0.0/8".parse().unwrap()]);
+        let mut shown = Vec::new();
+        for peer in [
+            Some("10.1.2.3:5000"),
+            Some("[::ffff:10.9.9.9]:5000"),
+            Some("192.168.1.1:5000"),
+            None,
+        ] {
+            let mut service = app(state.clone());
+            if let Some(p) = peer {
+                service = service.layer(axum::extract::connect_info::MockConnectInfo(
+                    p.parse::<SocketAddr>().unwrap(),
+                ));
+            }
+            let (s, _) = get(service, "/health", None).await;
+            shown.push(format!("{}: {}", peer.unwrap_or("unknown"), s.as_u16()));
+        }
+        expect_test::expect![[r#"
+            10.1.2.3:5000: 200
+            [::ffff:10.9.9.9]:5000: 200
+            192.168.1.1:5000: 403
+            unknown: 403"#]].assert_eq(&shown.join("\n"));
     }
 }

@@ -42,6 +42,18 @@ pub struct Config {
     /// CRM connectors (`[[crm]]`); each finished call queues deliveries to every one.
     #[serde(default)]
     pub crm: Vec<crate::outbox::CrmConfig>,
+    /// The HTTP API and web UI of `pbxlink run`.
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Client networks the API and UI answer (`["127.0.0.1/32", "10.0.0.0/8"]`); empty: any.
+    #[serde(default)]
+    pub allow: Vec<ipnet::IpNet>,
 }
 
 /// `[journal]`.
