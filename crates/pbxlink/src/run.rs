@@ -62,13 +62,10 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
         config.pbx.clone()
     };
 
-    let token = match args.admin_token {
-        Some(t) => t,
-        None => {
-            let t = random_hex(24);
-            eprintln!("admin API token (valid until pbxlink stops): {t}");
-            t
-        }
+    // A token given on the command line is the operator's own: never printed.
+    let (token, fresh_token) = match args.admin_token {
+        Some(t) => (t, false),
+        None => (random_hex(24), true),
     };
     let mut clients = HashMap::new();
     let mut links = Vec::new();
@@ -80,7 +77,7 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
-    let state = AppState::new(store.clone(), &[token], clients)
+    let state = AppState::new(store.clone(), std::slice::from_ref(&token), clients)
         .with_metrics(recorder)
         .with_allow_list(config.http.allow.clone());
     let crms = crate::outbox::start(&config.crm, &store)?;
@@ -107,7 +104,12 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
         "web UI and API on http://{}/ (API under /api/v1)",
         listener.local_addr()?
     );
-    eprintln!("web UI: http://{}/", listener.local_addr()?);
+    let addr = listener.local_addr()?;
+    eprintln!("web UI: http://{addr}/");
+    if fresh_token {
+        eprintln!("admin API token (valid until pbxlink stops): {token}");
+        eprintln!("sign in to the web UI with this link: http://{addr}/#token={token}");
+    }
     // The peer address feeds the `[http] allow` list.
     let service = api::app(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, service)
