@@ -164,6 +164,31 @@ pub fn md5_key(challenge: &str, secret: &str) -> String {
     hex::encode(h.finalize())
 }
 
+/// The server side of a login: whether `login` (an `Action: Login`) carries `username` and
+/// either the plain `Secret` or, after a `Challenge` was issued, the MD5 `Key`. Used by the
+/// AMI servers pbxlink runs for tests and demos, so they accept exactly what Asterisk does.
+pub fn login_is_valid(
+    login: &Message,
+    username: &str,
+    secret: &str,
+    challenge: Option<&str>,
+) -> bool {
+    if login.get("Username") != Some(username) {
+        return false;
+    }
+    let md5 = login
+        .get("AuthType")
+        .is_some_and(|a| a.eq_ignore_ascii_case("md5"));
+    match (challenge, md5) {
+        (Some(challenge), true) => login
+            .get("Key")
+            .is_some_and(|k| k.eq_ignore_ascii_case(&md5_key(challenge, secret))),
+        // MD5 without a Challenge first: Asterisk refuses it.
+        (None, true) => false,
+        (_, false) => login.get("Secret") == Some(secret),
+    }
+}
+
 impl Session {
     /// A session generating ActionIDs `pbxlink-1`, `pbxlink-2`...
     pub fn new(creds: Credentials) -> Self {

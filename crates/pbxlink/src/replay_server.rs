@@ -562,22 +562,12 @@ impl Conn<'_> {
 
     fn check_login(&self, action: &Message) -> bool {
         let opts = &self.shared.options;
-        if action.get("Username") != Some(opts.username.as_str()) {
-            return false;
-        }
-        let md5 = action
-            .get("AuthType")
-            .is_some_and(|a| a.eq_ignore_ascii_case("md5"));
-        match (&self.challenge, md5) {
-            (Some(challenge), true) => {
-                let key = ami::session::md5_key(challenge, &opts.secret);
-                action
-                    .get("Key")
-                    .is_some_and(|k| k.eq_ignore_ascii_case(&key))
-            }
-            (None, true) => false,
-            (_, false) => action.get("Secret") == Some(opts.secret.as_str()),
-        }
+        ami::session::login_is_valid(
+            action,
+            &opts.username,
+            &opts.secret,
+            self.challenge.as_deref(),
+        )
     }
 }
 
