@@ -39,9 +39,9 @@ impl WorkerConfig {
     pub fn new(owner: impl Into<String>) -> Self {
         Self {
             owner: owner.into(),
-            batch: 20,
+            batch: 200,
             lease: Duration::from_secs(300),
-            idle: Duration::from_millis(500),
+            idle: Duration::from_millis(100),
             base_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(600),
             give_up_after: Duration::from_secs(24 * 3600),
@@ -116,15 +116,14 @@ impl Worker {
                 tokio::time::sleep(self.config.idle).await;
                 continue;
             }
-            // Connectors work side by side; within one, rows go in id (= per-call) order.
-            let mut by_connector: HashMap<String, Vec<OutboxRow>> = HashMap::new();
+            // Calls and connectors go side by side (each connector's rate limit still holds);
+            // one call's rows for one connector go in id order, which is the call's order.
+            let mut by_call: HashMap<(String, String, String), Vec<OutboxRow>> = HashMap::new();
             for row in rows {
-                by_connector
-                    .entry(row.connector.clone())
-                    .or_default()
-                    .push(row);
+                let call = (row.connector.clone(), row.pbx.clone(), row.call_id.clone());
+                by_call.entry(call).or_default().push(row);
             }
-            let lanes = by_connector.into_values().map(|rows| {
+            let lanes = by_call.into_values().map(|rows| {
                 let worker = self.clone();
                 tokio::spawn(async move {
                     for row in rows {
