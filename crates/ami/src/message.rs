@@ -69,7 +69,10 @@ impl Message {
                 let (key_end, value_start) = match memchr::memchr(b':', line) {
                     Some(colon) => {
                         let v0 = start + colon + 1;
-                        (start + colon, v0 + usize::from(v0 < end && bytes[v0] == b' '))
+                        (
+                            start + colon,
+                            v0 + usize::from(v0 < end && bytes[v0] == b' '),
+                        )
                     }
                     None => (start, start),
                 };
