@@ -827,6 +827,7 @@ mod tests {
             10.1.2.3:5000: 200
             [::ffff:10.9.9.9]:5000: 200
             192.168.1.1:5000: 403
-            unknown: 403"#]].assert_eq(&shown.join("\n"));
+            unknown: 403"#]]
+        .assert_eq(&shown.join("\n"));
     }
 }
