@@ -2,59 +2,12 @@
 //! `/api/v1/events`, and a client that reconnects with `Last-Event-ID` gets the events it
 //! missed with no gap and no duplicate while traffic keeps flowing.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
 use serde_json::Value;
 
+mod gateway;
+use gateway::Gateway;
+
 const TOKEN: &str = "stream-test-admin-token";
-
-/// `pbxlink run` in demo mode on a free port; killed when dropped.
-struct Gateway {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Gateway {
-    fn start() -> Gateway {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pbxlink"))
-            .args(["run", "--listen", "127.0.0.1:0", "--admin-token", TOKEN])
-            .current_dir(dir.path())
-            .env_remove("PBXLINK_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
-        let base = log
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|line| {
-                Some(
-                    line.strip_prefix("web UI: ")?
-                        .trim_end_matches('/')
-                        .to_owned(),
-                )
-            })
-            .expect("pbxlink run never printed its web UI address");
-        // The gateway must never block on a full stderr pipe.
-        std::thread::spawn(move || log.for_each(drop));
-        Gateway {
-            child,
-            base,
-            _dir: dir,
-        }
-    }
-}
 
 /// One open SSE stream, parsed event by event.
 struct Sse {
@@ -113,7 +66,7 @@ impl Sse {
 
 #[tokio::test]
 async fn click_to_call_appears_on_the_stream_of_the_agents_extension() {
-    let gw = Gateway::start();
+    let gw = Gateway::start(TOKEN);
     let mut stream = Sse::open(&gw.base, "extension=201", None).await;
     let number = "15559990177";
     let placed: Value = reqwest::Client::new()
@@ -142,7 +95,7 @@ async fn click_to_call_appears_on_the_stream_of_the_agents_extension() {
 
 #[tokio::test]
 async fn a_reconnecting_client_gets_exactly_the_events_it_missed() {
-    let gw = Gateway::start();
+    let gw = Gateway::start(TOKEN);
     let mut first = Sse::open(&gw.base, "", None).await;
     let mut last_seen = first.next().await.id.unwrap();
     for _ in 0..3 {

@@ -1,59 +1,14 @@
 //! `pbxlink run` with no config: the demo PBX, the journal, the API and click-to-call, end to end
 //! through the real binary.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod gateway;
+use gateway::Gateway;
+
 const TOKEN: &str = "test-admin-token";
-
-/// The running binary; killed when dropped so a failing test leaves nothing behind.
-struct Gateway {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_gateway() -> Gateway {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pbxlink"))
-        .args(["run", "--listen", "127.0.0.1:0", "--admin-token", TOKEN])
-        .current_dir(dir.path())
-        .env_remove("PBXLINK_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut demo_announced = false;
-    let mut base = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        demo_announced |= line.contains("DEMO MODE");
-        if let Some(url) = line.strip_prefix("web UI: ") {
-            base = Some(url.trim_end_matches('/').to_owned());
-            break;
-        }
-    }
-    // Keep reading the log: a gateway whose stderr pipe is full or closed is not the
-    // gateway users run.
-    std::thread::spawn(move || lines.for_each(drop));
-    assert!(demo_announced, "the log must say this is demo data");
-    Gateway {
-        child,
-        base: base.expect("pbxlink run never printed its web UI address"),
-        _dir: dir,
-    }
-}
 
 /// Polls `check` until it yields a value; the deadline only bounds a hung test.
 async fn eventually<T>(
@@ -88,7 +43,7 @@ async fn calls(http: &reqwest::Client, base: &str, query: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn demo_mode_journals_calls_and_click_to_call_is_answered() {
-    let gw = start_gateway();
+    let gw = Gateway::start(TOKEN);
     let http = reqwest::Client::new();
 
     let health: Value = http
@@ -148,7 +103,7 @@ async fn demo_mode_journals_calls_and_click_to_call_is_answered() {
 
 #[tokio::test]
 async fn click_to_call_rejects_bad_numbers_without_calling() {
-    let gw = start_gateway();
+    let gw = Gateway::start(TOKEN);
     let resp = reqwest::Client::new()
         .post(format!("{}/api/v1/calls", gw.base))
         .bearer_auth(TOKEN)
