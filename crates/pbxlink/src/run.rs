@@ -11,7 +11,6 @@ use ami::{Action, Message};
 use anyhow::Context;
 use calls::{Tracker, TrackerConfig};
 use chrono::Utc;
-use rand::Rng;
 use store::{RawEvent, Store};
 use tokio::sync::mpsc;
 
@@ -65,7 +64,7 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
     // A token given on the command line is the operator's own: never printed.
     let (token, fresh_token) = match args.admin_token {
         Some(t) => (t, false),
-        None => (random_hex(24), true),
+        None => (crate::tokens::new_secret(), true),
     };
     let mut clients = HashMap::new();
     let mut links = Vec::new();
@@ -121,7 +120,7 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
 
 /// Starts the simulated PBX on loopback and returns the `[[pbx]]` that reaches it.
 async fn start_demo_pbx() -> anyhow::Result<(simulate::SimulatorHandle, PbxConfig)> {
-    let secret = random_hex(16);
+    let secret = hex::encode(rand::random::<[u8; 16]>());
     let options = simulate::Options {
         calls_per_second: 0.5,
         start_ms: Utc::now().timestamp_millis().max(0) as u64,
@@ -314,12 +313,6 @@ fn spawn_raw_event_writer(store: Store, pbx: &str, keep: RawEvents) -> RawEventL
         dropped: metrics::counter!("pbxlink_raw_events_dropped_total", "pbx" => pbx.to_owned()),
         dropped_so_far: 0,
     }
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::rng().fill(&mut buf[..]);
-    hex::encode(buf)
 }
 
 async fn shutdown_signal() {

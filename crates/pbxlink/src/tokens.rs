@@ -44,7 +44,7 @@ pub fn digest(token: &str) -> [u8; 32] {
 }
 
 /// A fresh secret: 192 random bits, with a prefix that secret scanners can recognise.
-fn new_secret() -> String {
+pub fn new_secret() -> String {
     format!("pbxl_{}", hex::encode(rand::random::<[u8; 24]>()))
 }
 
