@@ -4,11 +4,13 @@ use std::future::Future;
 
 pub mod bitrix24;
 pub mod delivery;
+pub mod lookup;
 pub mod webhook;
 
 pub use delivery::{
     backoff, Connector, DeliveryError, HttpRequest, HttpResponse, OutboxItem, Progress,
 };
+pub use lookup::{HttpLookup, WebhookLookup};
 
 /// What a CRM knows about a caller, for routing and caller-name display.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
