@@ -17,6 +17,7 @@ mod codec;
 mod events;
 mod journal;
 mod outbox;
+mod recordings;
 mod releases;
 mod sql;
 mod tokens;
@@ -29,6 +30,7 @@ use sqlx::{AnyPool, Executor};
 pub use events::RawEvent;
 pub use journal::{CallFilter, CallPage, StoredCall};
 pub use outbox::{Failure, NewOutboxRow, OutboxRow, OutboxStatus};
+pub use recordings::{Recording, RecordingOutcome, RecordingState};
 pub use releases::{AuditEntry, NewRelease, Release, ReleaseCounts};
 pub use tokens::ApiToken;
 
