@@ -14,6 +14,7 @@
 //! The store never reads the clock: every call that needs "now" takes it.
 
 mod codec;
+mod customers;
 mod events;
 mod journal;
 mod outbox;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+pub use customers::{Customer, CustomerDownloads, License};
 pub use events::RawEvent;
 pub use journal::{CallFilter, CallPage, StoredCall};
 pub use outbox::{Failure, NewOutboxRow, OutboxRow, OutboxStatus};

@@ -37,6 +37,8 @@ pub struct NewRelease {
     pub sha256: String,
     /// External download URL (CDN, S3); `None` when pbxlink serves the file itself.
     pub location: Option<String>,
+    /// The minisign signature file of the tarball (text), when published with one.
+    pub minisig: Option<String>,
 }
 
 /// A stored release.
@@ -59,12 +61,14 @@ pub struct Release {
 pub struct AuditEntry {
     /// When it happened.
     pub at: DateTime<Utc>,
-    /// `publish` or `yank`.
+    /// `publish`, `yank`, `customer-add`, `customer-revoke`, `license-grant`, `license-revoke`.
     pub action: String,
-    /// Module name.
+    /// Module name (empty for customer lines).
     pub rawname: String,
-    /// Version.
+    /// Version (empty for customer and license lines).
     pub version: String,
+    /// The customer a customer or license line is about.
+    pub customer: Option<String>,
     /// Who did it (`cli:<user>`, `api`).
     pub actor: String,
     /// Channel, digest or reason.
@@ -85,7 +89,8 @@ pub struct ReleaseCounts {
 }
 
 const RELEASE_COLUMNS: &str = "rawname, version, channel, name, publisher, license, changelog, \
-     depends, size, md5, sha1, sha256, location, published_at, yanked_at, downloads, update_checks";
+     depends, size, md5, sha1, sha256, location, minisig, published_at, yanked_at, downloads, \
+     update_checks";
 
 impl Store {
     /// Records a release and its audit line in one transaction. `Ok(false)`: that
@@ -99,7 +104,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(&format!(
             "INSERT INTO releases ({RELEASE_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, NULL, 0, 0) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, NULL, 0, 0) \
              ON CONFLICT (rawname, version) DO NOTHING"
         ))
         .bind(&r.rawname)
@@ -115,6 +120,7 @@ impl Store {
         .bind(&r.sha1)
         .bind(&r.sha256)
         .bind(&r.location)
+        .bind(&r.minisig)
         .bind(micros(now))
         .execute(&mut *tx)
         .await?
@@ -122,10 +128,14 @@ impl Store {
             == 1;
         if inserted {
             let detail = format!("channel {} sha256 {}", r.channel, r.sha256);
-            audit(
-                &mut tx, now, "publish", &r.rawname, &r.version, actor, &detail,
-            )
-            .await?;
+            let line = Audit {
+                action: "publish",
+                rawname: &r.rawname,
+                version: &r.version,
+                customer: None,
+                detail: &detail,
+            };
+            line.write(&mut tx, now, actor).await?;
         }
         tx.commit().await?;
         Ok(inserted)
@@ -154,7 +164,14 @@ impl Store {
         .rows_affected()
             == 1;
         if yanked {
-            audit(&mut tx, now, "yank", rawname, version, actor, reason).await?;
+            let line = Audit {
+                action: "yank",
+                rawname,
+                version,
+                customer: None,
+                detail: reason,
+            };
+            line.write(&mut tx, now, actor).await?;
         }
         tx.commit().await?;
         Ok(yanked)
@@ -192,7 +209,8 @@ impl Store {
     /// The audit log, oldest first.
     pub async fn release_audit(&self) -> Result<Vec<AuditEntry>> {
         let rows = sqlx::query(
-            "SELECT at, action, rawname, version, actor, detail FROM release_audit ORDER BY id",
+            "SELECT at, action, rawname, version, customer, actor, detail FROM release_audit \
+             ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -203,6 +221,7 @@ impl Store {
                     action: row.try_get("action")?,
                     rawname: row.try_get("rawname")?,
                     version: row.try_get("version")?,
+                    customer: row.try_get("customer")?,
                     actor: row.try_get("actor")?,
                     detail: row.try_get("detail")?,
                 })
@@ -211,28 +230,37 @@ impl Store {
     }
 }
 
-async fn audit(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    now: DateTime<Utc>,
-    action: &str,
-    rawname: &str,
-    version: &str,
-    actor: &str,
-    detail: &str,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO release_audit (at, action, rawname, version, actor, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(micros(now))
-    .bind(action)
-    .bind(rawname)
-    .bind(version)
-    .bind(actor)
-    .bind(detail)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+/// One line for the audit log, written in the transaction of the change it records.
+pub(crate) struct Audit<'a> {
+    pub(crate) action: &'a str,
+    pub(crate) rawname: &'a str,
+    pub(crate) version: &'a str,
+    pub(crate) customer: Option<&'a str>,
+    pub(crate) detail: &'a str,
+}
+
+impl Audit<'_> {
+    pub(crate) async fn write(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        now: DateTime<Utc>,
+        actor: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO release_audit (at, action, rawname, version, customer, actor, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(micros(now))
+        .bind(self.action)
+        .bind(self.rawname)
+        .bind(self.version)
+        .bind(self.customer)
+        .bind(actor)
+        .bind(self.detail)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
 }
 
 fn release_from_row(row: &AnyRow) -> Result<Release> {
@@ -251,6 +279,7 @@ fn release_from_row(row: &AnyRow) -> Result<Release> {
             sha1: row.try_get("sha1")?,
             sha256: row.try_get("sha256")?,
             location: row.try_get("location")?,
+            minisig: row.try_get("minisig")?,
         },
         published_at: from_micros("published_at", row.try_get("published_at")?)?,
         yanked_at: row

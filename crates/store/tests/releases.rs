@@ -1,9 +1,10 @@
-//! FreePBX module releases (publish, yank, counts, audit) on SQLite and on PostgreSQL
+//! FreePBX module releases (publish, yank, counts, audit) and the customers and licenses
+//! gating them, on SQLite and on PostgreSQL
 //! (`PBXLINK_TEST_POSTGRES_URL`, set up by `scripts/test`); each run gets a fresh database.
 
 use chrono::{DateTime, Utc};
 use sqlx::{Connection as _, Executor as _};
-use store::{NewRelease, ReleaseCounts, Store};
+use store::{CustomerDownloads, License, NewRelease, ReleaseCounts, Store};
 
 fn at(seconds: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_764_000_000 + seconds, 0).unwrap()
@@ -24,10 +25,16 @@ fn release(version: &str) -> NewRelease {
         sha1: "s".repeat(40),
         sha256: version.repeat(8),
         location: None,
+        minisig: (version == "1.1.0").then(|| "untrusted comment: sig\nRW...".into()),
     }
 }
 
 async fn exercise(store: &Store) {
+    releases(store).await;
+    customers(store).await;
+}
+
+async fn releases(store: &Store) {
     assert!(store
         .publish_release(&release("1.0.0"), "cli:ci", at(0))
         .await
@@ -95,6 +102,136 @@ async fn exercise(store: &Store) {
             "0 publish pbxlink 1.0.0 by cli:ci: channel stable sha256 1.0.01.0.01.0.01.0.01.0.01.0.01.0.01.0.0",
             "1 publish pbxlink 1.1.0 by api: channel stable sha256 1.1.01.1.01.1.01.1.01.1.01.1.01.1.01.1.0",
             "3 yank pbxlink 1.0.0 by cli:ops: broken",
+        ]
+    "#]]
+    .assert_debug_eq(&audit);
+}
+
+fn license(customer: &str, valid_until: Option<DateTime<Utc>>) -> License {
+    License {
+        customer: customer.into(),
+        rawname: "pbxlink".into(),
+        channel: "beta".into(),
+        valid_until,
+        seats: 5,
+        granted_at: at(10),
+        revoked_at: None,
+    }
+}
+
+async fn customers(store: &Store) {
+    assert!(store
+        .add_customer("acme", "hash-acme", "cli:ops", at(10))
+        .await
+        .unwrap());
+    // Names are unique.
+    assert!(!store
+        .add_customer("acme", "hash-other", "cli:ops", at(10))
+        .await
+        .unwrap());
+    assert!(store
+        .add_customer("globex", "hash-globex", "cli:ops", at(10))
+        .await
+        .unwrap());
+    let found = store.customer_by_hash("hash-acme").await.unwrap().unwrap();
+    assert_eq!((found.name.as_str(), found.created_at), ("acme", at(10)));
+    assert_eq!(store.customer_by_hash("hash-other").await.unwrap(), None);
+
+    assert!(store
+        .grant_license(&license("acme", None), "cli:ops", at(11))
+        .await
+        .unwrap());
+    // Granting again replaces the terms.
+    let until = Some(at(100));
+    assert!(store
+        .grant_license(&license("acme", until), "cli:ops", at(12))
+        .await
+        .unwrap());
+    assert!(!store
+        .grant_license(&license("nobody", None), "cli:ops", at(12))
+        .await
+        .unwrap());
+    assert!(store
+        .grant_license(&license("globex", None), "cli:ops", at(12))
+        .await
+        .unwrap());
+    assert!(store
+        .revoke_license("globex", "pbxlink", "cli:ops", at(13))
+        .await
+        .unwrap());
+    assert!(!store
+        .revoke_license("globex", "pbxlink", "cli:ops", at(13))
+        .await
+        .unwrap());
+    let licenses = store.licenses().await.unwrap();
+    assert_eq!(licenses[0], license("acme", until));
+    assert!(licenses[0].is_valid_at(at(99)));
+    assert!(!licenses[0].is_valid_at(at(100)));
+    assert_eq!(licenses[1].revoked_at, Some(at(13)));
+    assert!(!licenses[1].is_valid_at(at(14)));
+
+    assert!(store
+        .revoke_customer("globex", "cli:ops", at(14))
+        .await
+        .unwrap());
+    assert!(!store
+        .revoke_customer("globex", "cli:ops", at(14))
+        .await
+        .unwrap());
+    assert_eq!(store.customer_by_hash("hash-globex").await.unwrap(), None);
+    // A revoked customer gets no new license.
+    assert!(!store
+        .grant_license(&license("globex", None), "cli:ops", at(15))
+        .await
+        .unwrap());
+    let listed = store.customers().await.unwrap();
+    assert_eq!(listed[1].0.revoked_at, Some(at(14)));
+    assert_eq!(listed[1].1, "hash-globex");
+
+    let count = |customer: &str, version: &str, downloads| CustomerDownloads {
+        customer: customer.into(),
+        rawname: "pbxlink".into(),
+        version: version.into(),
+        downloads,
+    };
+    let batch = [count("acme", "1.1.0", 2), count("globex", "1.1.0", 1)];
+    store.add_customer_downloads(&batch).await.unwrap();
+    store
+        .add_customer_downloads(&[count("acme", "1.1.0", 3)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.customer_downloads().await.unwrap(),
+        [count("acme", "1.1.0", 5), count("globex", "1.1.0", 1)]
+    );
+
+    let audit: Vec<String> = store
+        .release_audit()
+        .await
+        .unwrap()
+        .iter()
+        .skip(3)
+        .map(|e| {
+            format!(
+                "{} {} {:?} {:?} by {}: {}",
+                e.at.timestamp() - at(0).timestamp(),
+                e.action,
+                e.customer,
+                e.rawname,
+                e.actor,
+                e.detail
+            )
+        })
+        .collect();
+    expect_test::expect![[r#"
+        [
+            "10 customer-add Some(\"acme\") \"\" by cli:ops: ",
+            "10 customer-add Some(\"globex\") \"\" by cli:ops: ",
+            "11 license-grant Some(\"acme\") \"pbxlink\" by cli:ops: channel beta until no end seats 5",
+            "12 license-grant Some(\"acme\") \"pbxlink\" by cli:ops: channel beta until 2025-11-24T16:01:40+00:00 seats 5",
+            "12 license-grant Some(\"globex\") \"pbxlink\" by cli:ops: channel beta until no end seats 5",
+            "13 license-revoke Some(\"globex\") \"pbxlink\" by cli:ops: ",
+            "14 customer-revoke Some(\"globex\") \"\" by cli:ops: ",
         ]
     "#]]
     .assert_debug_eq(&audit);

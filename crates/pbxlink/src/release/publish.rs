@@ -78,6 +78,7 @@ pub async fn publish(
         sha1: hex::encode(sha1::Sha1::digest(tgz)),
         sha256: sha256.clone(),
         location,
+        minisig: None,
     };
     // The file goes in before the row, so a listed release always has its bytes; a temporary
     // name and a rename keep a half-written file from ever being served.
