@@ -81,7 +81,7 @@ fn bench_store(c: &mut Criterion, rt: &Runtime, backend: &str, store: &Store) {
                 break;
             }
             for row in rows {
-                store.mark_delivered(row.id, "setup").await.unwrap();
+                store.mark_delivered(row.id, "setup", now).await.unwrap();
             }
         }
     });
@@ -112,7 +112,7 @@ fn bench_store(c: &mut Criterion, rt: &Runtime, backend: &str, store: &Store) {
                 };
                 for row in rows {
                     store
-                        .mark_failed(row.id, "bench", retry, "bench")
+                        .mark_failed(row.id, "bench", retry, "bench", now)
                         .await
                         .unwrap();
                 }

@@ -31,7 +31,9 @@ use sqlx::{AnyPool, Executor};
 pub use customers::{Customer, CustomerDownloads, License};
 pub use events::RawEvent;
 pub use journal::{CallFilter, CallPage, StoredCall};
-pub use outbox::{Failure, NewOutboxRow, OutboxRow, OutboxStatus};
+pub use outbox::{
+    Failure, NewOutboxRow, OutboxCount, OutboxFilter, OutboxRow, OutboxStatus, Purge, Requeue,
+};
 pub use recordings::{Recording, RecordingOutcome, RecordingState};
 pub use releases::{AuditEntry, NewRelease, Release, ReleaseCounts};
 pub use tokens::ApiToken;

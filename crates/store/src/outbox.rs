@@ -65,8 +65,11 @@ pub struct OutboxRow {
     pub lease_until: Option<DateTime<Utc>>,
     /// Why the last attempt failed.
     pub last_error: Option<String>,
-    /// When it was queued.
+    /// When it was queued; a requeue restarts it, and with it the dead-letter clock.
     pub created_at: DateTime<Utc>,
+    /// When it was delivered or went dead; `None` while open (and for rows finished before
+    /// pbxlink kept this).
+    pub finished_at: Option<DateTime<Utc>>,
 }
 
 /// How a delivery failed.
@@ -83,7 +86,7 @@ pub enum Failure {
 
 const OUTBOX_COLUMNS: &str =
     "id, connector, pbx, call_id, kind, payload, idempotency_key, status, \
-    attempts, next_attempt_at, lease_owner, lease_until, last_error, created_at";
+    attempts, next_attempt_at, lease_owner, lease_until, last_error, created_at, finished_at";
 
 // Rows due now: pending and due, or claimed by a worker whose lease ran out (it died). The
 // leading `status IN` is what lets the planners use the `outbox_open` partial index.
@@ -175,13 +178,15 @@ impl Store {
 
     /// Records a successful delivery. False when `owner` no longer holds the lease (it ran out
     /// and another worker claimed the row), in which case nothing changes.
-    pub async fn mark_delivered(&self, id: i64, owner: &str) -> Result<bool> {
+    pub async fn mark_delivered(&self, id: i64, owner: &str, now: DateTime<Utc>) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE outbox SET status = 'delivered', lease_owner = NULL, lease_until = NULL, \
-             last_error = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'in_flight'",
+             last_error = NULL, finished_at = $3 \
+             WHERE id = $1 AND lease_owner = $2 AND status = 'in_flight'",
         )
         .bind(id)
         .bind(owner)
+        .bind(micros(now))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -195,17 +200,18 @@ impl Store {
         owner: &str,
         failure: Failure,
         error: &str,
+        now: DateTime<Utc>,
     ) -> Result<bool> {
-        let (status, next_attempt_at) = match failure {
+        let (status, next_attempt_at, finished_at) = match failure {
             Failure::Retriable { next_attempt_at } => {
-                (OutboxStatus::Pending, Some(micros(next_attempt_at)))
+                (OutboxStatus::Pending, Some(micros(next_attempt_at)), None)
             }
-            Failure::Permanent => (OutboxStatus::Dead, None),
+            Failure::Permanent => (OutboxStatus::Dead, None, Some(micros(now))),
         };
         let done = sqlx::query(
             "UPDATE outbox SET status = $1, \
              next_attempt_at = COALESCE($2, next_attempt_at), \
-             lease_owner = NULL, lease_until = NULL, last_error = $3 \
+             lease_owner = NULL, lease_until = NULL, last_error = $3, finished_at = $6 \
              WHERE id = $4 AND lease_owner = $5 AND status = 'in_flight'",
         )
         .bind(to_name(&status))
@@ -213,6 +219,7 @@ impl Store {
         .bind(error)
         .bind(id)
         .bind(owner)
+        .bind(finished_at)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -229,6 +236,154 @@ impl Store {
         .await?;
         rows.iter().map(outbox_from_row).collect()
     }
+
+    /// A page of rows matching `filter`, newest first. The next page: the same filter with
+    /// `before_id` set to the last row's id.
+    pub async fn list_outbox(&self, filter: &OutboxFilter, limit: u32) -> Result<Vec<OutboxRow>> {
+        let mut sql = Sql::new(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE "));
+        filter.push_to(&mut sql);
+        sql.push(" ORDER BY id DESC LIMIT ").bind(i64::from(limit));
+        let rows = sql.query().fetch_all(&self.pool).await?;
+        rows.iter().map(outbox_from_row).collect()
+    }
+
+    /// How many rows each connector has in each state (states with no rows are left out).
+    pub async fn outbox_counts(&self) -> Result<Vec<OutboxCount>> {
+        let rows = sqlx::query(
+            "SELECT connector, status, COUNT(*) AS n FROM outbox \
+             GROUP BY connector, status ORDER BY connector, status",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(OutboxCount {
+                    connector: row.try_get("connector")?,
+                    status: from_name("outbox status", row.try_get("status")?)?,
+                    rows: to_u64("outbox count", row.try_get("n")?)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Puts dead rows back in the queue, due at `now`, with their attempts reset and the
+    /// dead-letter clock (`created_at`) restarted; the last error is kept for the record.
+    /// `Requeue::Row` of a row that is not dead changes nothing. Returns the rows requeued.
+    pub async fn requeue_outbox(&self, which: &Requeue, now: DateTime<Utc>) -> Result<u64> {
+        let mut sql = Sql::new(
+            "UPDATE outbox SET status = 'pending', attempts = 0, lease_owner = NULL, \
+             lease_until = NULL, finished_at = NULL, next_attempt_at = ",
+        );
+        sql.bind(micros(now))
+            .push(", created_at = ")
+            .bind(micros(now))
+            .push(" WHERE status = 'dead'");
+        match which {
+            Requeue::Row(id) => {
+                sql.push(" AND id = ").bind(*id);
+            }
+            Requeue::AllDead { connector } => {
+                push_connector(&mut sql, connector.as_deref());
+            }
+        }
+        Ok(sql.query().execute(&self.pool).await?.rows_affected())
+    }
+
+    /// Deletes finished rows: delivered before a cutoff, or dead. Open rows (pending, in
+    /// flight) are never purged. Returns the rows deleted.
+    pub async fn purge_outbox(&self, which: &Purge) -> Result<u64> {
+        let mut sql = Sql::new("DELETE FROM outbox WHERE ");
+        let connector = match which {
+            Purge::DeliveredBefore { cutoff, connector } => {
+                // Rows delivered before `finished_at` existed count from when they were queued.
+                sql.push("status = 'delivered' AND COALESCE(finished_at, created_at) < ")
+                    .bind(micros(*cutoff));
+                connector
+            }
+            Purge::Dead { connector } => {
+                sql.push("status = 'dead'");
+                connector
+            }
+        };
+        push_connector(&mut sql, connector.as_deref());
+        Ok(sql.query().execute(&self.pool).await?.rows_affected())
+    }
+}
+
+/// Which rows [`Store::list_outbox`] returns; every field narrows the result.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutboxFilter {
+    /// Rows in this state.
+    pub status: Option<OutboxStatus>,
+    /// Rows of this connector.
+    pub connector: Option<String>,
+    /// Rows of calls with this id (Linkedid), on any PBX.
+    pub call_id: Option<String>,
+    /// Rows older than this id: the page after one that ended here.
+    pub before_id: Option<i64>,
+}
+
+impl OutboxFilter {
+    fn push_to(&self, sql: &mut Sql) {
+        // A constant first condition lets every filter start with " AND ".
+        sql.push("1 = 1");
+        if let Some(status) = self.status {
+            sql.push(" AND status = ").bind(to_name(&status));
+        }
+        push_connector(sql, self.connector.as_deref());
+        if let Some(call_id) = &self.call_id {
+            sql.push(" AND call_id = ").bind(call_id.as_str());
+        }
+        if let Some(before) = self.before_id {
+            sql.push(" AND id < ").bind(before);
+        }
+    }
+}
+
+fn push_connector(sql: &mut Sql, connector: Option<&str>) {
+    if let Some(connector) = connector {
+        sql.push(" AND connector = ").bind(connector);
+    }
+}
+
+/// Rows of one connector in one state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxCount {
+    /// The connector.
+    pub connector: String,
+    /// The state.
+    pub status: OutboxStatus,
+    /// How many rows.
+    pub rows: u64,
+}
+
+/// Which dead rows [`Store::requeue_outbox`] puts back in the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requeue {
+    /// One row, by id.
+    Row(i64),
+    /// Every dead row, or those of one connector.
+    AllDead {
+        /// Only this connector's rows.
+        connector: Option<String>,
+    },
+}
+
+/// Which finished rows [`Store::purge_outbox`] deletes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purge {
+    /// Delivered rows finished before `cutoff`.
+    DeliveredBefore {
+        /// Rows delivered before this instant.
+        cutoff: DateTime<Utc>,
+        /// Only this connector's rows.
+        connector: Option<String>,
+    },
+    /// Every dead row (after a look at why they failed).
+    Dead {
+        /// Only this connector's rows.
+        connector: Option<String>,
+    },
 }
 
 fn outbox_from_row(row: &AnyRow) -> Result<OutboxRow> {
@@ -252,5 +407,6 @@ fn outbox_from_row(row: &AnyRow) -> Result<OutboxRow> {
         lease_until: optional_time("lease_until")?,
         last_error: row.try_get("last_error")?,
         created_at: from_micros("created_at", row.try_get("created_at")?)?,
+        finished_at: optional_time("finished_at")?,
     })
 }

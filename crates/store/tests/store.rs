@@ -9,7 +9,10 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use expect_test::{expect, Expect};
 use serde_json::json;
 use sqlx::{Connection as _, Executor as _};
-use store::{CallFilter, Failure, NewOutboxRow, OutboxStatus, RawEvent, Store, StoreError};
+use store::{
+    CallFilter, Failure, NewOutboxRow, OutboxFilter, OutboxStatus, Purge, RawEvent, Requeue, Store,
+    StoreError,
+};
 
 /// A fresh database and whatever must be removed with it.
 struct TestDb {
@@ -106,6 +109,7 @@ on_both_backends!(
     journal_pages,
     outbox_concurrent_claims_are_disjoint,
     outbox_lease_and_failures,
+    outbox_list_requeue_purge,
     raw_events_and_retention,
     real_call_records_round_trip,
 );
@@ -528,20 +532,20 @@ async fn outbox_lease_and_failures(store: &Store) {
         .unwrap()
         .is_empty());
 
-    assert!(store.mark_delivered(ids[0], "w1").await.unwrap());
+    assert!(store.mark_delivered(ids[0], "w1", at(200)).await.unwrap());
     let retry = Failure::Retriable {
         next_attempt_at: at(100),
     };
     assert!(store
-        .mark_failed(ids[1], "w1", retry, "HTTP 503")
+        .mark_failed(ids[1], "w1", retry, "HTTP 503", at(2))
         .await
         .unwrap());
     assert!(store
-        .mark_failed(ids[2], "w1", Failure::Permanent, "HTTP 400")
+        .mark_failed(ids[2], "w1", Failure::Permanent, "HTTP 400", at(2))
         .await
         .unwrap());
     // A worker that no longer holds the lease changes nothing.
-    assert!(!store.mark_delivered(ids[1], "w2").await.unwrap());
+    assert!(!store.mark_delivered(ids[1], "w2", at(200)).await.unwrap());
 
     // Not due before next_attempt_at, due after; delivered and dead rows never come back.
     assert!(store
@@ -562,8 +566,8 @@ async fn outbox_lease_and_failures(store: &Store) {
         .is_empty());
     let taken = store.claim_outbox("w3", 10, lease, at(130)).await.unwrap();
     assert_eq!(taken.iter().map(|r| r.id).collect::<Vec<_>>(), [ids[1]]);
-    assert!(!store.mark_delivered(ids[1], "w2").await.unwrap());
-    assert!(store.mark_delivered(ids[1], "w3").await.unwrap());
+    assert!(!store.mark_delivered(ids[1], "w2", at(200)).await.unwrap());
+    assert!(store.mark_delivered(ids[1], "w3", at(200)).await.unwrap());
 
     let states: Vec<_> = store
         .outbox_for_call("pbx1", &call.id)
@@ -608,6 +612,193 @@ async fn outbox_lease_and_failures(store: &Store) {
         ]
     "#]]
     .assert_debug_eq(&states);
+}
+
+/// What the operator commands (`pbxlink outbox list|retry|purge`) see and change.
+async fn outbox_list_requeue_purge(store: &Store) {
+    // Two calls, two connectors: per call a "b24" row and a "hook" row.
+    for (n, second) in [(1, 0), (2, 1)] {
+        let call = bare_call(&format!("1700000000.{n}"), second, Disposition::Answered);
+        let rows = ["b24", "hook"].map(|connector| NewOutboxRow {
+            connector: connector.to_owned(),
+            ..delivery(&format!("{connector}/{n}"))
+        });
+        store
+            .save_call("pbx1", &call, &rows, at(second))
+            .await
+            .unwrap();
+    }
+    let lease = TimeDelta::seconds(30);
+    // b24/1 delivered at 10, hook/1 dead at 10, b24/2 delivered at 50, hook/2 dead at 50.
+    for (now, outcome) in [(10, 0), (50, 1)] {
+        let claimed = store.claim_outbox("w", 2, lease, at(now)).await.unwrap();
+        assert_eq!(claimed.len(), 2, "{claimed:?}");
+        for row in claimed {
+            let done = if row.connector == "b24" {
+                store.mark_delivered(row.id, "w", at(now)).await
+            } else {
+                store
+                    .mark_failed(row.id, "w", Failure::Permanent, "HTTP 400", at(now))
+                    .await
+            };
+            assert!(done.unwrap(), "{outcome}");
+        }
+    }
+    let show = |rows: Vec<store::OutboxRow>| -> Vec<String> {
+        rows.iter()
+            .map(|r| {
+                let finished = r.finished_at.map(|t| (t - at(0)).num_seconds());
+                format!(
+                    "{} {:?} attempts={} finished={finished:?} error={:?}",
+                    r.idempotency_key, r.status, r.attempts, r.last_error
+                )
+            })
+            .collect()
+    };
+    let list =
+        |filter: OutboxFilter| async move { show(store.list_outbox(&filter, 10).await.unwrap()) };
+
+    let check = |actual: Vec<String>, expected: Expect| expected.assert_debug_eq(&actual);
+    check(
+        list(OutboxFilter::default()).await,
+        expect![[r#"
+            [
+                "hook/2 Dead attempts=1 finished=Some(50) error=Some(\"HTTP 400\")",
+                "b24/2 Delivered attempts=1 finished=Some(50) error=None",
+                "hook/1 Dead attempts=1 finished=Some(10) error=Some(\"HTTP 400\")",
+                "b24/1 Delivered attempts=1 finished=Some(10) error=None",
+            ]
+        "#]],
+    );
+    let dead = OutboxFilter {
+        status: Some(OutboxStatus::Dead),
+        ..Default::default()
+    };
+    check(
+        list(dead.clone()).await,
+        expect![[r#"
+            [
+                "hook/2 Dead attempts=1 finished=Some(50) error=Some(\"HTTP 400\")",
+                "hook/1 Dead attempts=1 finished=Some(10) error=Some(\"HTTP 400\")",
+            ]
+        "#]],
+    );
+    let first_page = store
+        .list_outbox(&OutboxFilter::default(), 3)
+        .await
+        .unwrap();
+    let next_page = OutboxFilter {
+        before_id: first_page.last().map(|r| r.id),
+        ..Default::default()
+    };
+    check(
+        list(next_page).await,
+        expect![[r#"
+            [
+                "b24/1 Delivered attempts=1 finished=Some(10) error=None",
+            ]
+        "#]],
+    );
+    check(
+        list(OutboxFilter {
+            connector: Some("b24".into()),
+            call_id: Some("1700000000.2".into()),
+            ..Default::default()
+        })
+        .await,
+        expect![[r#"
+            [
+                "b24/2 Delivered attempts=1 finished=Some(50) error=None",
+            ]
+        "#]],
+    );
+    let counts: Vec<_> = store
+        .outbox_counts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| format!("{} {:?} {}", c.connector, c.status, c.rows))
+        .collect();
+    expect![[r#"["b24 Delivered 2", "hook Dead 2"]"#]].assert_eq(&format!("{counts:?}"));
+
+    // Requeue: one dead row by id; a delivered row is not dead, so nothing happens to it.
+    let hook1 = store.list_outbox(&dead, 10).await.unwrap()[1].id;
+    let b24_2 = first_page[1].id;
+    assert_eq!(
+        store
+            .requeue_outbox(&Requeue::Row(b24_2), at(60))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .requeue_outbox(&Requeue::Row(hook1), at(60))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .requeue_outbox(&Requeue::Row(hook1), at(60))
+            .await
+            .unwrap(),
+        0
+    );
+    let requeued = store.claim_outbox("w2", 10, lease, at(60)).await.unwrap();
+    assert_eq!(requeued.len(), 1);
+    assert_eq!(requeued[0].idempotency_key, "hook/1");
+    assert_eq!(requeued[0].attempts, 1, "attempts start again");
+    assert_eq!(
+        requeued[0].created_at,
+        at(60),
+        "the dead-letter clock restarts"
+    );
+    assert_eq!(requeued[0].finished_at, None);
+    assert_eq!(requeued[0].last_error.as_deref(), Some("HTTP 400"));
+    assert!(store
+        .mark_delivered(requeued[0].id, "w2", at(61))
+        .await
+        .unwrap());
+    // Every dead row of another connector: none.
+    let other = Requeue::AllDead {
+        connector: Some("b24".into()),
+    };
+    assert_eq!(store.requeue_outbox(&other, at(70)).await.unwrap(), 0);
+    let all = Requeue::AllDead { connector: None };
+    assert_eq!(store.requeue_outbox(&all, at(70)).await.unwrap(), 1);
+    let taken = store.claim_outbox("w2", 10, lease, at(70)).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    store
+        .mark_failed(taken[0].id, "w2", Failure::Permanent, "HTTP 422", at(71))
+        .await
+        .unwrap();
+
+    // Purge: delivered before 55 s (b24/1 at 10, b24/2 at 50; hook/1 at 61 stays), then dead.
+    let old = Purge::DeliveredBefore {
+        cutoff: at(55),
+        connector: None,
+    };
+    assert_eq!(store.purge_outbox(&old).await.unwrap(), 2);
+    let dead_b24 = Purge::Dead {
+        connector: Some("b24".into()),
+    };
+    assert_eq!(store.purge_outbox(&dead_b24).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .purge_outbox(&Purge::Dead { connector: None })
+            .await
+            .unwrap(),
+        1
+    );
+    check(
+        list(OutboxFilter::default()).await,
+        expect![[r#"
+            [
+                "hook/1 Delivered attempts=1 finished=Some(61) error=None",
+            ]
+        "#]],
+    );
 }
 
 async fn raw_events_and_retention(store: &Store) {

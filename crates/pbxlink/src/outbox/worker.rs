@@ -153,18 +153,19 @@ impl Worker {
                         owner,
                         failure,
                         "waiting for an earlier step of the call",
+                        Utc::now(),
                     )
                     .await
             }
             Ok(None) => match self.deliver(&row).await {
-                Ok(()) => self.store.mark_delivered(row.id, owner).await,
+                Ok(()) => self.store.mark_delivered(row.id, owner, Utc::now()).await,
                 Err(error) => {
                     let failure = self.failure(&row, &error);
                     if failure == Failure::Permanent {
                         tracing::warn!(row = row.id, key = row.idempotency_key, %error, "outbox: dead letter");
                     }
                     self.store
-                        .mark_failed(row.id, owner, failure, &error.to_string())
+                        .mark_failed(row.id, owner, failure, &error.to_string(), Utc::now())
                         .await
                 }
             },
