@@ -36,10 +36,12 @@
 //! `Cdr` events, no reconstruction of calls from snapshots.
 
 pub mod party;
+pub mod presence;
 pub mod record;
 pub mod tracker;
 
 pub use party::{Kind, TrackerConfig};
+pub use presence::{ExtensionState, HintState, Presence, QueueMembership};
 pub use record::{
     CallEvent, CallEventKind, CallRecord, Direction, Disposition, TimelineEntry, Transfer,
     TransferKind,
