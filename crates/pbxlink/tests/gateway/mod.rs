@@ -20,11 +20,23 @@ impl Drop for Gateway {
 }
 
 impl Gateway {
-    /// Starts the gateway in a fresh data directory, accepting `token`; checks that its log
-    /// says, before the UI address, that this is demo data.
+    /// Starts the gateway in demo mode in a fresh data directory, accepting `token`; checks
+    /// that its log says, before the UI address, that this is demo data.
     pub fn start(token: &str) -> Gateway {
+        Gateway::start_with(token, None)
+    }
+
+    /// Starts the gateway in a fresh data directory, accepting `token`, with `config` (TOML
+    /// text) as its config file; with none it runs the demo, which its log must announce.
+    pub fn start_with(token: &str, config: Option<&str>) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pbxlink"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pbxlink"));
+        if let Some(config) = config {
+            let path = dir.path().join("pbxlink.toml");
+            std::fs::write(&path, config).unwrap();
+            command.arg("--config").arg(path);
+        }
+        let mut child = command
             .args(["run", "--listen", "127.0.0.1:0", "--admin-token", token])
             .current_dir(dir.path())
             .env_remove("PBXLINK_CONFIG")
@@ -46,7 +58,11 @@ impl Gateway {
                 )
             })
             .expect("pbxlink run never printed its web UI address");
-        assert!(demo_announced, "the log must say this is demo data");
+        assert_eq!(
+            demo_announced,
+            config.is_none(),
+            "the log must say when (and only when) this is demo data"
+        );
         // Keep reading the log: a gateway whose stderr pipe is full or closed is not the
         // gateway users run.
         std::thread::spawn(move || log.for_each(drop));
