@@ -22,6 +22,7 @@ mod recordings;
 mod releases;
 mod sql;
 mod tokens;
+mod users;
 
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ pub use outbox::{
 pub use recordings::{Recording, RecordingOutcome, RecordingState};
 pub use releases::{AuditEntry, NewRelease, Release, ReleaseCounts};
 pub use tokens::ApiToken;
+pub use users::{Session, User};
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]

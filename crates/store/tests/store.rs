@@ -112,6 +112,7 @@ on_both_backends!(
     outbox_list_requeue_purge,
     raw_events_and_retention,
     real_call_records_round_trip,
+    users_and_sessions,
 );
 
 fn at(seconds: i64) -> DateTime<Utc> {
@@ -878,4 +879,63 @@ fn track(file: &std::path::Path) -> Vec<CallRecord> {
     }
     tracker.flush(now);
     std::iter::from_fn(|| tracker.poll_record()).collect()
+}
+
+/// Users keep their hash; a session works until it expires, its user signs out or is removed,
+/// and always carries the user's current scope.
+async fn users_and_sessions(store: &Store) {
+    let user = |name: &str, scope: &str| store::User {
+        name: name.into(),
+        scope: scope.into(),
+        password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$salt${name}"),
+        created_at: at(0),
+    };
+    assert!(store.add_user(&user("olga", "admin")).await.unwrap());
+    assert!(store.add_user(&user("ivan", "read")).await.unwrap());
+    assert!(!store.add_user(&user("olga", "read")).await.unwrap());
+    assert_eq!(
+        store.user("olga").await.unwrap(),
+        Some(user("olga", "admin"))
+    );
+    assert_eq!(store.user("nobody").await.unwrap(), None);
+    let names: Vec<String> = store
+        .users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| format!("{} {}", u.name, u.scope))
+        .collect();
+    assert_eq!(names, ["ivan read", "olga admin"]);
+
+    store
+        .open_session("s1", "olga", at(0), at(60))
+        .await
+        .unwrap();
+    store
+        .open_session("s2", "ivan", at(0), at(60))
+        .await
+        .unwrap();
+    store
+        .open_session("s3", "ivan", at(0), at(60))
+        .await
+        .unwrap();
+    let s1 = store.session_by_hash("s1", at(59)).await.unwrap().unwrap();
+    assert_eq!((s1.user.as_str(), s1.scope.as_str()), ("olga", "admin"));
+    assert_eq!(s1.expires_at, at(60));
+    assert_eq!(store.session_by_hash("s1", at(60)).await.unwrap(), None);
+    assert_eq!(store.session_by_hash("nope", at(1)).await.unwrap(), None);
+    // Signing out ends that session only.
+    assert!(store.close_session("s2").await.unwrap());
+    assert!(!store.close_session("s2").await.unwrap());
+    assert!(store.session_by_hash("s3", at(1)).await.unwrap().is_some());
+    // Removing the user ends the rest.
+    assert!(store.remove_user("ivan").await.unwrap());
+    assert!(!store.remove_user("ivan").await.unwrap());
+    assert_eq!(store.session_by_hash("s3", at(1)).await.unwrap(), None);
+    // Opening a session clears the expired ones.
+    store
+        .open_session("s4", "olga", at(61), at(120))
+        .await
+        .unwrap();
+    assert!(!store.close_session("s1").await.unwrap());
 }
