@@ -1,6 +1,7 @@
 //! The raw AMI event log: every event as received, for replay and debugging, kept for a while.
 
 use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
 use sqlx::Row as _;
 
 use crate::codec::{from_json, from_micros, micros, to_i64, to_json, to_u64};
@@ -59,26 +60,14 @@ impl Store {
 
     /// The logged events of one call, in order of arrival.
     pub async fn events_for_call(&self, pbx: &str, linkedid: &str) -> Result<Vec<RawEvent>> {
-        let rows = sqlx::query(
-            "SELECT pbx, seq, received_at, event, linkedid, message FROM ami_events \
-             WHERE pbx = $1 AND linkedid = $2 ORDER BY id",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM ami_events WHERE pbx = $1 AND linkedid = $2 ORDER BY id"
+        ))
         .bind(pbx)
         .bind(linkedid)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(RawEvent {
-                    pbx: row.try_get("pbx")?,
-                    seq: to_u64("event seq", row.try_get("seq")?)?,
-                    received_at: from_micros("received_at", row.try_get("received_at")?)?,
-                    event: row.try_get("event")?,
-                    linkedid: row.try_get("linkedid")?,
-                    message: from_json("event message", row.try_get("message")?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(event_from_row).collect()
     }
 
     /// Deletes events received before `cutoff` (retention); returns how many went.
@@ -89,4 +78,18 @@ impl Store {
             .await?;
         Ok(done.rows_affected())
     }
+}
+
+/// The columns [`event_from_row`] reads.
+pub(crate) const EVENT_COLUMNS: &str = "pbx, seq, received_at, event, linkedid, message";
+
+pub(crate) fn event_from_row(row: &AnyRow) -> Result<RawEvent> {
+    Ok(RawEvent {
+        pbx: row.try_get("pbx")?,
+        seq: to_u64("event seq", row.try_get("seq")?)?,
+        received_at: from_micros("received_at", row.try_get("received_at")?)?,
+        event: row.try_get("event")?,
+        linkedid: row.try_get("linkedid")?,
+        message: from_json("event message", row.try_get("message")?)?,
+    })
 }

@@ -13,6 +13,7 @@
 //!
 //! The store never reads the clock: every call that needs "now" takes it.
 
+mod cluster;
 mod codec;
 mod customers;
 mod events;
@@ -30,6 +31,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use customers::{Customer, CustomerDownloads, License};
+pub use cluster::{Lease, Listener, LIVE_CHANNEL};
 pub use events::RawEvent;
 pub use journal::{CallFilter, CallPage, StoredCall};
 pub use outbox::{
@@ -115,6 +117,8 @@ const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// For connections outside the pool (a PostgreSQL `LISTEN` holds its own).
+    url: std::sync::Arc<str>,
 }
 
 impl Store {
@@ -149,7 +153,11 @@ impl Store {
             Backend::Postgres => sqlx::migrate!("migrations/postgres"),
         };
         migrator.run(&pool).await?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            url: url.into(),
+        })
     }
 
     /// Closes every connection (waits for queries in progress).

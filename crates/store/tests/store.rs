@@ -113,6 +113,9 @@ on_both_backends!(
     raw_events_and_retention,
     real_call_records_round_trip,
     users_and_sessions,
+    pbx_leases_one_owner_at_a_time,
+    unfinished_calls_for_a_takeover,
+    live_events_between_instances,
 );
 
 fn at(seconds: i64) -> DateTime<Utc> {
@@ -938,4 +941,85 @@ async fn users_and_sessions(store: &Store) {
         .await
         .unwrap();
     assert!(!store.close_session("s1").await.unwrap());
+}
+
+/// Scale-out: a PBX's lease has one owner at a time; another instance gets it only after it
+/// expired or was released.
+async fn pbx_leases_one_owner_at_a_time(store: &Store) {
+    let ttl = TimeDelta::seconds(15);
+    assert!(store.acquire_lease("office", "a", ttl, at(0)).await.unwrap());
+    assert!(!store.acquire_lease("office", "b", ttl, at(1)).await.unwrap());
+    // Renewed by its owner: still a's at 15 s, after the first expiry.
+    assert!(store.acquire_lease("office", "a", ttl, at(10)).await.unwrap());
+    assert!(!store.acquire_lease("office", "b", ttl, at(20)).await.unwrap());
+    assert!(store.acquire_lease("branch", "b", ttl, at(20)).await.unwrap());
+    // a stops renewing (killed): b takes over once the lease has lapsed.
+    assert!(store.acquire_lease("office", "b", ttl, at(26)).await.unwrap());
+    assert!(!store.acquire_lease("office", "a", ttl, at(27)).await.unwrap());
+    // A release hands it over at once; releasing someone else's lease does nothing.
+    store.release_lease("office", "a").await.unwrap();
+    store.release_lease("branch", "b").await.unwrap();
+    assert!(store.acquire_lease("branch", "a", ttl, at(28)).await.unwrap());
+    let leases: Vec<_> = store
+        .leases()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.pbx, l.owner, l.since == at(26) || l.since == at(28), l.expires_at))
+        .collect();
+    assert_eq!(
+        leases,
+        [
+            ("branch".to_owned(), "a".to_owned(), true, at(43)),
+            ("office".to_owned(), "b".to_owned(), true, at(41)),
+        ]
+    );
+}
+
+/// The events of calls not (yet) in the journal, within the window, in arrival order: what a
+/// new owner replays.
+async fn unfinished_calls_for_a_takeover(store: &Store) {
+    let event = |pbx: &str, seq: u64, linkedid: Option<&str>| RawEvent {
+        pbx: pbx.to_owned(),
+        seq,
+        received_at: at(seq as i64),
+        event: "Newchannel".to_owned(),
+        linkedid: linkedid.map(str::to_owned),
+        message: json!({"Event": "Newchannel", "Seq": seq}),
+    };
+    store
+        .append_events(&[
+            event("pbx1", 1, Some("old")),
+            event("pbx1", 2, Some("done")),
+            event("pbx1", 3, Some("open")),
+            event("pbx1", 4, None),
+            event("pbx2", 5, Some("open")),
+            event("pbx1", 6, Some("done")),
+            event("pbx1", 7, Some("open")),
+        ])
+        .await
+        .unwrap();
+    store
+        .save_call("pbx1", &bare_call("done", 0, Disposition::Answered), &[], at(8))
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = store
+        .unfinished_call_events("pbx1", at(2))
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, [3, 7]);
+}
+
+/// PostgreSQL: a NOTIFY from one store reaches a LISTEN of another (two instances). SQLite
+/// has a single instance: no listener, and notify is a no-op.
+async fn live_events_between_instances(store: &Store) {
+    let Some(mut listener) = store.listen(store::LIVE_CHANNEL).await.unwrap() else {
+        store.notify(store::LIVE_CHANNEL, "x").await.unwrap();
+        return;
+    };
+    store.notify(store::LIVE_CHANNEL, "{\"call\":\"1\"}").await.unwrap();
+    assert_eq!(listener.recv().await.unwrap(), "{\"call\":\"1\"}");
 }
