@@ -2,6 +2,7 @@
 
 use std::future::Future;
 
+pub mod amocrm;
 pub mod bitrix24;
 pub mod delivery;
 pub mod lookup;
