@@ -93,7 +93,7 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
         ));
     }
     if let Some(agi) = &config.agi {
-        crate::fastagi::cli::start(agi).await?;
+        crate::fastagi::cli::start(agi, &crms).await?;
     }
 
     let listener = tokio::net::TcpListener::bind(args.listen)

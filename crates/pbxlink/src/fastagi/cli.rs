@@ -1,13 +1,15 @@
 //! `pbxlink agi serve` (the FastAGI server from `[agi]`) and `pbxlink agi load` (a load
 //! generator that plays Asterisk).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 
-use super::handlers::{CallerId, Lookup, NoCrm, Route, Static, Webhook};
+use super::handlers::{CallerId, CrmLookup, Lookup, Route, Static, Webhook};
 use super::{AgiConfig, Router, Server};
 use crate::config::Config;
+use crate::outbox::Crm;
 
 #[derive(Debug, clap::Args)]
 pub struct AgiArgs {
@@ -34,8 +36,15 @@ pub fn run(config: &Config, args: AgiArgs) -> anyhow::Result<()> {
         AgiCommand::Serve { listen } => {
             let mut agi = config.agi.clone().unwrap_or_else(default_config);
             agi.listen = listen.unwrap_or(agi.listen);
+            // Only the connector `lookup` names: `agi serve` delivers nothing to CRMs.
+            let crms = config
+                .crm
+                .iter()
+                .filter(|c| agi.lookup.as_deref() == Some(c.name()))
+                .map(Crm::from_config)
+                .collect::<anyhow::Result<Vec<_>>>()?;
             runtime.block_on(async {
-                let (server, listener) = bind(&agi).await?;
+                let (server, listener) = bind(&agi, &crms).await?;
                 server.serve(listener, shutdown_signal()).await;
                 Ok(())
             })
@@ -45,11 +54,11 @@ pub fn run(config: &Config, args: AgiArgs) -> anyhow::Result<()> {
 }
 
 /// The server `[agi]` describes, listening.
-async fn bind(agi: &AgiConfig) -> anyhow::Result<(Server, tokio::net::TcpListener)> {
+async fn bind(agi: &AgiConfig, crms: &[Crm]) -> anyhow::Result<(Server, tokio::net::TcpListener)> {
     let listener =
         listen(agi).with_context(|| format!("cannot listen for FastAGI on {}", agi.listen))?;
     let addr = listener.local_addr()?;
-    let server = Server::new(router(agi)?, agi.limits());
+    let server = Server::new(router(agi, crms)?, agi.limits());
     tracing::info!("FastAGI server on agi://{addr}/ ({:?})", server.router);
     eprintln!("FastAGI: listening on {addr}");
     Ok((server, listener))
@@ -67,10 +76,10 @@ fn listen(agi: &AgiConfig) -> std::io::Result<tokio::net::TcpListener> {
     socket.listen(u32::try_from(agi.max_connections.max(1024)).unwrap_or(u32::MAX))
 }
 
-/// Starts the FastAGI server in the background (inside `pbxlink run`); it stops with the
-/// runtime.
-pub async fn start(agi: &AgiConfig) -> anyhow::Result<()> {
-    let (server, listener) = bind(agi).await?;
+/// Starts the FastAGI server in the background (inside `pbxlink run`, sharing its CRM
+/// connectors); it stops with the runtime.
+pub async fn start(agi: &AgiConfig, crms: &[Crm]) -> anyhow::Result<()> {
+    let (server, listener) = bind(agi, crms).await?;
     tokio::spawn(async move { server.serve(listener, std::future::pending()).await });
     Ok(())
 }
@@ -80,11 +89,28 @@ fn default_config() -> AgiConfig {
     toml::from_str("").expect("every [agi] field has a default")
 }
 
-/// The scripts `[agi]` configures: `route` and `callerid` (no CRM connector yet, so they
-/// answer `fallback`), `webhook` when `webhook_url` is set, and the static routes.
-pub fn router(config: &AgiConfig) -> anyhow::Result<Router> {
+/// The scripts `[agi]` configures: `route` and `callerid` (asking the `[[crm]]` named by
+/// `lookup`, found in `crms`; none: they answer `fallback`), `webhook` when `webhook_url` is
+/// set, and the static routes.
+pub fn router(config: &AgiConfig, crms: &[Crm]) -> anyhow::Result<Router> {
     let budget = Duration::from_millis(config.budget_ms);
-    let lookup = Lookup::<NoCrm>::new(None, budget, Duration::from_secs_f64(config.cache_ttl));
+    let crm = match &config.lookup {
+        None => None,
+        Some(name) => {
+            let crm = crms
+                .iter()
+                .find(|c| &c.name == name)
+                .with_context(|| format!("[agi] lookup: no [[crm]] is named '{name}'"))?;
+            let connector = crm.lookup.clone().with_context(|| {
+                format!("[agi] lookup: crm '{name}' does no caller lookups (a webhook needs lookup_url)")
+            })?;
+            Some(Arc::new(CrmLookup {
+                http: reqwest::Client::new(),
+                connector,
+            }))
+        }
+    };
+    let lookup = Lookup::new(crm, budget, Duration::from_secs_f64(config.cache_ttl));
     let mut router = Router::default()
         .route(
             "route",

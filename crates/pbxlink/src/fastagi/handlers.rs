@@ -50,14 +50,21 @@ impl Status {
     }
 }
 
-/// The CRM connector for `pbxlink agi serve` until connectors exist: none. An uninhabited
-/// type, so `route` and `callerid` run with `crm: None` and answer `fallback`.
-#[derive(Debug)]
-pub enum NoCrm {}
+/// A `[[crm]]` connector's caller lookup ([`crm::HttpLookup`], sans-IO) sent with pbxlink's
+/// HTTP client: what `route` and `callerid` ask (`[agi] lookup = "<crm name>"`).
+#[derive(Debug, Clone)]
+pub struct CrmLookup {
+    pub http: reqwest::Client,
+    pub connector: Arc<dyn crm::HttpLookup>,
+}
 
-impl CallerLookup for NoCrm {
-    async fn lookup_caller(&self, _: &str) -> Result<CallerInfo, CrmError> {
-        match *self {}
+impl CallerLookup for CrmLookup {
+    async fn lookup_caller(&self, number: &str) -> Result<CallerInfo, CrmError> {
+        let request = self.connector.lookup_request(number, chrono::Utc::now())?;
+        // The same question may be asked again (after a timeout): one key per number.
+        let response =
+            crate::outbox::send(&self.http, &request, &format!("lookup:{number}")).await?;
+        self.connector.lookup_answer(&response)
     }
 }
 

@@ -52,6 +52,8 @@ pub struct AgiConfig {
     /// Seconds a CRM answer is reused for the same caller.
     #[serde(default = "default_cache_ttl")]
     pub cache_ttl: f64,
+    /// The `[[crm]]` (by name) that `route` and `callerid` ask; unset: they answer `fallback`.
+    pub lookup: Option<String>,
     /// The URL the `webhook` script POSTs the AGI environment to.
     pub webhook_url: Option<String>,
     /// `[agi.static.NAME]`: scripts that set fixed variables (dialplan tests, night mode).

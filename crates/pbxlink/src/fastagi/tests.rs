@@ -548,3 +548,132 @@ async fn webhook_posts_the_environment_and_maps_the_answer() {
         assert!(matches!(outcome, Outcome::Done), "{outcome:?}");
     }
 }
+
+/// A fake CRM behind `[agi] lookup`: answers caller.lookup POSTs per number (`15550000001`
+/// garbage, `15550000002` never), recording each request's signature header and body.
+async fn lookup_endpoint(seen: Arc<std::sync::Mutex<Vec<String>>>) -> String {
+    let answer = move |headers: axum::http::HeaderMap, body: String| async move {
+        let signed = headers.contains_key("webhook-signature");
+        seen.lock().unwrap().push(format!("signed={signed} {body}"));
+        let number = serde_json::from_str::<serde_json::Value>(&body).unwrap()["data"]["number"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        match number.as_str() {
+            "15550000001" => "<html>502 Bad Gateway</html>".to_owned(),
+            "15550000002" => std::future::pending().await,
+            _ => r#"{"name": "Acme Ltd", "crm_id": 42, "responsible_extension": "202"}"#.to_owned(),
+        }
+    };
+    let app = axum::Router::new().route("/lookup", axum::routing::post(answer));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/lookup")
+}
+
+/// The FastAGI router a config file describes, with its `[[crm]]` connectors built.
+fn configured_router(toml: &str) -> anyhow::Result<Router> {
+    let config = crate::config::Config::parse(toml, "test.toml")?;
+    let crms = config
+        .crm
+        .iter()
+        .map(crate::outbox::Crm::from_config)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    super::cli::router(config.agi.as_ref().unwrap(), &crms)
+}
+
+fn lookup_config(url: &str) -> String {
+    format!(
+        "[agi]\nlookup = \"hooks\"\nbudget_ms = 300\nfallback_target = \"600\"\n\
+         [[crm]]\nkind = \"webhook\"\nname = \"hooks\"\nurl = \"{url}/events\"\n\
+         secrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\nlookup_url = \"{url}\"\n"
+    )
+}
+
+#[tokio::test]
+async fn route_and_callerid_ask_the_configured_crm_over_http() {
+    let seen = Arc::default();
+    let router =
+        configured_router(&lookup_config(&lookup_endpoint(Arc::clone(&seen)).await)).unwrap();
+    let mut transcript = String::new();
+    for (script, number) in [
+        ("route", "15551234567"),
+        ("callerid", "15551234567"),
+        ("route", "15550000001"),
+        ("callerid", "15550000002"),
+    ] {
+        let (sent, outcome) = play(&router, &env(script, number), &[]).await;
+        transcript += &format!("{script} {number}:\n{sent}-- {outcome:?}\n");
+    }
+    expect![[r#"
+        route 15551234567:
+        SET VARIABLE PBXLINK_TARGET 202
+        SET VARIABLE PBXLINK_CALLER_NAME "Acme Ltd"
+        SET VARIABLE PBXLINK_CRM_ID 42
+        SET VARIABLE PBXLINK_ROUTE_STATUS ok
+        -- Done
+        callerid 15551234567:
+        SET VARIABLE CALLERID(name) "Acme Ltd"
+        SET VARIABLE PBXLINK_CRM_ID 42
+        SET VARIABLE PBXLINK_CALLERID_STATUS cache
+        -- Done
+        route 15550000001:
+        SET VARIABLE PBXLINK_TARGET 600
+        SET VARIABLE PBXLINK_ROUTE_STATUS error
+        -- Done
+        callerid 15550000002:
+        SET VARIABLE PBXLINK_CALLERID_STATUS timeout
+        -- Done
+    "#]]
+    .assert_eq(&transcript);
+    // The cached caller was asked once; every question was signed.
+    expect![[r#"
+        signed=true {"data":{"number":"15551234567"},"timestamp":"<t>","type":"caller.lookup"}
+        signed=true {"data":{"number":"15550000001"},"timestamp":"<t>","type":"caller.lookup"}
+        signed=true {"data":{"number":"15550000002"},"timestamp":"<t>","type":"caller.lookup"}
+    "#]]
+    .assert_eq(
+        &seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|line| {
+                let at = line.find("\"timestamp\":\"").unwrap() + 13;
+                let end = at + line[at..].find('"').unwrap();
+                format!("{}<t>{}\n", &line[..at], &line[end..])
+            })
+            .collect::<String>(),
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn crm_over_http_slower_than_budget_gives_the_fallback_within_budget() {
+    let router = configured_router(&lookup_config(&lookup_endpoint(Arc::default()).await)).unwrap();
+    check_session(
+        &router,
+        "route",
+        "15550000002",
+        expect![[r#"
+            SET VARIABLE PBXLINK_TARGET 600
+            SET VARIABLE PBXLINK_ROUTE_STATUS timeout
+            -- Done in 300ms"#]],
+    )
+    .await;
+}
+
+#[test]
+fn lookup_must_name_a_crm_that_can_look_up() {
+    let url = "http://127.0.0.1:9/lookup";
+    let errors: Vec<String> = [
+        lookup_config(url).replace("lookup = \"hooks\"", "lookup = \"nope\""),
+        lookup_config(url).replace("lookup_url = ", "# lookup_url = "),
+    ]
+    .iter()
+    .map(|toml| format!("{:#}", configured_router(toml).unwrap_err()))
+    .collect();
+    expect![[r#"
+        [agi] lookup: no [[crm]] is named 'nope'
+        [agi] lookup: crm 'hooks' does no caller lookups (a webhook needs lookup_url)"#]]
+    .assert_eq(&errors.join("\n"));
+}

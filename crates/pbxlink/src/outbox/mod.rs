@@ -4,6 +4,8 @@
 pub mod cli;
 mod worker;
 
+pub(crate) use worker::send;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,6 +75,9 @@ pub struct WebhookConfig {
     pub events: Vec<String>,
     /// Requests per second; unset: no limit.
     pub rate_per_second: Option<f64>,
+    /// Where the FastAGI `route`/`callerid` scripts ask who is calling (`[agi] lookup`),
+    /// signed with the same secrets; unset: this connector does no lookups.
+    pub lookup_url: Option<String>,
 }
 
 impl CrmConfig {
@@ -103,6 +108,8 @@ pub struct Crm {
     pub connector: Arc<dyn Connector>,
     /// Smallest gap between two requests (the rate limit).
     pub min_gap: Duration,
+    /// Answers "who is calling" for FastAGI routing, when the connector can.
+    pub lookup: Option<Arc<dyn crm::HttpLookup>>,
 }
 
 #[derive(Debug, Clone)]
@@ -149,6 +156,7 @@ impl Crm {
                     },
                     connector: portal,
                     min_gap: gap(Some(c.rate_per_second)),
+                    lookup: None,
                 })
             }
             CrmConfig::Webhook(c) => {
@@ -161,8 +169,12 @@ impl Crm {
                 let secrets = secrets
                     .iter()
                     .map(|s| SigningSecret::parse(s))
-                    .collect::<Result<_, _>>()
+                    .collect::<Result<Vec<_>, _>>()
                     .with_context(|| format!("crm {}", c.name))?;
+                let lookup = c.lookup_url.as_ref().map(|url| {
+                    Arc::new(crm::WebhookLookup::new(url.clone(), secrets.clone()))
+                        as Arc<dyn crm::HttpLookup>
+                });
                 let webhook = Arc::new(
                     Webhook::new(c.url.clone(), secrets, &c.events)
                         .with_context(|| format!("crm {}", c.name))?,
@@ -172,6 +184,7 @@ impl Crm {
                     planner: Planner::Webhook(webhook.clone()),
                     connector: webhook,
                     min_gap: gap(c.rate_per_second),
+                    lookup,
                 })
             }
         }
