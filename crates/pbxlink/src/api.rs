@@ -7,6 +7,7 @@
 mod control;
 mod export;
 mod live;
+mod recordings;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -56,6 +57,8 @@ pub struct AppState {
     metrics: Option<PrometheusHandle>,
     /// Client networks served; empty: any.
     allow: Arc<Vec<ipnet::IpNet>>,
+    /// Signed recording links and the MP3s behind them; `None`: no `[recordings]`.
+    recordings: Option<Arc<crate::recordings::Recordings>>,
 }
 
 /// A call in progress, as the live-calls view shows it.
@@ -97,7 +100,14 @@ impl AppState {
             pbxes: Arc::new(pbxes),
             metrics: None,
             allow: Arc::default(),
+            recordings: None,
         }
+    }
+
+    /// Serves recordings (`/recordings/{link}`, `GET /api/v1/calls/{id}/recording`).
+    pub fn with_recordings(mut self, recordings: Arc<crate::recordings::Recordings>) -> Self {
+        self.recordings = Some(recordings);
+        self
     }
 
     /// Answers only clients from these networks (none: any).
@@ -209,6 +219,7 @@ pub fn app(state: AppState) -> Router {
     let read = Router::new()
         .route("/calls", get(list_calls))
         .route("/calls/{id}", get(get_call))
+        .route("/calls/{id}/recording", get(recordings::call_recording))
         .route("/live", get(live_calls))
         .route("/events", get(live::events))
         .route("/openapi.json", get(openapi))
@@ -226,6 +237,8 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/", get(ui))
         .route("/health", get(health))
+        // The signed link is the credential: CRMs and players fetch it without a token.
+        .route("/recordings/{link}", get(recordings::download))
         .nest("/api/v1", read.merge(control))
         .merge(metrics)
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -45,6 +45,8 @@ pub struct Config {
     /// The HTTP API and web UI of `pbxlink run`.
     #[serde(default)]
     pub http: HttpConfig,
+    /// Call recordings (`[recordings]`): WAV -> MP3, signed links, CRM hand-over; unset: off.
+    pub recordings: Option<crate::recordings::RecordingsConfig>,
 }
 
 /// `[http]`.

@@ -12,6 +12,7 @@ mod config;
 mod fastagi;
 mod freepbx;
 mod outbox;
+mod recordings;
 mod release;
 mod replay;
 mod replay_server;

@@ -79,7 +79,22 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
     let state = AppState::new(store.clone(), std::slice::from_ref(&token), clients)
         .with_metrics(recorder)
         .with_allow_list(config.http.allow.clone());
-    let crms = crate::outbox::start(&config.crm, &store)?;
+    let crms = crate::outbox::start(&config.crm, &store, config.recordings.is_some())?;
+    let state = match &config.recordings {
+        Some(recordings) => {
+            let own_url = format!("http://{}", args.listen);
+            let worker = crate::recordings::Worker::from_config(
+                recordings,
+                &config.data_dir,
+                &own_url,
+                crms.clone(),
+            )?;
+            let state = state.with_recordings(worker.recordings.clone());
+            tokio::spawn(worker.run(store.clone()));
+            state
+        }
+        None => state,
+    };
     for (name, client, events) in links {
         let raw_log = spawn_raw_event_writer(store.clone(), &name, config.journal.raw_events);
         tokio::spawn(track(

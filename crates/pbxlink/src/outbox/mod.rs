@@ -15,6 +15,7 @@ use crm::bitrix24::{self, Bitrix24, PlanConfig, UserMap};
 use crm::webhook::{SigningSecret, Webhook};
 use crm::Connector;
 use serde::Deserialize;
+use serde_json::Value;
 use store::NewOutboxRow;
 
 use worker::{spawn_workers, WorkerConfig};
@@ -110,6 +111,9 @@ pub struct Crm {
     pub min_gap: Duration,
     /// Answers "who is calling" for FastAGI routing, when the connector can.
     pub lookup: Option<Arc<dyn crm::HttpLookup>>,
+    /// The recordings worker hands this connector the call's recording later
+    /// ([`plan_recording`]), so the call's own plan leaves it out.
+    pub recordings_follow: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +161,7 @@ impl Crm {
                     connector: portal,
                     min_gap: gap(Some(c.rate_per_second)),
                     lookup: None,
+                    recordings_follow: false,
                 })
             }
             CrmConfig::Webhook(c) => {
@@ -185,6 +190,7 @@ impl Crm {
                     connector: webhook,
                     min_gap: gap(c.rate_per_second),
                     lookup,
+                    recordings_follow: false,
                 })
             }
         }
@@ -234,10 +240,41 @@ impl Crm {
             Planner::Bitrix24 { plan, .. } => bitrix24::plan(record, plan),
             Planner::Webhook(webhook) => webhook.plan(record, &[]),
         };
+        let steps = self.leave_recording_out(record, steps);
+        self.rows(pbx, &record.id, steps)
+    }
+
+    /// With a recordings worker, the call's recording steps wait for the MP3 and its link
+    /// ([`plan_recording`]): no `attachRecord`/`RECORD_URL`/`recording.ready` at call end, and
+    /// Bitrix24's `finish` is not the last step (the connector keeps the `CALL_ID` that the
+    /// later `attachRecord` needs). Unanswered calls leave header-only files: nothing follows.
+    fn leave_recording_out(
+        &self,
+        record: &CallRecord,
+        mut steps: Vec<(String, Value)>,
+    ) -> Vec<(String, Value)> {
+        if !self.recordings_follow || record.recording.is_none() {
+            return steps;
+        }
+        steps.retain(|(kind, _)| kind != "attachRecord" && kind != RECORDING_READY);
+        for (kind, payload) in &mut steps {
+            if let Some(payload) = payload.as_object_mut() {
+                if kind == "finish" {
+                    payload.remove("RECORD_URL");
+                }
+                if record.answered_at.is_some() {
+                    payload.remove("last");
+                }
+            }
+        }
+        steps
+    }
+
+    fn rows(&self, pbx: &str, call_id: &str, steps: Vec<(String, Value)>) -> Vec<NewOutboxRow> {
         steps
             .into_iter()
             .map(|(kind, payload)| NewOutboxRow {
-                idempotency_key: format!("{}:{pbx}:{}:{kind}", self.name, record.id),
+                idempotency_key: format!("{}:{pbx}:{call_id}:{kind}", self.name),
                 connector: self.name.clone(),
                 kind,
                 payload,
@@ -246,14 +283,93 @@ impl Crm {
     }
 }
 
+const RECORDING_READY: &str = "recording.ready";
+
+/// A converted recording, as the connectors get it.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordingReady<'a> {
+    /// Signed download link.
+    pub url: &'a str,
+    /// When the link stops working.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    /// Hex SHA-256 of the MP3.
+    pub sha256: &'a str,
+    /// MP3 size.
+    pub bytes: u64,
+    /// Audio length.
+    pub duration_ms: u64,
+}
+
+/// The hand-over from the recordings worker: Bitrix24 `attachRecord` (the call's last step,
+/// see [`Crm::plan`]) and webhook `recording.ready`, queued with the recording's row.
+pub fn plan_recording(
+    crms: &[Crm],
+    pbx: &str,
+    record: &CallRecord,
+    ready: &RecordingReady<'_>,
+) -> Vec<NewOutboxRow> {
+    let stem = record
+        .recording
+        .as_deref()
+        .and_then(|f| std::path::Path::new(f).file_stem())
+        .map_or_else(|| record.id.clone(), |s| s.to_string_lossy().into_owned());
+    crms.iter()
+        .filter(|crm| crm.recordings_follow)
+        .flat_map(|crm| {
+            let step = match &crm.planner {
+                Planner::Bitrix24 { plan, .. } => {
+                    // Every Bitrix24 step carries the call's `register` (CALL_ID recovery).
+                    let register = bitrix24::plan(record, plan)
+                        .first()
+                        .map(|(_, p)| p["register"].clone());
+                    register.map(|register| {
+                        let payload = serde_json::json!({
+                            "register": register,
+                            "FILENAME": format!("{stem}.mp3"),
+                            "RECORD_URL": ready.url,
+                            "last": true,
+                        });
+                        ("attachRecord".to_owned(), payload)
+                    })
+                }
+                Planner::Webhook(webhook) if webhook.wants(RECORDING_READY) => {
+                    let payload = serde_json::json!({
+                        "call_id": record.id,
+                        "pbx": pbx,
+                        "url": ready.url,
+                        "expires_at": ready.expires_at,
+                        "sha256": ready.sha256,
+                        "bytes": ready.bytes,
+                        "duration_ms": ready.duration_ms,
+                        "source": record.recording,
+                    });
+                    Some((RECORDING_READY.to_owned(), payload))
+                }
+                Planner::Webhook(_) => None,
+            };
+            crm.rows(pbx, &record.id, step.into_iter().collect())
+        })
+        .collect()
+}
+
 /// Builds the configured connectors and starts their delivery workers (none configured:
 /// nothing starts). The worker's lease owner is unique per process, so several pbxlink
 /// instances can share one database.
-pub fn start(configs: &[CrmConfig], store: &store::Store) -> anyhow::Result<Arc<[Crm]>> {
-    let crms = configs
+///
+/// With `recordings_follow` (a `[recordings]` worker runs), calls are planned without their
+/// recording, which [`plan_recording`] queues once it is converted.
+pub fn start(
+    configs: &[CrmConfig],
+    store: &store::Store,
+    recordings_follow: bool,
+) -> anyhow::Result<Arc<[Crm]>> {
+    let mut crms = configs
         .iter()
         .map(Crm::from_config)
         .collect::<anyhow::Result<Vec<_>>>()?;
+    for crm in &mut crms {
+        crm.recordings_follow = recordings_follow;
+    }
     for crm in &crms {
         if let Planner::Bitrix24 { .. } = crm.planner {
             tokio::spawn(refresh_users(crm.clone()));
