@@ -114,7 +114,7 @@ pub async fn run(config: &Config, args: CallsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn open(url: &str) -> anyhow::Result<Store> {
+pub(crate) async fn open(url: &str) -> anyhow::Result<Store> {
     // A fresh install has no data directory yet; SQLite creates the file, not its folder.
     if let Some(path) = url.strip_prefix("sqlite://") {
         let file = std::path::Path::new(path.split('?').next().unwrap_or(path));
@@ -173,8 +173,12 @@ where
             c.id.clone(),
         ]);
     }
-    // Flush left like `ls -l`; comfy-table pads the first and last columns too, and those
-    // blanks only get in the way of grep and cut.
+    plain_table(&mut table)
+}
+
+/// A borderless table as text, flush left like `ls -l`: comfy-table pads the first and last
+/// columns too, and those blanks only get in the way of grep and cut.
+pub(crate) fn plain_table(table: &mut Table) -> String {
     if let Some(first) = table.column_mut(0) {
         first.set_padding((0, 1));
     }
@@ -264,7 +268,7 @@ where
 }
 
 /// A unit enum's serde name (`no_answer`), the same word the JSON output and filters use.
-fn name<T: Serialize>(value: &T) -> String {
+pub(crate) fn name<T: Serialize>(value: &T) -> String {
     match serde_json::to_value(value) {
         Ok(serde_json::Value::String(s)) => s,
         other => format!("{other:?}"),
