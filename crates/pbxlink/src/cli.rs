@@ -49,6 +49,8 @@ enum Command {
     Freepbx(crate::freepbx::FreepbxArgs),
     /// CRM connectors: check one's connectivity and credentials (`crm test NAME`).
     Crm(crate::outbox::cli::CrmArgs),
+    /// CRM outbox: list deliveries (pending, dead, delivered), retry dead ones, purge old ones.
+    Outbox(crate::outbox::cli::OutboxArgs),
     /// API tokens: create (scoped read/control/admin), list, revoke.
     Token(crate::tokens::TokenArgs),
 }
@@ -86,6 +88,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Crm(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
             crate::outbox::cli::run(&config, args)
+        }
+        Command::Outbox(args) => {
+            let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
+            tokio::runtime::Runtime::new()?.block_on(crate::outbox::cli::run_outbox(&config, args))
         }
         Command::Run(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
