@@ -5,6 +5,7 @@
 //! `/health` and the UI's static page are open, the page itself asks for a token.
 
 mod control;
+mod edge;
 mod export;
 mod live;
 mod recordings;
@@ -30,6 +31,8 @@ use store::{CallFilter, Store};
 use crate::ami_client::{AmiClient, AmiError};
 use crate::tokens::{digest, Scope};
 use live::LiveHub;
+
+pub use edge::DEFAULT_CONTROL_PER_MINUTE;
 
 /// How many recent live events are kept for clients resuming after a reconnect (and how far
 /// a connected client may lag behind before it is told to resync).
@@ -59,6 +62,8 @@ pub struct AppState {
     allow: Arc<Vec<ipnet::IpNet>>,
     /// Signed recording links and the MP3s behind them; `None`: no `[recordings]`.
     recordings: Option<Arc<crate::recordings::Recordings>>,
+    /// Control requests per token (`[http] control_per_minute`).
+    control_limit: Arc<edge::ControlLimit>,
 }
 
 /// A call in progress, as the live-calls view shows it.
@@ -101,7 +106,16 @@ impl AppState {
             metrics: None,
             allow: Arc::default(),
             recordings: None,
+            control_limit: Arc::new(edge::ControlLimit::per_minute(
+                edge::DEFAULT_CONTROL_PER_MINUTE,
+            )),
         }
+    }
+
+    /// Lets each token make `per_minute` control requests a minute (bursts as large).
+    pub fn with_control_rate(mut self, per_minute: std::num::NonZeroU32) -> Self {
+        self.control_limit = Arc::new(edge::ControlLimit::per_minute(per_minute));
+        self
     }
 
     /// Serves recordings (`/recordings/{link}`, `GET /api/v1/calls/{id}/recording`).
@@ -229,6 +243,11 @@ pub fn app(state: AppState) -> Router {
         .route("/calls/{id}/hangup", post(control::hangup))
         .route("/calls/{id}/transfer", post(control::transfer))
         .route("/calls/{id}/redirect", post(control::redirect))
+        // Inside the token check (the last layer added runs first): counted per token.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            edge::control_rate,
+        ))
         .route_layer(guard(Scope::Control));
     // Scrapers send the token too (Prometheus `authorization` / `bearer_token`).
     let metrics = Router::new()
@@ -480,7 +499,7 @@ struct ClickToCall {
 
 async fn click_to_call(
     State(state): State<AppState>,
-    Json(req): Json<ClickToCall>,
+    edge::ApiJson(req): edge::ApiJson<ClickToCall>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let bad = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m);
     if !is_dialable(&req.extension) {

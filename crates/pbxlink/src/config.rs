@@ -56,6 +56,13 @@ pub struct HttpConfig {
     /// Client networks the API and UI answer (`["127.0.0.1/32", "10.0.0.0/8"]`); empty: any.
     #[serde(default)]
     pub allow: Vec<ipnet::IpNet>,
+    /// Certificate chain (PEM) of the API listener; with `tls_key` it serves HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Control requests (click-to-call, hangup, transfer, redirect) one token may make per
+    /// minute, in bursts up to the same number; default 60.
+    pub control_per_minute: Option<std::num::NonZeroU32>,
 }
 
 /// `[journal]`.

@@ -11,6 +11,7 @@ mod cli;
 mod config;
 mod fastagi;
 mod freepbx;
+mod http_server;
 mod outbox;
 mod recordings;
 mod release;

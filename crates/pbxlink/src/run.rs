@@ -38,6 +38,8 @@ const RAW_EVENT_BATCH: usize = 2_000;
 /// does Asterisk): a finished call is never dropped.
 const JOURNAL_QUEUE: usize = 10_000;
 const JOURNAL_BATCH: usize = 500;
+/// An API client has this long for its TLS handshake and again for its request head.
+const HTTP_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the gateway until Ctrl-C / SIGTERM.
 pub fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
@@ -78,11 +80,23 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
         .context("cannot install the metrics recorder")?;
     let state = AppState::new(store.clone(), std::slice::from_ref(&token), clients)
         .with_metrics(recorder)
-        .with_allow_list(config.http.allow.clone());
+        .with_allow_list(config.http.allow.clone())
+        .with_control_rate(
+            config
+                .http
+                .control_per_minute
+                .unwrap_or(api::DEFAULT_CONTROL_PER_MINUTE),
+        );
     let crms = crate::outbox::start(&config.crm, &store, config.recordings.is_some())?;
     let state = match &config.recordings {
         Some(recordings) => {
-            let own_url = format!("http://{}", args.listen);
+            // Links point at the API itself unless `public_url` says otherwise.
+            let own_scheme = if config.http.tls_cert.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let own_url = format!("{own_scheme}://{}", args.listen);
             let worker = crate::recordings::Worker::from_config(
                 recordings,
                 &config.data_dir,
@@ -111,24 +125,34 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
         crate::fastagi::cli::start(agi, &crms).await?;
     }
 
+    let tls = match (&config.http.tls_cert, &config.http.tls_key) {
+        (Some(cert), Some(key)) => {
+            let identity = crate::release::Identity::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            Some(crate::release::tls_acceptor(&identity)?.0)
+        }
+        (None, None) => None,
+        _ => anyhow::bail!("[http] tls_cert and tls_key go together: set both or neither"),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(
-        "web UI and API on http://{}/ (API under /api/v1)",
+        "web UI and API on {scheme}://{}/ (API under /api/v1)",
         listener.local_addr()?
     );
     let addr = listener.local_addr()?;
-    eprintln!("web UI: http://{addr}/");
+    eprintln!("web UI: {scheme}://{addr}/");
     if fresh_token {
         eprintln!("admin API token (valid until pbxlink stops): {token}");
-        eprintln!("sign in to the web UI with this link: http://{addr}/#token={token}");
+        eprintln!("sign in to the web UI with this link: {scheme}://{addr}/#token={token}");
     }
     // The peer address feeds the `[http] allow` list.
-    let service = api::app(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let app = api::app(state);
+    crate::http_server::serve(listener, tls, app, HTTP_HEAD_TIMEOUT, shutdown_signal()).await;
     store.close().await;
     Ok(())
 }

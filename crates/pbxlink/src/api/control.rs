@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 
+use super::edge::ApiJson;
 use super::{is_dialable, ApiError, AppState};
 use crate::ami_client::AmiClient;
 
@@ -159,7 +160,7 @@ pub struct TransferRequest {
 pub async fn transfer(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Json(req): Json<TransferRequest>,
+    ApiJson(req): ApiJson<TransferRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let context = checked_target(&req.to, req.context.as_deref())?;
     let answered_by = state
@@ -206,7 +207,7 @@ pub struct RedirectRequest {
 pub async fn redirect(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Json(req): Json<RedirectRequest>,
+    ApiJson(req): ApiJson<RedirectRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let context = checked_target(&req.to, req.context.as_deref())?;
     let (client, channels) = channels_of(&state, &id).await?;
@@ -391,7 +392,7 @@ mod tests {
             202 {"action":"hangup","call_id":"1795388070.1","channels":["PJSIP/trunk-00000001","PJSIP/101-00000002"]}
             409 {"error":"extension \"999\" is not on this call"}
             422 {"error":"\"x\\r\\nAction: Originate\" is not a dialplan context"}
-            422 Failed to deserialize the JSON body into the target type: kind: unknown variant `sideways`, expected `blind` or `attended` at line 1 column 18
+            422 {"error":"Failed to deserialize the JSON body into the target type: kind: unknown variant `sideways`, expected `blind` or `attended` at line 1 column 18"}
             404 {"error":"no call \"nope\" in progress"}"#]]
         .assert_eq(&replies.join("\n"));
         let sent: Vec<String> = seen

@@ -7,6 +7,8 @@ mod publish;
 mod server;
 pub mod version;
 
+pub(crate) use server::{tls_acceptor, Identity};
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 

@@ -508,39 +508,16 @@ pub async fn serve(
     tls: Option<tokio_rustls::TlsAcceptor>,
     app: Router,
 ) -> anyhow::Result<()> {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use hyper_util::service::TowerToHyperService;
-    loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors and the like: wait instead of spinning.
-                tracing::warn!("release server: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let service = TowerToHyperService::new(app.clone());
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let mut http = hyper::server::conn::http1::Builder::new();
-            // A client that never finishes its request headers must not hold a task forever.
-            http.timer(TokioTimer::new())
-                .header_read_timeout(HANDSHAKE_TIMEOUT);
-            let served = match tls {
-                // A client that never finishes its handshake must not hold a task either.
-                Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
-                    Ok(Ok(stream)) => http.serve_connection(TokioIo::new(stream), service).await,
-                    Ok(Err(e)) => return tracing::debug!("{peer}: TLS handshake failed: {e}"),
-                    Err(_) => return tracing::debug!("{peer}: TLS handshake timed out"),
-                },
-                None => http.serve_connection(TokioIo::new(tcp), service).await,
-            };
-            if let Err(e) = served {
-                tracing::debug!("{peer}: {e}");
-            }
-        });
-    }
+    // A client that never finishes its handshake or its request must not hold a task.
+    crate::http_server::serve(
+        listener,
+        tls,
+        app,
+        HANDSHAKE_TIMEOUT,
+        std::future::pending(),
+    )
+    .await;
+    Ok(())
 }
 
 /// Where a server's TLS identity comes from.
