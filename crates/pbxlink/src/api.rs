@@ -642,6 +642,7 @@ mod tests {
     const GUARDED: &[(&str, &str, Scope)] = &[
         ("GET", "/api/v1/calls", Scope::Read),
         ("GET", "/api/v1/calls/1.1", Scope::Read),
+        ("GET", "/api/v1/calls/1.1/recording", Scope::Read),
         ("GET", "/api/v1/live", Scope::Read),
         ("GET", "/api/v1/events", Scope::Read),
         ("GET", "/api/v1/openapi.json", Scope::Read),
@@ -701,6 +702,7 @@ mod tests {
         expect_test::expect![[r#"
             GET /api/v1/calls needs read: 401 401 200 200
             GET /api/v1/calls/1.1 needs read: 401 401 404 404
+            GET /api/v1/calls/1.1/recording needs read: 401 401 404 404
             GET /api/v1/live needs read: 401 401 200 200
             GET /api/v1/events needs read: 401 401 200 200
             GET /api/v1/openapi.json needs read: 401 401 200 200

@@ -53,6 +53,8 @@ enum Command {
     Outbox(crate::outbox::cli::OutboxArgs),
     /// API tokens: create (scoped read/control/admin), list, revoke.
     Token(crate::tokens::TokenArgs),
+    /// Recordings: convert a MixMonitor WAV to MP3 as the recordings worker does (and how fast).
+    Recording(crate::recordings::RecordingArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -103,6 +105,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", config.summary());
             Ok(())
         }
+        Command::Recording(args) => crate::recordings::command(&args),
         Command::Token(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
             tokio::runtime::Runtime::new()?.block_on(crate::tokens::run(&config, args))
