@@ -121,20 +121,12 @@ impl Presence {
     /// Folds in one AMI event (or list item); returns the extensions it changed, in their
     /// new state. Any other message changes nothing.
     pub fn handle(&mut self, msg: &Message) -> Vec<ExtensionState> {
-        let Some(event) = msg.event() else {
-            return Vec::new();
-        };
-        let changed = match event.to_ascii_lowercase().as_str() {
-            "extensionstatus" => self.on_extension_status(msg),
-            "devicestatechange" => self.on_device_state(msg),
-            "queuememberstatus"
-            | "queuememberpause"
-            | "queuememberadded"
-            | "queuemember"
-            | "queuememberpenalty"
-            | "queuememberringinuse" => self.on_queue_member(msg),
-            "queuememberremoved" => self.on_queue_member_removed(msg),
-            _ => Vec::new(),
+        let changed = match source(msg) {
+            Some(Source::Hint) => self.on_extension_status(msg),
+            Some(Source::Device) => self.on_device_state(msg),
+            Some(Source::Member) => self.on_queue_member(msg),
+            Some(Source::MemberRemoved) => self.on_queue_member_removed(msg),
+            None => Vec::new(),
         };
         changed
             .into_iter()
@@ -192,7 +184,7 @@ impl Presence {
     }
 
     fn on_queue_member(&mut self, msg: &Message) -> Vec<String> {
-        let (Some(queue), Some(interface)) = (msg.get("Queue"), msg.get("Interface")) else {
+        let (Some(queue), Some(interface)) = (msg.get("Queue"), member_interface(msg)) else {
             return Vec::new();
         };
         let Some(exten) = member_extension(msg) else {
@@ -201,7 +193,11 @@ impl Presence {
         let member = QueueMembership {
             queue: queue.to_owned(),
             interface: interface.to_owned(),
-            name: msg.get("MemberName").unwrap_or_default().to_owned(),
+            name: msg
+                .get("MemberName")
+                .or_else(|| msg.get("Name"))
+                .unwrap_or_default()
+                .to_owned(),
             paused: msg.get("Paused").is_some_and(|p| p.trim() == "1"),
             paused_reason: msg.get("PausedReason").unwrap_or_default().to_owned(),
             in_call: msg.get("InCall").is_some_and(|p| p.trim() == "1"),
@@ -240,12 +236,52 @@ impl Presence {
     }
 }
 
+/// What kind of presence information a message carries.
+#[derive(Clone, Copy)]
+enum Source {
+    Hint,
+    Device,
+    Member,
+    MemberRemoved,
+}
+
+const SOURCES: [(&str, Source); 9] = [
+    ("ExtensionStatus", Source::Hint),
+    ("DeviceStateChange", Source::Device),
+    ("QueueMemberStatus", Source::Member),
+    ("QueueMemberPause", Source::Member),
+    ("QueueMemberAdded", Source::Member),
+    ("QueueMember", Source::Member),
+    ("QueueMemberPenalty", Source::Member),
+    ("QueueMemberRinginuse", Source::Member),
+    ("QueueMemberRemoved", Source::MemberRemoved),
+];
+
+/// Case-insensitive, without allocating: every AMI event of a busy PBX passes through here.
+fn source(msg: &Message) -> Option<Source> {
+    let event = msg.event()?;
+    SOURCES
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(event))
+        .map(|&(_, s)| s)
+}
+
+/// Whether `msg` can change presence (a cheap test before taking any lock).
+pub fn concerns(msg: &Message) -> bool {
+    source(msg).is_some()
+}
+
 fn changed_if(entry: &ExtensionState, before: &ExtensionState) -> Vec<String> {
     if entry == before {
         Vec::new()
     } else {
         vec![entry.extension.clone()]
     }
+}
+
+/// The member's interface: `Interface` of the events, `Location` of a `QueueStatus` item.
+fn member_interface(msg: &Message) -> Option<&str> {
+    msg.get("Interface").or_else(|| msg.get("Location"))
 }
 
 /// The extension a queue member stands for: `hint:201@ext-local` (FreePBX's state
@@ -256,7 +292,7 @@ fn member_extension(msg: &Message) -> Option<&str> {
         .and_then(|s| s.strip_prefix("hint:"))
         .and_then(|s| s.split('@').next());
     let from_interface = || {
-        let resource = msg.get("Interface")?.split_once('/')?.1;
+        let resource = member_interface(msg)?.split_once('/')?.1;
         resource.split(['@', '/']).next()
     };
     from_hint
@@ -444,7 +480,20 @@ mod tests {
         ] {
             out.extend(p.handle(&m).iter().map(line));
         }
-        let resync = [status("2", "Busy"), status("4", "Unavailable")];
+        // What a `QueueStatus` lists (`Location`, `Name`) after a reconnect, and the hints.
+        let resync = [
+            status("2", "Busy"),
+            status("4", "Unavailable"),
+            event(&[
+                ("Event", "QueueMember"),
+                ("Queue", "601"),
+                ("Name", "Alice Anderson"),
+                ("Location", "Local/201@from-queue/n"),
+                ("StateInterface", "hint:201@ext-local"),
+                ("Paused", "1"),
+                ("PausedReason", "meeting"),
+            ]),
+        ];
         out.push("resync:".into());
         out.extend(p.resync(&resync).iter().map(line));
         expect![[r#"
@@ -455,9 +504,10 @@ mod tests {
             201 Busy [Custom:DND201=BUSY] queues [600]
             201 Busy [Custom:DND201=BUSY] queues []
             resync:
-            201 Unavailable [Custom:DND201=BUSY] queues []"#]]
+            201 Unavailable [Custom:DND201=BUSY] queues []
+            201 Unavailable [Custom:DND201=BUSY] queues [601 paused]"#]]
         .assert_eq(&out.join("\n"));
         let json = serde_json::to_string(p.get("201").unwrap()).unwrap();
-        expect![[r#"{"extension":"201","context":"ext-local","hint":"PJSIP/201&Custom:DND201","state":"unavailable","devices":{"Custom:DND201":"BUSY"},"queues":[]}"#]].assert_eq(&json);
+        expect![[r#"{"extension":"201","context":"ext-local","hint":"PJSIP/201&Custom:DND201","state":"unavailable","devices":{"Custom:DND201":"BUSY"},"queues":[{"queue":"601","interface":"Local/201@from-queue/n","name":"Alice Anderson","paused":true,"paused_reason":"meeting","in_call":false}]}"#]].assert_eq(&json);
     }
 }

@@ -295,8 +295,7 @@ impl Tracker {
     }
 
     fn on_varset(&mut self, now: DateTime<Utc>, msg: &Message) {
-        // Variable/Value close the event: look from the end.
-        if msg.get_last("Variable") != Some("MIXMONITOR_FILENAME") {
+        if !is_recording_var(msg) {
             return;
         }
         let (Some(channel), Some(file)) = (msg.get("Channel"), non_empty(msg.get_last("Value")))
@@ -312,21 +311,7 @@ impl Tracker {
     }
 
     fn on_newexten(&mut self, now: DateTime<Utc>, msg: &Message) {
-        // Application names are case-insensitive in Asterisk (`BackGround`); FreePBX runs
-        // the menu prompt as `ExecIf(...?Background(...))`.
-        const APPS: [&str; 5] = ["BackGround", "WaitExten", "Read", "Busy", "Congestion"];
-        // Application/AppData close the event: look from the end.
-        let mut app = msg.get_last("Application").unwrap_or("");
-        if app.eq_ignore_ascii_case("ExecIf") {
-            let data = msg.get_last("AppData").unwrap_or("").to_ascii_lowercase();
-            if ["?background(", "?waitexten(", "?read("]
-                .iter()
-                .any(|a| data.contains(a))
-            {
-                app = "WaitExten";
-            }
-        }
-        let Some(app) = APPS.into_iter().find(|a| a.eq_ignore_ascii_case(app)) else {
+        let Some(app) = tracked_app(msg) else {
             return;
         };
         let Some(channel) = msg.get("Channel") else {
@@ -983,6 +968,43 @@ impl Tracker {
         };
         self.records.push_back(record);
     }
+}
+
+/// Whether [`Tracker::handle`] can learn anything from `msg`. The dialplan trace (`VarSet`,
+/// `Newexten`: most of a FreePBX stream) matters only for recordings, IVR menus and busy or
+/// congestion tones; a log of the events that pass is enough to rebuild the calls.
+pub fn tracks(msg: &Message) -> bool {
+    match msg.event() {
+        Some("VarSet") => is_recording_var(msg),
+        Some("Newexten") => tracked_app(msg).is_some(),
+        Some(_) => true,
+        None => false,
+    }
+}
+
+/// `MIXMONITOR_FILENAME` being set: the call's recording.
+fn is_recording_var(msg: &Message) -> bool {
+    // Variable/Value close the event: look from the end.
+    msg.get_last("Variable") == Some("MIXMONITOR_FILENAME")
+}
+
+/// The dialplan application of a `Newexten` the tracker follows (menus, busy/congestion).
+fn tracked_app(msg: &Message) -> Option<&'static str> {
+    // Application names are case-insensitive in Asterisk (`BackGround`); FreePBX runs
+    // the menu prompt as `ExecIf(...?Background(...))`.
+    const APPS: [&str; 5] = ["BackGround", "WaitExten", "Read", "Busy", "Congestion"];
+    // Application/AppData close the event: look from the end.
+    let mut app = msg.get_last("Application").unwrap_or("");
+    if app.eq_ignore_ascii_case("ExecIf") {
+        let data = msg.get_last("AppData").unwrap_or("").to_ascii_lowercase();
+        if ["?background(", "?waitexten(", "?read("]
+            .iter()
+            .any(|a| data.contains(a))
+        {
+            app = "WaitExten";
+        }
+    }
+    APPS.into_iter().find(|a| a.eq_ignore_ascii_case(app))
 }
 
 #[cfg(test)]

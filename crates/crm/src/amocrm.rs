@@ -455,7 +455,10 @@ mod tests {
     fn ringing_notifies_the_users_of_the_ringing_phones() {
         let extensions = ["201".to_owned(), "299".to_owned()];
         let (kind, payload) = ringing("+74951234567", &extensions, &config()).unwrap();
-        expect![[r#"notify: {"add":[{"phone_number":"+74951234567","type":"phone_call","users":[501]}]}"#]].assert_eq(&format!("{kind}: {payload}"));
+        expect![[
+            r#"notify: {"add":[{"phone_number":"+74951234567","type":"phone_call","users":[501]}]}"#
+        ]]
+        .assert_eq(&format!("{kind}: {payload}"));
         assert_eq!(ringing("1", &["299".to_owned()], &config()), None);
     }
 

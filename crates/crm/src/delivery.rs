@@ -28,7 +28,7 @@ pub struct HttpRequest {
     pub url: String,
     /// Header name/value pairs besides `Content-Type: application/json`.
     pub headers: Vec<(String, String)>,
-    /// JSON body (always POSTed).
+    /// JSON body, POSTed; empty: the request is a GET (e.g. an OAuth token renewal).
     pub body: String,
 }
 
@@ -106,6 +106,23 @@ pub trait Connector: std::fmt::Debug + Send + Sync {
         item: &OutboxItem,
         response: &HttpResponse,
     ) -> Result<Progress, DeliveryError>;
+
+    /// Most requests one [`Connector::batch`] request may carry; 1: the CRM has no batch
+    /// method, every request goes alone.
+    fn batch_limit(&self) -> usize {
+        1
+    }
+
+    /// Several requests as one (the CRM's batch method), to spare its rate limit; `None`
+    /// when these cannot go together (then they go one by one).
+    fn batch(&self, _requests: &[HttpRequest]) -> Option<HttpRequest> {
+        None
+    }
+
+    /// The answer to a [`Connector::batch`] request as one answer per request, in order.
+    fn split_batch(&self, response: &HttpResponse, count: usize) -> Vec<HttpResponse> {
+        vec![response.clone(); count]
+    }
 }
 
 /// Retry delay after `attempt` failures: "full jitter" exponential backoff, a uniform pick in
