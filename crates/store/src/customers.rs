@@ -47,7 +47,7 @@ impl License {
 }
 
 /// Downloads of one release by one customer.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct CustomerDownloads {
     /// The customer's name.
     pub customer: String,

@@ -76,7 +76,23 @@ impl Store {
         calls: &[(&CallRecord, &[NewOutboxRow])],
         now: DateTime<Utc>,
     ) -> Result<()> {
+        self.save_journal(pbx, &[], calls, now).await
+    }
+
+    /// [`Store::save_calls`] with the outbox rows of calls still in progress (CRM steps
+    /// planned from live call events), all in ONE transaction. The live rows go first: a call's
+    /// live rows always come before its record's rows, and rows are delivered in id order.
+    pub async fn save_journal(
+        &self,
+        pbx: &str,
+        live: &[(&str, &[NewOutboxRow])],
+        calls: &[(&CallRecord, &[NewOutboxRow])],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        for (call_id, outbox) in live {
+            insert_outbox_rows(&mut tx, pbx, call_id, outbox, now).await?;
+        }
         for (call, outbox) in calls {
             save_call_in(&mut tx, pbx, call, outbox, now).await?;
         }

@@ -30,8 +30,8 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
-pub use customers::{Customer, CustomerDownloads, License};
 pub use cluster::{Lease, Listener, LIVE_CHANNEL};
+pub use customers::{Customer, CustomerDownloads, License};
 pub use events::RawEvent;
 pub use journal::{CallFilter, CallPage, StoredCall};
 pub use outbox::{

@@ -225,6 +225,22 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Hands back a claimed row that was never attempted (the worker is stopping): pending
+    /// again, due as before, its claim's attempt not counted. False when `owner` no longer
+    /// holds it.
+    pub async fn release_outbox(&self, id: i64, owner: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE outbox SET status = 'pending', lease_owner = NULL, lease_until = NULL, \
+             attempts = attempts - 1 \
+             WHERE id = $1 AND lease_owner = $2 AND status = 'in_flight'",
+        )
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Every outbox row of a call, oldest first (for the journal and for inspection).
     pub async fn outbox_for_call(&self, pbx: &str, call_id: &str) -> Result<Vec<OutboxRow>> {
         let rows = sqlx::query(&format!(

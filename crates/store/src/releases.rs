@@ -57,7 +57,7 @@ pub struct Release {
 }
 
 /// One line of the audit log.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AuditEntry {
     /// When it happened.
     pub at: DateTime<Utc>,

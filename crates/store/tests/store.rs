@@ -109,6 +109,7 @@ on_both_backends!(
     journal_pages,
     outbox_concurrent_claims_are_disjoint,
     outbox_lease_and_failures,
+    outbox_release_at_shutdown,
     outbox_list_requeue_purge,
     raw_events_and_retention,
     real_call_records_round_trip,
@@ -516,6 +517,35 @@ async fn outbox_concurrent_claims_are_disjoint(store: &Store) {
         a_ids.intersection(&b_ids)
     );
     assert_eq!(a.len() + b.len(), CALLS * ROWS_PER_CALL);
+}
+
+/// A stopping worker hands back what it claimed but never tried: due again at once, for
+/// anyone, its attempt not counted; a row it no longer holds is left alone.
+async fn outbox_release_at_shutdown(store: &Store) {
+    let call = bare_call("1700000000.2", 0, Disposition::Answered);
+    store
+        .save_call("pbx1", &call, &[delivery("r1"), delivery("r2")], at(0))
+        .await
+        .unwrap();
+    let lease = TimeDelta::seconds(300);
+    let claimed = store.claim_outbox("w1", 10, lease, at(1)).await.unwrap();
+    let ids: Vec<i64> = claimed.iter().map(|r| r.id).collect();
+    assert!(store.mark_delivered(ids[0], "w1", at(2)).await.unwrap());
+    assert!(
+        !store.release_outbox(ids[0], "w1").await.unwrap(),
+        "delivered stays delivered"
+    );
+    assert!(
+        !store.release_outbox(ids[1], "w2").await.unwrap(),
+        "not w2's row"
+    );
+    assert!(store.release_outbox(ids[1], "w1").await.unwrap());
+    let again = store.claim_outbox("w2", 10, lease, at(3)).await.unwrap();
+    assert_eq!(again.iter().map(|r| r.id).collect::<Vec<_>>(), [ids[1]]);
+    assert_eq!(
+        again[0].attempts, 1,
+        "the released claim was not an attempt"
+    );
 }
 
 async fn outbox_lease_and_failures(store: &Store) {
@@ -947,25 +977,56 @@ async fn users_and_sessions(store: &Store) {
 /// expired or was released.
 async fn pbx_leases_one_owner_at_a_time(store: &Store) {
     let ttl = TimeDelta::seconds(15);
-    assert!(store.acquire_lease("office", "a", ttl, at(0)).await.unwrap());
-    assert!(!store.acquire_lease("office", "b", ttl, at(1)).await.unwrap());
+    assert!(store
+        .acquire_lease("office", "a", ttl, at(0))
+        .await
+        .unwrap());
+    assert!(!store
+        .acquire_lease("office", "b", ttl, at(1))
+        .await
+        .unwrap());
     // Renewed by its owner: still a's at 15 s, after the first expiry.
-    assert!(store.acquire_lease("office", "a", ttl, at(10)).await.unwrap());
-    assert!(!store.acquire_lease("office", "b", ttl, at(20)).await.unwrap());
-    assert!(store.acquire_lease("branch", "b", ttl, at(20)).await.unwrap());
+    assert!(store
+        .acquire_lease("office", "a", ttl, at(10))
+        .await
+        .unwrap());
+    assert!(!store
+        .acquire_lease("office", "b", ttl, at(20))
+        .await
+        .unwrap());
+    assert!(store
+        .acquire_lease("branch", "b", ttl, at(20))
+        .await
+        .unwrap());
     // a stops renewing (killed): b takes over once the lease has lapsed.
-    assert!(store.acquire_lease("office", "b", ttl, at(26)).await.unwrap());
-    assert!(!store.acquire_lease("office", "a", ttl, at(27)).await.unwrap());
+    assert!(store
+        .acquire_lease("office", "b", ttl, at(26))
+        .await
+        .unwrap());
+    assert!(!store
+        .acquire_lease("office", "a", ttl, at(27))
+        .await
+        .unwrap());
     // A release hands it over at once; releasing someone else's lease does nothing.
     store.release_lease("office", "a").await.unwrap();
     store.release_lease("branch", "b").await.unwrap();
-    assert!(store.acquire_lease("branch", "a", ttl, at(28)).await.unwrap());
+    assert!(store
+        .acquire_lease("branch", "a", ttl, at(28))
+        .await
+        .unwrap());
     let leases: Vec<_> = store
         .leases()
         .await
         .unwrap()
         .into_iter()
-        .map(|l| (l.pbx, l.owner, l.since == at(26) || l.since == at(28), l.expires_at))
+        .map(|l| {
+            (
+                l.pbx,
+                l.owner,
+                l.since == at(26) || l.since == at(28),
+                l.expires_at,
+            )
+        })
         .collect();
     assert_eq!(
         leases,
@@ -1000,7 +1061,12 @@ async fn unfinished_calls_for_a_takeover(store: &Store) {
         .await
         .unwrap();
     store
-        .save_call("pbx1", &bare_call("done", 0, Disposition::Answered), &[], at(8))
+        .save_call(
+            "pbx1",
+            &bare_call("done", 0, Disposition::Answered),
+            &[],
+            at(8),
+        )
         .await
         .unwrap();
     let seqs: Vec<u64> = store
@@ -1020,6 +1086,9 @@ async fn live_events_between_instances(store: &Store) {
         store.notify(store::LIVE_CHANNEL, "x").await.unwrap();
         return;
     };
-    store.notify(store::LIVE_CHANNEL, "{\"call\":\"1\"}").await.unwrap();
+    store
+        .notify(store::LIVE_CHANNEL, "{\"call\":\"1\"}")
+        .await
+        .unwrap();
     assert_eq!(listener.recv().await.unwrap(), "{\"call\":\"1\"}");
 }
