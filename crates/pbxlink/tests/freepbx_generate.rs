@@ -282,3 +282,58 @@ fn package_installs_through_the_release_server_like_freepbx_fetches_it() {
         .unwrap()
         .contains("secret = @PBXLINK_AMI_SECRET@\n"));
 }
+
+#[test]
+fn package_for_a_customer_carries_its_checked_token_in_the_update_url() {
+    let site = Site::new(FREEPBX_CONFIG);
+    let acme = site.add_customer("acme");
+    let globex = site.add_customer("globex");
+    let out_dir = site.dir.path().join("dist");
+    let package = |customer: &str, token: &str| {
+        let out = site.pbxlink_env(
+            &[
+                "freepbx",
+                "package",
+                "--version",
+                "1.0.0",
+                "--customer",
+                customer,
+                "--out",
+                out_dir.to_str().unwrap(),
+            ],
+            &[("PBXLINK_CUSTOMER_TOKEN", token)],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.success(), stderr)
+    };
+    assert_eq!(package("acme", &acme), (true, String::new()));
+    let module_xml = std::process::Command::new("tar")
+        .args(["-xzOf"])
+        .arg(out_dir.join("pbxlink-1.0.0-acme.tgz"))
+        .arg("pbxlink/module.xml")
+        .output()
+        .unwrap();
+    let module_xml = String::from_utf8(module_xml.stdout).unwrap();
+    assert!(
+        module_xml.contains(&format!(
+            "<updateurl>https://releases.example.com/c/{acme}/getModuleUpdate/pbxlink/1.0.0</updateurl>"
+        )),
+        "{module_xml}"
+    );
+    // Another customer's token, a revoked one, or a typo ship nothing.
+    site.ok(&["release", "customer", "revoke", "globex"]);
+    expect![[r#"
+        (
+            false,
+            "Error: that token belongs to another customer than globex\n",
+        )
+    "#]]
+    .assert_debug_eq(&package("globex", &acme));
+    expect![[r#"
+        (
+            false,
+            "Error: that token is not a live customer token (revoked, or a typo?)\n",
+        )
+    "#]]
+    .assert_debug_eq(&package("globex", &globex));
+}

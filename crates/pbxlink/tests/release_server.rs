@@ -12,9 +12,9 @@ use expect_test::expect;
 use md5::Digest as _;
 use release_support::{curl, eventually, module_tgz, tgz, Site, PUBLISH_KEY};
 
-/// A site with `demo` 1.0.0 and 1.1.0 on stable, 1.2.0 on beta, and a beta customer token.
+/// A site with `demo` 1.0.0 and 1.1.0 on stable, 1.2.0 on beta.
 fn demo_site() -> Site {
-    let site = Site::new("[release.customers]\nbeta-customer = \"beta\"\n");
+    let site = Site::new("");
     site.publish("demo", "1.0.0", "stable");
     site.publish("demo", "1.1.0", "stable");
     site.publish("demo", "1.2.0", "beta");
@@ -43,7 +43,7 @@ fn answer(site: &Site, url: &str, extra: &[&str]) -> String {
 }
 
 fn mask(json: &mut serde_json::Value) {
-    for key in ["md5sum", "sha1sum", "packaged"] {
+    for key in ["md5sum", "sha1sum", "sha256sum", "packaged"] {
         if json.get(key).is_some() {
             json[key] = key.into();
         }
@@ -87,6 +87,7 @@ fn update_offers_only_newer_versions_and_errors_are_plain_text() {
           "publisher": "pbxlink tests",
           "rawname": "demo",
           "sha1sum": "sha1sum",
+          "sha256sum": "sha256sum",
           "version": "1.1.0"
         }"#]]
     .assert_eq(&get("/getModuleUpdate/demo/0.9"));
@@ -102,13 +103,13 @@ fn update_offers_only_newer_versions_and_errors_are_plain_text() {
         no update: demo 2.0 is current
     "#]]
     .assert_eq(&get("/getModuleUpdate/demo/2.0"));
-    // The beta channel, through a customer's update URL; a trailing '?' changes nothing.
-    let beta = get("/c/beta-customer/getModuleUpdate/demo/1.1.0?");
-    assert!(beta.contains("\"version\": \"1.2.0\""), "{beta}");
-    assert!(!beta.contains("\"signed\""), "{beta}");
+    // A trailing '?' changes nothing; a customer URL needs a customer's token.
+    let stable = get("/getModuleUpdate/demo/1.0.0?");
+    assert!(stable.contains("\"version\": \"1.1.0\""), "{stable}");
+    assert!(!stable.contains("\"signed\""), "{stable}");
     expect![[r#"
         HTTP/1.1 403 Forbidden (text/plain; charset=utf-8)
-        unknown customer token
+        unknown or revoked customer token
     "#]]
     .assert_eq(&get("/c/nobody/getModuleUpdate/demo/1.1.0"));
     expect![[r#"
@@ -484,5 +485,73 @@ fn publish_api_needs_a_fresh_signature_and_counts_are_kept() {
             "2",
             "1"
         ]
+    );
+}
+
+#[test]
+fn signed_releases_carry_their_signature_and_verify() {
+    let keys = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let site = Site::new(&format!(
+        "[release]\nminisign_pubkey = \"{}\"\n",
+        keys.pk.to_base64()
+    ));
+    let sign = |name: &str, tgz: &[u8], comment: &str| {
+        let file = site.dir.path().join(name);
+        std::fs::write(&file, tgz).unwrap();
+        let sig = minisign::sign(None, &keys.sk, tgz, Some(comment), None).unwrap();
+        std::fs::write(format!("{}.minisig", file.display()), sig.to_string()).unwrap();
+        file.to_str().unwrap().to_owned()
+    };
+    let tgz = module_tgz("signed", "1.0.0");
+    let file = sign("signed-1.0.0.tgz", &tgz, "signed 1.0.0 by the vendor");
+    // Publishing picks up FILE.minisig and checks it against the configured key.
+    site.ok(&["release", "publish", &file, "--channel", "stable"]);
+    let sha256 = hex::encode(sha2::Sha256::digest(&tgz));
+    let verified = site.ok(&["release", "verify", &file]);
+    assert_eq!(
+        verified,
+        format!(
+            "signed 1.0.0: {} bytes\nsha256 {sha256}\nmd5    {}\n\
+             signature ok: signed 1.0.0 by the vendor\n",
+            tgz.len(),
+            hex::encode(md5::Md5::digest(&tgz))
+        )
+    );
+    // Another file under that signature fails, and is refused at publish.
+    let other = site.dir.path().join("signed-1.0.1.tgz");
+    std::fs::write(&other, module_tgz("signed", "1.0.1")).unwrap();
+    std::fs::copy(
+        format!("{file}.minisig"),
+        format!("{}.minisig", other.display()),
+    )
+    .unwrap();
+    let other = other.to_str().unwrap();
+    let failed = site.pbxlink(&["release", "verify", other]);
+    assert!(!failed.status.success());
+    assert!(
+        String::from_utf8_lossy(&failed.stderr)
+            .contains("the signature does not match this file and key"),
+        "{failed:?}"
+    );
+    assert!(!site
+        .pbxlink(&["release", "publish", other, "--channel", "stable"])
+        .status
+        .success());
+
+    // The server gives the sha256 in the update JSON and the signature beside the file.
+    let server = site.serve(&["--self-signed"]);
+    let offer: serde_json::Value = serde_json::from_str(&curl(
+        &site.cert(),
+        &[&server.url("/getModuleUpdate/signed/0.1")],
+    ))
+    .unwrap();
+    assert_eq!(offer["sha256sum"], sha256.as_str());
+    let served = curl(
+        &site.cert(),
+        &[&server.url(&format!("/files/{sha256}.tgz.minisig"))],
+    );
+    assert_eq!(
+        served,
+        std::fs::read_to_string(format!("{file}.minisig")).unwrap()
     );
 }

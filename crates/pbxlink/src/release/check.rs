@@ -205,6 +205,7 @@ async fn run_steps(
         return fail(Step::UpdateCheck, format!("location {location} is not absolute https: FreePBX fetches it from its own mirrors"));
     }
     let sha1sum = field("sha1sum");
+    let sha256sum = field("sha256sum");
     ok(
         Step::UpdateCheck,
         format!("{status}, offers {rawname} {offered} at {location}"),
@@ -289,26 +290,23 @@ async fn run_steps(
             format!("md5 {md5} but md5sum {md5sum} advertised"),
         );
     }
-    if let Some(sha1sum) = sha1sum {
-        let sha1 = hex::encode(sha1::Sha1::digest(&tgz));
-        if !sha1.eq_ignore_ascii_case(sha1sum) {
+    let mut matching = String::new();
+    for (name, advertised, digest) in [
+        ("sha1", sha1sum, hex::encode(sha1::Sha1::digest(&tgz))),
+        ("sha256", sha256sum, hex::encode(sha2::Sha256::digest(&tgz))),
+    ] {
+        let Some(advertised) = advertised else {
+            continue;
+        };
+        if !digest.eq_ignore_ascii_case(advertised) {
             return fail(
                 Step::Checksum,
-                format!("sha1 {sha1} but sha1sum {sha1sum} advertised"),
+                format!("{name} {digest} but {name}sum {advertised} advertised"),
             );
         }
+        matching.push_str(&format!(", {name} matches"));
     }
-    ok(
-        Step::Checksum,
-        format!(
-            "md5 {md5}{}",
-            if sha1sum.is_some() {
-                ", sha1 matches"
-            } else {
-                ""
-            }
-        ),
-    );
+    ok(Step::Checksum, format!("md5 {md5}{matching}"));
 
     // 5. and 6. The archive and its module.xml.
     let module = super::module::read_tarball(&tgz).or_else(|e| fail(Step::Untar, e.to_string()))?;

@@ -1,15 +1,22 @@
-//! FreePBX module distribution: `pbxlink release-server` (what FreePBX updates from) and
-//! `pbxlink release publish|list|yank|audit|check`.
+//! FreePBX module distribution: `pbxlink release-server` (what FreePBX updates from, and the
+//! customer cabinet) and `pbxlink release publish|list|yank|audit|check|verify|customer|license`.
 
+mod cabinet;
 mod check;
+mod customers;
+mod customize;
+mod licensing;
 pub mod module;
 mod publish;
 mod server;
+mod signature;
 pub mod version;
 
+pub(crate) use customers::customer_update_url;
+
+// `pbxlink check-config` loads the configured TLS files the way the server will.
 pub(crate) use server::{tls_acceptor, Identity};
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -56,6 +63,17 @@ enum ReleaseCommand {
         #[arg(long)]
         ca_file: Option<PathBuf>,
     },
+    /// Check a module tarball's minisign signature; print its digests and module.xml.
+    Verify {
+        file: PathBuf,
+        /// The signature file (default: FILE.minisig).
+        #[arg(long)]
+        sig: Option<PathBuf>,
+        /// The public key, base64 (`RW...`) or a minisign .pub file (default:
+        /// `[release] minisign_pubkey`).
+        #[arg(long)]
+        pubkey: Option<String>,
+    },
     #[command(flatten)]
     Manage(ManageCommand),
 }
@@ -71,6 +89,10 @@ enum ManageCommand {
         /// Serve the file from this https URL (CDN, S3) instead of from pbxlink.
         #[arg(long)]
         location: Option<String>,
+        /// Its minisign signature (default: FILE.minisig when it exists); checked against
+        /// `[release] minisign_pubkey` when set.
+        #[arg(long)]
+        sig: Option<PathBuf>,
     },
     /// Every release with its digests, channel, state and counts.
     List,
@@ -81,8 +103,18 @@ enum ManageCommand {
         #[arg(long, default_value = "")]
         reason: String,
     },
-    /// The log of publishes and yanks.
+    /// The log of publishes, yanks, customers and licenses.
     Audit,
+    /// Customers of licensed modules: add (prints the token once), list, revoke.
+    Customer {
+        #[command(subcommand)]
+        command: customers::CustomerCommand,
+    },
+    /// Module licenses: grant, revoke, list.
+    License {
+        #[command(subcommand)]
+        command: customers::LicenseCommand,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -179,16 +211,9 @@ pub fn serve(config: Config, args: ServerArgs) -> anyhow::Result<()> {
             .ok()
             .filter(|k| !k.is_empty())
             .map(String::into_bytes);
-        let customers: HashMap<_, _> = config.release.customers.clone().into_iter().collect();
         let store = open_store(&config).await?;
-        let server = server::ReleaseServer::new(
-            store,
-            files_dir(&config),
-            public_url,
-            customers,
-            publish_key,
-        )
-        .await?;
+        let server =
+            server::ReleaseServer::new(store, files_dir(&config), public_url, publish_key).await?;
         server::run(server, listener, tls).await
     })
 }
@@ -211,6 +236,9 @@ pub fn run(config: Config, args: ReleaseArgs) -> anyhow::Result<()> {
                         anyhow::Error::new(failure)
                     });
             }
+            ReleaseCommand::Verify { file, sig, pubkey } => {
+                return verify(&config, &file, sig.as_deref(), pubkey.as_deref());
+            }
             ReleaseCommand::Manage(command) => command,
         };
         let store = open_store(&config).await?;
@@ -223,15 +251,25 @@ pub fn run(config: Config, args: ReleaseArgs) -> anyhow::Result<()> {
                 file,
                 channel,
                 location,
+                sig,
             } => {
                 let tgz =
                     std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                let minisig = signature::read_for(&file, sig.as_deref())?;
+                if let (Some(minisig), Some(key)) = (&minisig, &config.release.minisign_pubkey) {
+                    signature::verify(&tgz, minisig, &signature::public_key(key)?)
+                        .with_context(|| format!("{}: refusing to publish", file.display()))?;
+                }
+                let options = publish::Options {
+                    channel: channel.into(),
+                    location,
+                    minisig,
+                };
                 let r = publish::publish(
                     &store,
                     &files_dir(&config),
                     &tgz,
-                    channel.into(),
-                    location,
+                    options,
                     &actor,
                     Utc::now(),
                 )
@@ -260,16 +298,27 @@ pub fn run(config: Config, args: ReleaseArgs) -> anyhow::Result<()> {
             }
             ManageCommand::Audit => {
                 for e in store.release_audit().await? {
+                    let customer = e.customer.map(|c| format!("customer {c}"));
+                    let what = [Some(e.action), customer, Some(e.rawname), Some(e.version)];
+                    let what: Vec<String> = what
+                        .into_iter()
+                        .flatten()
+                        .filter(|w| !w.is_empty())
+                        .collect();
                     println!(
-                        "{} {} {} {} by {}: {}",
+                        "{} {} by {}: {}",
                         e.at.to_rfc3339(),
-                        e.action,
-                        e.rawname,
-                        e.version,
+                        what.join(" "),
                         e.actor,
                         e.detail
                     );
                 }
+            }
+            ManageCommand::Customer { command } => {
+                customers::customer(&store, &config, &actor, command).await?;
+            }
+            ManageCommand::License { command } => {
+                customers::license(&store, &actor, command).await?;
             }
         }
         Ok(())
@@ -308,4 +357,32 @@ fn list_table(releases: &[store::Release]) -> String {
         ]);
     }
     format!("{table}\n")
+}
+
+/// `pbxlink release verify`: the signature (when a key is known), the digests, module.xml.
+fn verify(
+    config: &Config,
+    file: &std::path::Path,
+    sig: Option<&std::path::Path>,
+    pubkey: Option<&str>,
+) -> anyhow::Result<()> {
+    let tgz = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let module = module::read_tarball(&tgz).with_context(|| format!("{}", file.display()))?;
+    let digests = customize::Digests::of(&tgz);
+    println!(
+        "{} {}: {} bytes\nsha256 {}\nmd5    {}",
+        module.rawname, module.version, digests.size, digests.sha256, digests.md5
+    );
+    let key = pubkey
+        .or(config.release.minisign_pubkey.as_deref())
+        .context("no public key: --pubkey KEY or [release] minisign_pubkey")?;
+    let minisig = signature::read_for(file, sig)?.with_context(|| {
+        format!(
+            "no signature: {} does not exist (--sig FILE)",
+            signature::default_path(file).display()
+        )
+    })?;
+    let trusted = signature::verify(&tgz, &minisig, &signature::public_key(key)?)?;
+    println!("signature ok: {trusted}");
+    Ok(())
 }

@@ -8,6 +8,7 @@ use hmac::{Hmac, Mac as _};
 use md5::Digest as _;
 use store::{NewRelease, Store};
 
+use super::customize::Digests;
 use super::module::{read_tarball, ModuleError};
 use crate::config::ReleaseChannel;
 
@@ -38,31 +39,41 @@ pub enum PublishError {
     Store(#[from] store::StoreError),
 }
 
+/// How a tarball is published.
+#[derive(Debug)]
+pub struct Options {
+    pub channel: ReleaseChannel,
+    /// Serve the file from this https URL (CDN, S3) instead of from pbxlink.
+    pub location: Option<String>,
+    /// Its minisign signature (checked by the caller against the configured key).
+    pub minisig: Option<String>,
+}
+
 /// Checks `tgz`, keeps it under `files_dir/<sha256>.tgz` and records the release.
 pub async fn publish(
     store: &Store,
     files_dir: &Path,
     tgz: &[u8],
-    channel: ReleaseChannel,
-    location: Option<String>,
+    options: Options,
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<NewRelease, PublishError> {
+    let Options {
+        channel,
+        location,
+        minisig,
+    } = options;
     let module = read_tarball(tgz)?;
     if let Some(url) = &location {
         if !url.starts_with("https://") || url::Url::parse(url).is_err() {
             return Err(PublishError::BadLocation(url.clone()));
         }
     }
-    let sha256 = hex::encode(sha2::Sha256::digest(tgz));
+    let digests = Digests::of(tgz);
     let release = NewRelease {
         rawname: module.rawname,
         version: module.version,
-        channel: match channel {
-            ReleaseChannel::Stable => "stable",
-            ReleaseChannel::Beta => "beta",
-        }
-        .to_owned(),
+        channel: super::licensing::channel_name(channel).to_owned(),
         name: module.name,
         publisher: module.publisher,
         license: module.license,
@@ -73,13 +84,14 @@ pub async fn publish(
             .transpose()
             .ok()
             .flatten(),
-        size: tgz.len() as u64,
-        md5: hex::encode(md5::Md5::digest(tgz)),
-        sha1: hex::encode(sha1::Sha1::digest(tgz)),
-        sha256: sha256.clone(),
+        size: digests.size,
+        md5: digests.md5,
+        sha1: digests.sha1,
+        sha256: digests.sha256.clone(),
         location,
-        minisig: None,
+        minisig,
     };
+    let sha256 = digests.sha256;
     // The file goes in before the row, so a listed release always has its bytes; a temporary
     // name and a rename keep a half-written file from ever being served.
     tokio::fs::create_dir_all(files_dir).await?;

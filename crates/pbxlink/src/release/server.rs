@@ -22,8 +22,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, on, post, MethodFilter};
 use axum::Router;
 use chrono::Utc;
-use store::{Release, ReleaseCounts, Store};
+use store::{CustomerDownloads, Release, ReleaseCounts, Store};
 
+use super::customize::{self, Digests};
+use super::licensing::{self, Access, Denied, Licensing};
 use super::publish::{self, PublishError};
 use super::version;
 use crate::config::ReleaseChannel;
@@ -41,18 +43,22 @@ pub struct ReleaseServer {
     files_dir: PathBuf,
     /// `https://host[:port]`, no trailing slash.
     public_url: String,
-    customers: HashMap<String, ReleaseChannel>,
     publish_key: Option<Vec<u8>>,
     releases: RwLock<Arc<Vec<Listed>>>,
     /// The list before the current one: requests that took it just before a reload may still
     /// count into it, so its counters are collected once more, one round later.
     retired: Mutex<Option<Arc<Vec<Listed>>>>,
+    licensing: RwLock<Arc<Licensing>>,
+    /// Downloads through customer URLs since the last flush, by customer, module, version.
+    customer_downloads: Mutex<HashMap<(String, String, String), u64>>,
+    /// Digests of customer copies of licensed releases, by token hash and published sha256.
+    copies: Mutex<HashMap<(String, String), Arc<Digests>>>,
 }
 
 /// A release as the handlers see it, with its counters since the last flush (atomics: the
 /// hot path takes no lock and allocates nothing to count).
 #[derive(Debug)]
-struct Listed {
+pub(super) struct Listed {
     stored: Release,
     /// `depends` parsed once, not per request.
     depends: Option<serde_json::Value>,
@@ -104,18 +110,20 @@ impl ReleaseServer {
         store: Store,
         files_dir: PathBuf,
         public_url: String,
-        customers: HashMap<String, ReleaseChannel>,
         publish_key: Option<Vec<u8>>,
     ) -> anyhow::Result<Arc<Self>> {
         let releases = store.releases().await?;
+        let licensing = Licensing::load(&store).await?;
         Ok(Arc::new(Self {
             store,
             files_dir,
             public_url: public_url.trim_end_matches('/').to_owned(),
-            customers,
             publish_key,
             releases: RwLock::new(listed(releases)),
             retired: Mutex::default(),
+            licensing: RwLock::new(Arc::new(licensing)),
+            customer_downloads: Mutex::default(),
+            copies: Mutex::default(),
         }))
     }
 
@@ -154,9 +162,39 @@ impl ReleaseServer {
                 return Err(e.into());
             }
         }
+        self.flush_customer_downloads().await?;
         let fresh = listed(self.store.releases().await?);
+        let licensing = Arc::new(Licensing::load(&self.store).await?);
         let old = std::mem::replace(&mut *self.releases.write().unwrap(), fresh);
         *self.retired.lock().unwrap() = Some(old);
+        *self.licensing.write().unwrap() = licensing;
+        Ok(())
+    }
+
+    async fn flush_customer_downloads(&self) -> anyhow::Result<()> {
+        let gathered = std::mem::take(&mut *self.customer_downloads.lock().unwrap());
+        if gathered.is_empty() {
+            return Ok(());
+        }
+        let counts: Vec<CustomerDownloads> = gathered
+            .iter()
+            .map(
+                |((customer, rawname, version), &downloads)| CustomerDownloads {
+                    customer: customer.clone(),
+                    rawname: rawname.clone(),
+                    version: version.clone(),
+                    downloads,
+                },
+            )
+            .collect();
+        if let Err(e) = self.store.add_customer_downloads(&counts).await {
+            // Put them back: the next round writes them.
+            let mut pending = self.customer_downloads.lock().unwrap();
+            for (key, n) in gathered {
+                *pending.entry(key).or_default() += n;
+            }
+            return Err(e.into());
+        }
         Ok(())
     }
 
@@ -171,12 +209,96 @@ impl ReleaseServer {
         }
     }
 
-    fn snapshot(&self) -> Arc<Vec<Listed>> {
+    pub(super) fn snapshot(&self) -> Arc<Vec<Listed>> {
         self.releases.read().unwrap().clone()
     }
 
-    fn file_url(&self, rawname: &str, version: &str) -> String {
-        format!("{}/getModuleFile/{rawname}/{version}.tgz", self.public_url)
+    pub(super) fn licensing(&self) -> Arc<Licensing> {
+        self.licensing.read().unwrap().clone()
+    }
+
+    pub(super) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The base of the URLs a request's answer points at: plain, or the customer's.
+    pub(super) fn base(&self, via: &Via) -> String {
+        match via {
+            Via::Public => self.public_url.clone(),
+            Via::Customer { token, .. } => format!("{}/c/{token}", self.public_url),
+        }
+    }
+
+    pub(super) fn file_url(&self, via: &Via, rawname: &str, version: &str) -> String {
+        format!("{}/getModuleFile/{rawname}/{version}.tgz", self.base(via))
+    }
+
+    /// The customer's copy of a licensed release (see `customize`), made off the runtime's
+    /// threads: unpacking and packing again takes a while for a large module.
+    async fn customer_copy(&self, token: &str, r: &Release) -> anyhow::Result<Vec<u8>> {
+        let path = self.files_dir.join(format!("{}.tgz", r.release.sha256));
+        let published = tokio::fs::read(&path).await?;
+        let rawname = r.release.rawname.clone();
+        let url = format!(
+            "{}/c/{token}/getModuleUpdate/{rawname}/{}",
+            self.public_url, r.release.version
+        );
+        Ok(tokio::task::spawn_blocking(move || {
+            customize::with_update_url(&published, &rawname, &url)
+        })
+        .await??)
+    }
+
+    /// Size and digests of what `via` downloads of `r`: the published file's, or those of the
+    /// customer's copy (computed once per customer and release).
+    pub(super) async fn digests(&self, via: &Via<'_>, r: &Release) -> anyhow::Result<Arc<Digests>> {
+        let Via::Customer {
+            token,
+            access: Access { licensed: true, .. },
+        } = via
+        else {
+            let r = &r.release;
+            return Ok(Arc::new(Digests {
+                size: r.size,
+                md5: r.md5.clone(),
+                sha1: r.sha1.clone(),
+                sha256: r.sha256.clone(),
+            }));
+        };
+        let key = (licensing::token_hash(token), r.release.sha256.clone());
+        if let Some(known) = self.copies.lock().unwrap().get(&key) {
+            return Ok(known.clone());
+        }
+        let digests = Arc::new(Digests::of(&self.customer_copy(token, r).await?));
+        self.copies.lock().unwrap().insert(key, digests.clone());
+        Ok(digests)
+    }
+}
+
+/// Who a request comes from: FreePBX on a plain path, or a customer's token.
+#[derive(Debug)]
+pub(super) enum Via<'a> {
+    Public,
+    Customer { token: &'a str, access: Access },
+}
+
+impl<'a> Via<'a> {
+    /// Who may have `rawname`: anybody on the plain paths when it is public, a customer as
+    /// its license says.
+    pub(super) fn check(
+        server: &ReleaseServer,
+        token: Option<&'a str>,
+        rawname: &str,
+    ) -> Result<(Via<'a>, ReleaseChannel), Denied> {
+        let licensing = server.licensing();
+        match token {
+            None => Ok((Via::Public, licensing.public(rawname)?)),
+            Some(token) => {
+                let access = licensing.access(token, rawname, Utc::now())?;
+                let channel = access.channel;
+                Ok((Via::Customer { token, access }, channel))
+            }
+        }
     }
 }
 
@@ -195,17 +317,23 @@ pub fn app(server: Arc<ReleaseServer>) -> Router {
             "/getModuleFile/{rawname}/{file}",
             on(file_methods, module_file),
         )
+        .route(
+            "/c/{token}/getModuleFile/{rawname}/{file}",
+            on(file_methods, customer_module_file),
+        )
         .route("/files/{file}", get(stored_file))
+        .route("/c/{token}/files/{file}", get(customer_stored_file))
         .route(
             "/api/v1/publish",
             post(publish_api).layer(DefaultBodyLimit::max(publish::MAX_TARBALL)),
         )
+        .merge(super::cabinet::routes())
         .fallback(|| async { text(StatusCode::NOT_FOUND, "not found") })
         .with_state(server)
 }
 
 /// A plain-text answer: what every error and "no update" is.
-fn text(status: StatusCode, message: impl Into<String>) -> Response {
+pub(super) fn text(status: StatusCode, message: impl Into<String>) -> Response {
     let mut body = message.into();
     body.push('\n');
     (
@@ -216,33 +344,45 @@ fn text(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
+fn denied(why: Denied) -> Response {
+    text(StatusCode::FORBIDDEN, why.to_string())
+}
+
+/// A failure on our side, logged (without the request path: it may hold a token).
+fn internal(what: &str, e: anyhow::Error) -> Response {
+    tracing::error!("release server: {what}: {e:#}");
+    text(StatusCode::INTERNAL_SERVER_ERROR, format!("{what} failed"))
+}
+
 async fn update(
     State(server): State<Arc<ReleaseServer>>,
     Path((rawname, installed)): Path<(String, String)>,
 ) -> Response {
-    offer(&server, ReleaseChannel::Stable, &rawname, &installed)
+    offer(&server, None, &rawname, &installed).await
 }
 
 async fn customer_update(
     State(server): State<Arc<ReleaseServer>>,
     Path((token, rawname, installed)): Path<(String, String, String)>,
 ) -> Response {
-    match server.customers.get(&token) {
-        Some(&channel) => offer(&server, channel, &rawname, &installed),
-        None => text(StatusCode::FORBIDDEN, "unknown customer token"),
-    }
+    offer(&server, Some(&token), &rawname, &installed).await
 }
 
-/// The update JSON for the newest release above `installed` on `channel`, or plain text.
-fn offer(
+/// The update JSON for the newest release above `installed` that the caller may have, or
+/// plain text.
+async fn offer(
     server: &ReleaseServer,
-    channel: ReleaseChannel,
+    token: Option<&str>,
     rawname: &str,
     installed: &str,
 ) -> Response {
     if !super::module::is_valid_rawname(rawname) || !version::is_valid(installed) {
         return text(StatusCode::BAD_REQUEST, "bad module name or version");
     }
+    let (via, channel) = match Via::check(server, token, rawname) {
+        Ok(allowed) => allowed,
+        Err(why) => return denied(why),
+    };
     let releases = server.snapshot();
     let mut known = false;
     // Oldest first, so the last one is the offer and the others its `previous`.
@@ -250,7 +390,9 @@ fn offer(
         .iter()
         .filter(|r| r.release.rawname == rawname)
         .inspect(|_| known = true)
-        .filter(|r| r.yanked_at.is_none() && channel_of(r) <= channel)
+        .filter(|r| {
+            r.yanked_at.is_none() && licensing::channel_named(&r.release.channel) <= channel
+        })
         .filter(|r| version::compare(&r.release.version, installed).is_gt())
         .collect();
     if !known {
@@ -270,35 +412,45 @@ fn offer(
         );
     };
     latest.update_checks.fetch_add(1, Ordering::Relaxed);
+    let mut previous = Vec::with_capacity(newer.len());
+    for p in newer.iter().rev() {
+        let digests = match server.digests(&via, p).await {
+            Ok(d) => d,
+            Err(e) => return internal("making the customer's copy", e),
+        };
+        previous.push(Previous {
+            rawname: &p.release.rawname,
+            version: &p.release.version,
+            location: server.file_url(&via, &p.release.rawname, &p.release.version),
+            md5sum: digests.md5.clone(),
+            changelog: p.release.changelog.as_deref(),
+        });
+    }
+    let digests = match server.digests(&via, latest).await {
+        Ok(d) => d,
+        Err(e) => return internal("making the customer's copy", e),
+    };
     let r = &latest.release;
     let offer = Offer {
         rawname: &r.rawname,
         version: &r.version,
-        location: server.file_url(&r.rawname, &r.version),
-        md5sum: &r.md5,
-        sha1sum: &r.sha1,
+        location: server.file_url(&via, &r.rawname, &r.version),
+        md5sum: &digests.md5,
+        sha1sum: &digests.sha1,
+        sha256sum: &digests.sha256,
         packaged: latest.published_at.timestamp(),
         name: &r.name,
         publisher: r.publisher.as_deref(),
         license: r.license.as_deref(),
         changelog: r.changelog.as_deref(),
         depends: latest.depends.as_ref(),
-        previous: newer
-            .iter()
-            .rev()
-            .map(|p| Previous {
-                rawname: &p.release.rawname,
-                version: &p.release.version,
-                location: server.file_url(&p.release.rawname, &p.release.version),
-                md5sum: &p.release.md5,
-                changelog: p.release.changelog.as_deref(),
-            })
-            .collect(),
+        previous,
     };
     axum::Json(offer).into_response()
 }
 
-/// The update JSON FreePBX reads (never a `signed` field: see the module docs).
+/// The update JSON FreePBX reads (never a `signed` field: see the module docs). `sha256sum`
+/// is ours (FreePBX ignores fields it does not know): the file's, for `release verify`.
 #[derive(Debug, serde::Serialize)]
 struct Offer<'a> {
     rawname: &'a str,
@@ -306,6 +458,7 @@ struct Offer<'a> {
     location: String,
     md5sum: &'a str,
     sha1sum: &'a str,
+    sha256sum: &'a str,
     packaged: i64,
     name: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -325,38 +478,52 @@ struct Previous<'a> {
     rawname: &'a str,
     version: &'a str,
     location: String,
-    md5sum: &'a str,
+    md5sum: String,
     changelog: Option<&'a str>,
 }
 
-fn channel_of(r: &Release) -> ReleaseChannel {
-    if r.release.channel == "beta" {
-        ReleaseChannel::Beta
-    } else {
-        ReleaseChannel::Stable
-    }
-}
-
-/// HEAD: size and name; GET/POST: 303 to where the bytes are.
 async fn module_file(
     State(server): State<Arc<ReleaseServer>>,
     method: Method,
     Path((rawname, file)): Path<(String, String)>,
 ) -> Response {
+    serve_module_file(&server, method, None, &rawname, &file).await
+}
+
+async fn customer_module_file(
+    State(server): State<Arc<ReleaseServer>>,
+    method: Method,
+    Path((token, rawname, file)): Path<(String, String, String)>,
+) -> Response {
+    serve_module_file(&server, method, Some(&token), &rawname, &file).await
+}
+
+/// HEAD: size and name; GET/POST: 303 to where the bytes are.
+async fn serve_module_file(
+    server: &ReleaseServer,
+    method: Method,
+    token: Option<&str>,
+    rawname: &str,
+    file: &str,
+) -> Response {
     let Some(wanted) = file.strip_suffix(".tgz") else {
         return text(StatusCode::NOT_FOUND, "module files end in .tgz");
     };
-    if !super::module::is_valid_rawname(&rawname)
+    if !super::module::is_valid_rawname(rawname)
         || (wanted != "latest" && !version::is_valid(wanted))
     {
         return text(StatusCode::BAD_REQUEST, "bad module name or version");
     }
+    let via = match Via::check(server, token, rawname) {
+        Ok((via, _)) => via,
+        Err(why) => return denied(why),
+    };
     let releases = server.snapshot();
     let release = if wanted == "latest" {
         releases
             .iter()
             .filter(|r| r.release.rawname == rawname && r.yanked_at.is_none())
-            .filter(|r| channel_of(r) == ReleaseChannel::Stable)
+            .filter(|r| r.release.channel == "stable")
             .max_by(|a, b| version::compare(&a.release.version, &b.release.version))
     } else {
         releases
@@ -377,13 +544,36 @@ async fn module_file(
     }
     let r = &release.release;
     if method == Method::HEAD {
-        return file_head(r.size, &r.rawname, &r.version);
+        return match server.digests(&via, release).await {
+            Ok(digests) => file_head(digests.size, &r.rawname, &r.version),
+            Err(e) => internal("making the customer's copy", e),
+        };
     }
     release.downloads.fetch_add(1, Ordering::Relaxed);
-    let location = r
-        .location
-        .clone()
-        .unwrap_or_else(|| format!("{}/files/{}.tgz", server.public_url, r.sha256));
+    let location = match &via {
+        Via::Customer { token, access } => {
+            let key = (
+                access.customer.clone(),
+                r.rawname.clone(),
+                r.version.clone(),
+            );
+            *server
+                .customer_downloads
+                .lock()
+                .unwrap()
+                .entry(key)
+                .or_default() += 1;
+            access
+                .licensed
+                .then(|| format!("{}/c/{token}/files/{}.tgz", server.public_url, r.sha256))
+        }
+        Via::Public => None,
+    };
+    let location = location.unwrap_or_else(|| {
+        r.location
+            .clone()
+            .unwrap_or_else(|| format!("{}/files/{}.tgz", server.public_url, r.sha256))
+    });
     (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
 }
 
@@ -405,40 +595,95 @@ fn file_head(size: u64, rawname: &str, version: &str) -> Response {
     response
 }
 
-/// The stored tarballs, by SHA-256 (a name that cannot be anything but 64 hex digits).
+/// `?published`: the tarball as published (what its signature covers), not the customer's copy.
+#[derive(Debug, serde::Deserialize)]
+struct FileQuery {
+    published: Option<String>,
+}
+
 async fn stored_file(
     State(server): State<Arc<ReleaseServer>>,
     method: Method,
     Path(file): Path<String>,
 ) -> Response {
-    let sha256 = file.strip_suffix(".tgz").unwrap_or_default();
+    serve_stored_file(&server, method, None, &file, false).await
+}
+
+async fn customer_stored_file(
+    State(server): State<Arc<ReleaseServer>>,
+    method: Method,
+    Path((token, file)): Path<(String, String)>,
+    Query(query): Query<FileQuery>,
+) -> Response {
+    serve_stored_file(
+        &server,
+        method,
+        Some(&token),
+        &file,
+        query.published.is_some(),
+    )
+    .await
+}
+
+/// The stored tarballs by SHA-256 (a name that cannot be anything but 64 hex digits), their
+/// minisign signatures (`<sha256>.tgz.minisig`), and customers' copies of licensed ones.
+async fn serve_stored_file(
+    server: &ReleaseServer,
+    method: Method,
+    token: Option<&str>,
+    file: &str,
+    published: bool,
+) -> Response {
+    let (sha256, signature) = match file.strip_suffix(".tgz.minisig") {
+        Some(sha256) => (sha256, true),
+        None => (file.strip_suffix(".tgz").unwrap_or_default(), false),
+    };
     let releases = server.snapshot();
-    let Some(release) = releases
-        .iter()
-        .find(|r| sha256.len() == 64 && r.release.sha256 == sha256 && r.release.location.is_none())
-    else {
+    let Some(release) = releases.iter().find(|r| {
+        sha256.len() == 64
+            && r.release.sha256 == sha256
+            && (r.release.location.is_none() || token.is_some())
+    }) else {
         return text(StatusCode::NOT_FOUND, "no such file");
+    };
+    let r = &release.release;
+    let via = match Via::check(server, token, &r.rawname) {
+        Ok((via, _)) => via,
+        Err(why) => return denied(why),
     };
     if release.yanked_at.is_some() {
         return text(StatusCode::GONE, "this release was withdrawn");
     }
-    let r = &release.release;
-    if method == Method::HEAD {
-        return file_head(r.size, &r.rawname, &r.version);
+    if signature {
+        return match &r.minisig {
+            Some(minisig) => minisig.clone().into_response(),
+            None => text(StatusCode::NOT_FOUND, "this release is not signed"),
+        };
     }
-    match tokio::fs::read(server.files_dir.join(&file)).await {
+    let via = if published { Via::Public } else { via };
+    let digests = match server.digests(&via, release).await {
+        Ok(d) => d,
+        Err(e) => return internal("making the customer's copy", e),
+    };
+    if method == Method::HEAD {
+        return file_head(digests.size, &r.rawname, &r.version);
+    }
+    let bytes = match &via {
+        Via::Customer {
+            token,
+            access: Access { licensed: true, .. },
+        } => server.customer_copy(token, release).await,
+        _ => tokio::fs::read(server.files_dir.join(format!("{sha256}.tgz")))
+            .await
+            .map_err(anyhow::Error::from),
+    };
+    match bytes {
         Ok(bytes) => {
-            let mut response = file_head(r.size, &r.rawname, &r.version);
+            let mut response = file_head(digests.size, &r.rawname, &r.version);
             *response.body_mut() = Body::from(bytes);
             response
         }
-        Err(e) => {
-            tracing::error!("release file {file}: {e}");
-            text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the stored file cannot be read",
-            )
-        }
+        Err(e) => internal("reading the stored file", e),
     }
 }
 
@@ -477,8 +722,11 @@ async fn publish_api(
         &server.store,
         &server.files_dir,
         &body,
-        query.channel,
-        query.location,
+        publish::Options {
+            channel: query.channel,
+            location: query.location,
+            minisig: None,
+        },
         "api",
         Utc::now(),
     )
