@@ -1,0 +1,318 @@
+//! Extensions over HTTP: presence (`GET /extensions`), DND and call forwarding
+//! (`/extensions/{ext}/dnd`, `/extensions/{ext}/forwarding/{kind}`), queue member pause.
+//!
+//! Every path segment and body is checked before the PBX hears of it: an unknown extension,
+//! a malformed number, forwarding to itself or an unknown queue member is a 4xx and nothing
+//! is sent. Presence changes and forwarding changes made here go out on the live stream as
+//! `extension.state` / `extension.forwarding`, filtered by extension like call events.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use calls::{ExtensionState, Presence};
+use chrono::Utc;
+use serde::Deserialize;
+
+use super::edge::ApiJson;
+use super::live::{ExtensionChange, ExtensionEvent, Live};
+use super::{ApiError, AppState};
+use crate::ami_client::AmiClient;
+use crate::extensions::{self, Forwarding, PbxError, Setting};
+
+impl AppState {
+    /// Folds one AMI event into the PBX's presence and publishes the extensions it changed.
+    pub fn presence_event(&self, pbx: &str, msg: &ami::Message) {
+        if !calls::presence::concerns(msg) {
+            return;
+        }
+        self.fold_presence(pbx, |p| p.handle(msg));
+    }
+
+    /// Folds an `ExtensionStateList` result (at every login) into the PBX's presence.
+    pub fn presence_resync(&self, pbx: &str, items: &[ami::Message]) {
+        self.fold_presence(pbx, |p| p.resync(items));
+    }
+
+    fn fold_presence(&self, pbx: &str, f: impl FnOnce(&mut Presence) -> Vec<ExtensionState>) {
+        let changed = {
+            let mut all = self.presence.lock().expect("presence lock poisoned");
+            f(all.entry(pbx.to_owned()).or_default())
+        };
+        for state in changed {
+            let parties = vec![state.extension.clone()];
+            self.publish_extension(pbx, ExtensionChange::State(state), parties);
+        }
+    }
+
+    fn publish_extension(&self, pbx: &str, change: ExtensionChange, parties: Vec<String>) {
+        let event = ExtensionEvent {
+            at: Utc::now(),
+            change,
+        };
+        self.live.publish(pbx, Live::Extension(event), parties);
+    }
+
+    /// The PBX named (or the only one) and its link, and checks that `extension` is one of
+    /// its extensions (a hint or queue member it reported, or `[extensions] known`).
+    fn extension_on(
+        &self,
+        pbx: Option<&str>,
+        extension: &str,
+    ) -> Result<(String, AmiClient), ApiError> {
+        if !extensions::is_extension(extension) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("{extension:?} is not an extension number"),
+            ));
+        }
+        let (name, client) = self.pick_pbx(pbx)?;
+        let reported = self
+            .presence
+            .lock()
+            .expect("presence lock poisoned")
+            .get(&name)
+            .is_some_and(|p| p.get(extension).is_some());
+        if !reported && !self.extensions.lists(extension) {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no extension {extension} on PBX {name:?}"),
+            ));
+        }
+        Ok((name, client))
+    }
+}
+
+#[cfg(test)]
+impl AppState {
+    /// Every event still in the live ring, for tests to see what a subscriber would.
+    pub(crate) fn live_backlog(&self) -> Vec<std::sync::Arc<super::live::LiveEvent>> {
+        let (backlog, _) = self.live.subscribe(Some(0));
+        backlog
+            .into_iter()
+            .filter_map(|item| match item {
+                super::live::StreamItem::Event(e) => Some(e),
+                super::live::StreamItem::Resync => None,
+            })
+            .collect()
+    }
+}
+
+impl From<PbxError> for ApiError {
+    fn from(e: PbxError) -> Self {
+        match e {
+            PbxError::Ami(e) => e.into(),
+            PbxError::Refused { .. } => ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()),
+        }
+    }
+}
+
+/// `?pbx=`: which PBX; optional when there is one.
+#[derive(Debug, Deserialize)]
+pub struct PbxQuery {
+    pbx: Option<String>,
+}
+
+/// `GET /api/v1/extensions`: every extension of every PBX (or of `?pbx=`), with its state.
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<PbxQuery>,
+) -> Json<Vec<serde_json::Value>> {
+    let all = state.presence.lock().expect("presence lock poisoned");
+    let mut out = Vec::new();
+    for (pbx, presence) in all.iter() {
+        if q.pbx.as_ref().is_some_and(|want| want != pbx) {
+            continue;
+        }
+        out.extend(presence.extensions().map(|s| with_pbx(pbx, s)));
+    }
+    Json(out)
+}
+
+/// `GET /api/v1/extensions/{ext}`.
+pub async fn get(
+    State(state): State<AppState>,
+    Path(ext): Path<String>,
+    Query(q): Query<PbxQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let all = state.presence.lock().expect("presence lock poisoned");
+    all.iter()
+        .filter(|(pbx, _)| q.pbx.as_ref().is_none_or(|want| want == *pbx))
+        .find_map(|(pbx, p)| p.get(&ext).map(|s| Json(with_pbx(pbx, s))))
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no extension {ext:?}")))
+}
+
+fn with_pbx(pbx: &str, state: &ExtensionState) -> serde_json::Value {
+    let mut v = serde_json::to_value(state).expect("an extension state always serializes");
+    v["pbx"] = pbx.into();
+    v
+}
+
+/// `GET /api/v1/extensions/{ext}/forwarding`: DND and the three forwardings, as stored.
+pub async fn forwarding(
+    State(state): State<AppState>,
+    Path(ext): Path<String>,
+    Query(q): Query<PbxQuery>,
+) -> Result<Json<Forwarding>, ApiError> {
+    let (_, client) = state.extension_on(q.pbx.as_deref(), &ext)?;
+    Ok(Json(extensions::read(&client, &ext).await?))
+}
+
+/// `PUT /api/v1/extensions/{ext}/dnd`: do not disturb on.
+pub async fn dnd_on(
+    State(state): State<AppState>,
+    Path(ext): Path<String>,
+    Query(q): Query<PbxQuery>,
+) -> Result<Json<Forwarding>, ApiError> {
+    change(&state, q.pbx.as_deref(), &ext, Setting::Dnd, Some("YES")).await
+}
+
+/// `DELETE /api/v1/extensions/{ext}/dnd`: do not disturb off.
+pub async fn dnd_off(
+    State(state): State<AppState>,
+    Path(ext): Path<String>,
+    Query(q): Query<PbxQuery>,
+) -> Result<Json<Forwarding>, ApiError> {
+    change(&state, q.pbx.as_deref(), &ext, Setting::Dnd, None).await
+}
+
+/// `PUT /api/v1/extensions/{ext}/forwarding/{kind}` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardRequest {
+    /// An extension or a phone number (digits, optionally a leading `+`).
+    to: String,
+}
+
+/// `PUT /api/v1/extensions/{ext}/forwarding/{kind}`: forward calls (`unconditional`,
+/// `busy`, `noanswer`) to `to`.
+pub async fn forward_on(
+    State(state): State<AppState>,
+    Path((ext, kind)): Path<(String, String)>,
+    Query(q): Query<PbxQuery>,
+    ApiJson(req): ApiJson<ForwardRequest>,
+) -> Result<Json<Forwarding>, ApiError> {
+    let setting = forward_kind(&kind)?;
+    extensions::check_target(&ext, &req.to)
+        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m))?;
+    change(&state, q.pbx.as_deref(), &ext, setting, Some(&req.to)).await
+}
+
+/// `DELETE /api/v1/extensions/{ext}/forwarding/{kind}`: stop forwarding.
+pub async fn forward_off(
+    State(state): State<AppState>,
+    Path((ext, kind)): Path<(String, String)>,
+    Query(q): Query<PbxQuery>,
+) -> Result<Json<Forwarding>, ApiError> {
+    let setting = forward_kind(&kind)?;
+    change(&state, q.pbx.as_deref(), &ext, setting, None).await
+}
+
+fn forward_kind(kind: &str) -> Result<Setting, ApiError> {
+    Setting::forward(kind).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no forwarding {kind:?}: unconditional, busy or noanswer"),
+        )
+    })
+}
+
+/// Stores a setting on the PBX, answers the stored result and publishes it.
+async fn change(
+    state: &AppState,
+    pbx: Option<&str>,
+    ext: &str,
+    setting: Setting,
+    value: Option<&str>,
+) -> Result<Json<Forwarding>, ApiError> {
+    let (pbx, client) = state.extension_on(pbx, ext)?;
+    let style = state.extensions.style;
+    let stored = extensions::change(&client, style, ext, setting, value).await?;
+    let parties = vec![ext.to_owned()];
+    state.publish_extension(&pbx, ExtensionChange::Forwarding(stored.clone()), parties);
+    Ok(Json(stored))
+}
+
+/// `POST /api/v1/queues/{queue}/members/{member}/pause` body (optional: no reason).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PauseRequest {
+    /// Why (`PausedReason` in queue_log and the queue events).
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /api/v1/queues/{queue}/members/{member}/pause`; `member` is an extension or the
+/// member interface (`Local%2F201%40from-queue%2Fn`).
+pub async fn pause(
+    State(state): State<AppState>,
+    Path((queue, member)): Path<(String, String)>,
+    Query(q): Query<PbxQuery>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let reason = if body.is_empty() {
+        String::new()
+    } else {
+        serde_json::from_slice::<PauseRequest>(&body)
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("body: {e}")))?
+            .reason
+    };
+    queue_pause(&state, q.pbx.as_deref(), &queue, &member, true, &reason).await
+}
+
+/// `POST /api/v1/queues/{queue}/members/{member}/unpause`.
+pub async fn unpause(
+    State(state): State<AppState>,
+    Path((queue, member)): Path<(String, String)>,
+    Query(q): Query<PbxQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    queue_pause(&state, q.pbx.as_deref(), &queue, &member, false, "").await
+}
+
+async fn queue_pause(
+    state: &AppState,
+    pbx: Option<&str>,
+    queue: &str,
+    member: &str,
+    paused: bool,
+    reason: &str,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if reason.len() > 80 || reason.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reason: at most 80 characters, no control characters",
+        ));
+    }
+    let (pbx, client) = state.pick_pbx(pbx)?;
+    // Only a membership the PBX reported: the interface then is exactly Asterisk's.
+    let interface = state
+        .presence
+        .lock()
+        .expect("presence lock poisoned")
+        .get(&pbx)
+        .and_then(|p| {
+            p.extensions()
+                .flat_map(|s| s.queues.iter().map(move |m| (s, m)))
+                .find(|(s, m)| m.queue == queue && (s.extension == member || m.interface == member))
+                .map(|(_, m)| m.interface.clone())
+        })
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no member {member:?} in queue {queue:?} on PBX {pbx:?}"),
+            )
+        })?;
+    let result = client
+        .send(ami::Action::queue_pause(
+            Some(queue),
+            &interface,
+            paused,
+            reason,
+        ))
+        .await?;
+    if !result.is_success() {
+        return Err(extensions::refused("QueuePause", &result).into());
+    }
+    Ok(Json(serde_json::json!({
+        "pbx": pbx, "queue": queue, "interface": interface, "paused": paused, "reason": reason,
+    })))
+}
