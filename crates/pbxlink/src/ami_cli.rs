@@ -96,7 +96,8 @@ struct ServeArgs {
     #[arg(long, default_value_t = 0)]
     pace_ms: u64,
     /// Fault on the first connection: `drop:N` (close mid-message after N events),
-    /// `stall:N:SECS` (go silent for SECS after N events), `garbage:N`.
+    /// `stall:N:SECS` (go silent for SECS after N events), `hold:N` (no events after N,
+    /// actions still answered), `garbage:N`.
     #[arg(long, value_parser = parse_fault)]
     fault: Option<Fault>,
     /// Serve TLS with this PEM certificate chain (and --tls-key).
@@ -111,7 +112,7 @@ struct ServeArgs {
 const AJAM_POLL: Duration = Duration::from_secs(30);
 
 fn parse_fault(s: &str) -> Result<Fault, String> {
-    let bad = || format!("expected drop:N, stall:N:SECS or garbage:N, got '{s}'");
+    let bad = || format!("expected drop:N, stall:N:SECS, hold:N or garbage:N, got '{s}'");
     let parts: Vec<&str> = s.split(':').collect();
     let num = |i: usize| -> Result<u64, String> {
         parts.get(i).and_then(|p| p.parse().ok()).ok_or_else(bad)
@@ -120,6 +121,7 @@ fn parse_fault(s: &str) -> Result<Fault, String> {
     match (parts[0], parts.len()) {
         ("drop", 2) => Ok(Fault::Disconnect { after }),
         ("garbage", 2) => Ok(Fault::Garbage { after }),
+        ("hold", 2) => Ok(Fault::Hold { after }),
         ("stall", 3) => Ok(Fault::Stall {
             after,
             pause: Duration::from_secs(num(2)?),

@@ -127,7 +127,7 @@ impl ClientConfig {
 }
 
 /// rustls settings for a `[[pbx]]` with `tls = true`.
-fn tls_config(pbx: &PbxConfig) -> Result<Arc<rustls::ClientConfig>, SetupError> {
+pub(crate) fn tls_config(pbx: &PbxConfig) -> Result<Arc<rustls::ClientConfig>, SetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;

@@ -4,11 +4,14 @@
 //! and no socket. Every `/api` route needs a bearer token (fail closed: no token, no access);
 //! `/health` and the UI's static page are open, the page itself asks for a token.
 
+mod admin;
 mod control;
 mod edge;
 mod export;
+mod extensions;
 mod live;
 mod recordings;
+mod session;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -20,7 +23,7 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use calls::{CallEvent, CallEventKind, Disposition};
 use chrono::{DateTime, Utc};
@@ -60,10 +63,29 @@ pub struct AppState {
     metrics: Option<PrometheusHandle>,
     /// Client networks served; empty: any.
     allow: Arc<Vec<ipnet::IpNet>>,
+    /// Each PBX's extensions as its hint and queue events report them.
+    presence: Arc<Mutex<HashMap<String, calls::Presence>>>,
+    /// `[extensions]`: how DND and forwarding are stored, extensions known besides hints.
+    extensions: Arc<crate::extensions::ExtensionsConfig>,
+    /// Failed password sign-ins, to slow guessing down.
+    throttle: Arc<session::Throttle>,
+    /// The configuration as the settings page shows it (secrets masked).
+    settings: Arc<serde_json::Value>,
     /// Signed recording links and the MP3s behind them; `None`: no `[recordings]`.
     recordings: Option<Arc<crate::recordings::Recordings>>,
     /// Control requests per token (`[http] control_per_minute`).
     control_limit: Arc<edge::ControlLimit>,
+}
+
+/// Who presented the token of a request (a request extension, set by the token check).
+#[derive(Clone, Debug)]
+pub(crate) struct Caller {
+    /// What the token may do.
+    scope: Scope,
+    /// The user of a password session.
+    user: Option<String>,
+    /// The hex SHA-256 of a session token (what sign-out deletes).
+    session: Option<String>,
 }
 
 /// A call in progress, as the live-calls view shows it.
@@ -105,6 +127,10 @@ impl AppState {
             pbxes: Arc::new(pbxes),
             metrics: None,
             allow: Arc::default(),
+            presence: Arc::default(),
+            extensions: Arc::default(),
+            throttle: Arc::default(),
+            settings: Arc::default(),
             recordings: None,
             control_limit: Arc::new(edge::ControlLimit::per_minute(
                 edge::DEFAULT_CONTROL_PER_MINUTE,
@@ -124,10 +150,37 @@ impl AppState {
         self
     }
 
+    /// Shows `settings` (the config, secrets already masked) on the settings page.
+    pub fn with_settings(mut self, settings: serde_json::Value) -> Self {
+        self.settings = Arc::new(settings);
+        self
+    }
+
     /// Answers only clients from these networks (none: any).
     pub fn with_allow_list(mut self, networks: Vec<ipnet::IpNet>) -> Self {
         self.allow = Arc::new(networks);
         self
+    }
+
+    /// Stores DND and forwarding this way and accepts these extensions (`[extensions]`).
+    pub fn with_extensions(mut self, config: crate::extensions::ExtensionsConfig) -> Self {
+        self.extensions = Arc::new(config);
+        self
+    }
+
+    /// The PBX named, or the only one when none is named, and its AMI link.
+    fn pick_pbx(&self, name: Option<&str>) -> Result<(String, AmiClient), ApiError> {
+        let bad = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m);
+        let (pbx, client) = match name {
+            Some(name) => self
+                .pbxes
+                .get_key_value(name)
+                .ok_or_else(|| bad(format!("no PBX named {name:?}")))?,
+            None if self.pbxes.len() == 1 => self.pbxes.iter().next().expect("one PBX"),
+            None if self.pbxes.is_empty() => return Err(bad("no PBX is configured".into())),
+            None => return Err(bad("several PBXes: name one in \"pbx\"".into())),
+        };
+        Ok((pbx.clone(), client.clone()))
     }
 
     /// Serves `/metrics` from this recorder.
@@ -139,7 +192,7 @@ impl AppState {
     /// Publishes a tracker event: updates the live-calls view and fans it out to streams.
     pub fn publish(&self, pbx: &str, event: CallEvent) {
         let parties = self.apply_to_active(pbx, &event);
-        self.live.publish(pbx, event, parties);
+        self.live.publish(pbx, live::Live::Call(event), parties);
     }
 
     /// Updates the live-calls view; returns every number the call has involved so far.
@@ -210,15 +263,34 @@ impl AppState {
         parties.into_iter().collect()
     }
 
-    /// The scope of a presented token; `None` when it is unknown, revoked or unreadable.
-    async fn scope_of(&self, presented: &str) -> Result<Option<Scope>, ApiError> {
+    /// Who a presented token stands for: an admin token given at start, a stored API token
+    /// or a password session; `None` when it is unknown, revoked, expired or unreadable.
+    async fn caller(&self, presented: &str) -> Result<Option<Caller>, ApiError> {
         let h = digest(presented);
         if self.token_hashes.iter().any(|t| constant_time_eq(t, &h)) {
-            return Ok(Some(Scope::Admin));
+            return Ok(Some(Caller {
+                scope: Scope::Admin,
+                user: None,
+                session: None,
+            }));
         }
-        // A lookup by hash: the database compares digests, never secrets.
-        let stored = self.store.token_by_hash(&hex::encode(h)).await?;
-        Ok(stored.and_then(|t| Scope::from_stored(&t.scope)))
+        // Lookups by hash: the database compares digests, never secrets.
+        let h = hex::encode(h);
+        if let Some(t) = self.store.token_by_hash(&h).await? {
+            return Ok(Scope::from_stored(&t.scope).map(|scope| Caller {
+                scope,
+                user: None,
+                session: None,
+            }));
+        }
+        let Some(s) = self.store.session_by_hash(&h, Utc::now()).await? else {
+            return Ok(None);
+        };
+        Ok(Scope::from_stored(&s.scope).map(|scope| Caller {
+            scope,
+            user: Some(s.user),
+            session: Some(h),
+        }))
     }
 }
 
@@ -237,18 +309,45 @@ pub fn app(state: AppState) -> Router {
         .route("/live", get(live_calls))
         .route("/events", get(live::events))
         .route("/openapi.json", get(openapi))
+        .route("/extensions", get(extensions::list))
+        .route("/extensions/{ext}", get(extensions::get))
+        .route("/extensions/{ext}/forwarding", get(extensions::forwarding))
+        .route("/me", get(session::me))
+        .route("/releases", get(admin::releases))
+        .route("/logout", post(session::logout))
         .route_layer(guard(Scope::Read));
     let control = Router::new()
         .route("/calls", post(click_to_call))
         .route("/calls/{id}/hangup", post(control::hangup))
         .route("/calls/{id}/transfer", post(control::transfer))
         .route("/calls/{id}/redirect", post(control::redirect))
+        .route(
+            "/extensions/{ext}/dnd",
+            put(extensions::dnd_on).delete(extensions::dnd_off),
+        )
+        .route(
+            "/extensions/{ext}/forwarding/{kind}",
+            put(extensions::forward_on).delete(extensions::forward_off),
+        )
+        .route(
+            "/queues/{queue}/members/{member}/pause",
+            post(extensions::pause),
+        )
+        .route(
+            "/queues/{queue}/members/{member}/unpause",
+            post(extensions::unpause),
+        )
         // Inside the token check (the last layer added runs first): counted per token.
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             edge::control_rate,
         ))
         .route_layer(guard(Scope::Control));
+    let admin = Router::new()
+        .route("/outbox", get(admin::outbox))
+        .route("/outbox/{id}/retry", post(admin::retry))
+        .route("/settings", get(admin::settings))
+        .route_layer(guard(Scope::Admin));
     // Scrapers send the token too (Prometheus `authorization` / `bearer_token`).
     let metrics = Router::new()
         .route("/metrics", get(metrics))
@@ -258,7 +357,8 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(health))
         // The signed link is the credential: CRMs and players fetch it without a token.
         .route("/recordings/{link}", get(recordings::download))
-        .nest("/api/v1", read.merge(control))
+        .route("/api/v1/login", post(session::login))
+        .nest("/api/v1", read.merge(control).merge(admin))
         .merge(metrics)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(state.clone(), allow_listed))
@@ -277,11 +377,17 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             message: message.into(),
         }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.status, self.message)
     }
 }
 
@@ -338,7 +444,7 @@ async fn require_token(
     State((state, needs)): State<(AppState, Scope)>,
     headers: HeaderMap,
     Query(q): Query<TokenQuery>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let bearer = headers
@@ -353,8 +459,11 @@ async fn require_token(
             "missing token: send Authorization: Bearer <token>",
         ));
     };
-    match state.scope_of(presented).await? {
-        Some(scope) if scope >= needs => Ok(next.run(req).await),
+    match state.caller(presented).await? {
+        Some(caller) if caller.scope >= needs => {
+            req.extensions_mut().insert(caller);
+            Ok(next.run(req).await)
+        }
         Some(_) => Err(ApiError::new(
             StatusCode::FORBIDDEN,
             format!(
@@ -422,7 +531,13 @@ async fn list_calls(
     let disposition = q
         .disposition
         .as_deref()
-        .map(parse_disposition)
+        .map(|s| {
+            parse_name::<Disposition>(
+                "disposition",
+                s,
+                "answered, no_answer, busy, failed or cancelled",
+            )
+        })
         .transpose()?;
     let filter = CallFilter {
         since: q.since,
@@ -450,13 +565,16 @@ async fn list_calls(
     )
 }
 
-fn parse_disposition(s: &str) -> Result<Disposition, ApiError> {
+/// A snake_case enum value from a query parameter; a 400 naming the choices otherwise.
+fn parse_name<T: serde::de::DeserializeOwned>(
+    what: &str,
+    s: &str,
+    choices: &str,
+) -> Result<T, ApiError> {
     serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            format!(
-                "unknown disposition {s:?}: expected answered, no_answer, busy, failed or cancelled"
-            ),
+            format!("unknown {what} {s:?}: expected {choices}"),
         )
     })
 }
@@ -515,27 +633,46 @@ async fn click_to_call(
             req.number
         )));
     }
-    let (pbx, client) = match &req.pbx {
-        Some(name) => state
-            .pbxes
-            .get_key_value(name)
-            .ok_or_else(|| bad(format!("no PBX named {name:?}")))?,
-        None if state.pbxes.len() == 1 => state.pbxes.iter().next().expect("one PBX"),
-        None => return Err(bad("several PBXes: name one in \"pbx\"".into())),
-    };
-    // The agent's channel gets this Uniqueid, and as the call's first channel it becomes the
-    // Linkedid: the call id is known before the PBX has done anything.
-    let call_id = format!("c2c-{}", hex::encode(rand::random::<[u8; 8]>()));
+    let (pbx, client) = state.pick_pbx(req.pbx.as_deref())?;
+    let call_id = new_click_to_call_id();
     let caller_name = req.caller_name.as_deref().unwrap_or(number);
-    let mut originate = ami::Originate::exten(
-        &format!("PJSIP/{}", req.extension),
-        "from-internal",
+    originate_click_to_call(
+        &client,
+        &req.extension,
         number,
-        1,
-    );
-    originate.caller_id = Some(format!("\"{caller_name}\" <{}>", req.extension));
-    originate.variables = req.variables.into_iter().collect();
-    let action = ami::Action::originate(originate).field("ChannelId", &call_id);
+        caller_name,
+        &call_id,
+        req.variables.into_iter().collect(),
+    )
+    .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "call_id": call_id, "pbx": pbx })),
+    ))
+}
+
+/// A fresh click-to-call id. The agent's channel gets it as Uniqueid (`ChannelId`), and as the
+/// call's first channel it becomes the Linkedid: the call id is known before the PBX has done
+/// anything.
+pub(crate) fn new_click_to_call_id() -> String {
+    format!("c2c-{}", hex::encode(rand::random::<[u8; 8]>()))
+}
+
+/// Click-to-call: rings `extension`, which then dials `number` in `from-internal` (as
+/// FreePBX's own click-to-call); the call's id is `call_id` (see [`new_click_to_call_id`]).
+pub(crate) async fn originate_click_to_call(
+    client: &AmiClient,
+    extension: &str,
+    number: &str,
+    caller_name: &str,
+    call_id: &str,
+    variables: Vec<(String, String)>,
+) -> Result<(), ApiError> {
+    let mut originate =
+        ami::Originate::exten(&format!("PJSIP/{extension}"), "from-internal", number, 1);
+    originate.caller_id = Some(format!("\"{caller_name}\" <{extension}>"));
+    originate.variables = variables;
+    let action = ami::Action::originate(originate).field("ChannelId", call_id);
     let result = client.send(action).await?;
     if !result.is_success() {
         return Err(ApiError::new(
@@ -546,10 +683,7 @@ async fn click_to_call(
             ),
         ));
     }
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "call_id": call_id, "pbx": pbx })),
-    ))
+    Ok(())
 }
 
 fn is_dialable(s: &str) -> bool {
@@ -651,6 +785,37 @@ mod tests {
         ("POST", "/api/v1/calls/1.1/hangup", Scope::Control),
         ("POST", "/api/v1/calls/1.1/transfer", Scope::Control),
         ("POST", "/api/v1/calls/1.1/redirect", Scope::Control),
+        ("GET", "/api/v1/me", Scope::Read),
+        ("POST", "/api/v1/logout", Scope::Read),
+        ("GET", "/api/v1/releases", Scope::Read),
+        ("GET", "/api/v1/outbox", Scope::Admin),
+        ("POST", "/api/v1/outbox/1.1/retry", Scope::Admin),
+        ("GET", "/api/v1/settings", Scope::Admin),
+        ("GET", "/api/v1/extensions", Scope::Read),
+        ("GET", "/api/v1/extensions/201", Scope::Read),
+        ("GET", "/api/v1/extensions/201/forwarding", Scope::Read),
+        ("PUT", "/api/v1/extensions/201/dnd", Scope::Control),
+        ("DELETE", "/api/v1/extensions/201/dnd", Scope::Control),
+        (
+            "PUT",
+            "/api/v1/extensions/201/forwarding/busy",
+            Scope::Control,
+        ),
+        (
+            "DELETE",
+            "/api/v1/extensions/201/forwarding/busy",
+            Scope::Control,
+        ),
+        (
+            "POST",
+            "/api/v1/queues/600/members/201/pause",
+            Scope::Control,
+        ),
+        (
+            "POST",
+            "/api/v1/queues/600/members/201/unpause",
+            Scope::Control,
+        ),
     ];
 
     async fn status_of(state: &AppState, method: &str, uri: &str, token: Option<&str>) -> u16 {
@@ -710,7 +875,22 @@ mod tests {
             POST /api/v1/calls needs control: 401 401 403 415
             POST /api/v1/calls/1.1/hangup needs control: 401 401 403 404
             POST /api/v1/calls/1.1/transfer needs control: 401 401 403 415
-            POST /api/v1/calls/1.1/redirect needs control: 401 401 403 415"#]]
+            POST /api/v1/calls/1.1/redirect needs control: 401 401 403 415
+            GET /api/v1/me needs read: 401 401 200 200
+            POST /api/v1/logout needs read: 401 401 204 204
+            GET /api/v1/releases needs read: 401 401 200 200
+            GET /api/v1/outbox needs admin: 401 401 403 403
+            POST /api/v1/outbox/1.1/retry needs admin: 401 401 403 403
+            GET /api/v1/settings needs admin: 401 401 403 403
+            GET /api/v1/extensions needs read: 401 401 200 200
+            GET /api/v1/extensions/201 needs read: 401 401 404 404
+            GET /api/v1/extensions/201/forwarding needs read: 401 401 422 422
+            PUT /api/v1/extensions/201/dnd needs control: 401 401 403 422
+            DELETE /api/v1/extensions/201/dnd needs control: 401 401 403 422
+            PUT /api/v1/extensions/201/forwarding/busy needs control: 401 401 403 415
+            DELETE /api/v1/extensions/201/forwarding/busy needs control: 401 401 403 422
+            POST /api/v1/queues/600/members/201/pause needs control: 401 401 403 422
+            POST /api/v1/queues/600/members/201/unpause needs control: 401 401 403 422"#]]
         .assert_eq(&shown.join("\n"));
         state
             .store
@@ -757,16 +937,14 @@ mod tests {
         assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT);
     }
 
-    #[tokio::test]
-    async fn calls_export_as_csv_by_query_or_accept_header() {
-        let (state, _dir) = state().await;
-        let at = DateTime::from_timestamp(1_795_388_070, 0).unwrap();
-        let record = calls::CallRecord {
+    /// An inbound call answered by 201 after 5 s, 60 s of talk.
+    fn answered_call(at: DateTime<Utc>) -> calls::CallRecord {
+        calls::CallRecord {
             id: "1795388070.1".into(),
             direction: calls::Direction::Inbound,
             from: Some("+74951234567".into()),
             to: Some("84950000000".into()),
-            caller_name: Some("=HYPERLINK(\"evil\"), Ivan".into()),
+            caller_name: None,
             started_at: at,
             answered_at: Some(at + chrono::TimeDelta::seconds(5)),
             ended_at: at + chrono::TimeDelta::seconds(65),
@@ -780,7 +958,205 @@ mod tests {
             recording: None,
             legs: Vec::new(),
             timeline: Vec::new(),
+        }
+    }
+
+    async fn send(app: Router, req: Request<Body>) -> (StatusCode, HeaderMap, String) {
+        let resp = app.oneshot(req).await.unwrap();
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, headers, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    fn login(user: &str, password: &str) -> Request<Body> {
+        let body = serde_json::json!({ "user": user, "password": password }).to_string();
+        Request::post("/api/v1/login")
+            .header("Content-Type", "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_password_session_works_until_sign_out_and_guessing_is_slowed() {
+        let (state, _dir) = state().await;
+        let user = store::User {
+            name: "olga".into(),
+            scope: "control".into(),
+            password_hash: crate::users::hash_password("correct horse"),
+            created_at: Utc::now(),
         };
+        state.store.add_user(&user).await.unwrap();
+        let mut shown = Vec::new();
+        for (name, password) in [("olga", "wrong"), ("nobody", "correct horse")] {
+            let (s, _, body) = send(app(state.clone()), login(name, password)).await;
+            shown.push(format!("{name}/{password}: {} {body}", s.as_u16()));
+        }
+        let (s, _, body) = send(app(state.clone()), login("olga", "correct horse")).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        let session: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let token = session["token"].as_str().unwrap().to_owned();
+        shown.push(format!(
+            "olga: scope {} user {}",
+            session["scope"], session["user"]
+        ));
+        let (_, me) = get(app(state.clone()), "/api/v1/me", Some(&token)).await;
+        shown.push(format!("me: {me}"));
+        // The session has the user's scope: control, not admin.
+        shown.push(format!(
+            "hangup {} settings {}",
+            status_of(&state, "POST", "/api/v1/calls/1.1/hangup", Some(&token)).await,
+            status_of(&state, "GET", "/api/v1/settings", Some(&token)).await
+        ));
+        shown.push(format!(
+            "logout {} then me {}",
+            status_of(&state, "POST", "/api/v1/logout", Some(&token)).await,
+            status_of(&state, "GET", "/api/v1/me", Some(&token)).await
+        ));
+        let bad = Request::post("/api/v1/login")
+            .header("Content-Type", "application/json")
+            .body(Body::from("{\"user\":\"olga\"}"))
+            .unwrap();
+        let (s, _, body) = send(app(state.clone()), bad).await;
+        shown.push(format!("no password: {} {body}", s.as_u16()));
+        // Three failures are free (typos; the sign-in above forgave the first); then each
+        // attempt waits, even with the right password.
+        for _ in 0..3 {
+            send(app(state.clone()), login("olga", "wrong")).await;
+        }
+        let (s, headers, body) = send(app(state.clone()), login("olga", "correct horse")).await;
+        shown.push(format!(
+            "after 3 failures: {} retry-after {:?} {body}",
+            s.as_u16(),
+            headers.get("retry-after").unwrap()
+        ));
+        expect_test::expect![[r#"
+            olga/wrong: 401 {"error":"wrong user name or password"}
+            nobody/correct horse: 401 {"error":"wrong user name or password"}
+            olga: scope "control" user "olga"
+            me: {"scope":"control","user":"olga"}
+            hangup 404 settings 403
+            logout 204 then me 401
+            no password: 422 {"error":"Failed to deserialize the JSON body into the target type: missing field `password` at line 1 column 15"}
+            after 3 failures: 429 retry-after "1" {"error":"too many failed sign-ins for this user: try again in 1 s"}"#]].assert_eq(&shown.join("\n"));
+    }
+
+    #[tokio::test]
+    async fn settings_show_the_config_with_secrets_masked() {
+        let (state, _dir) = state().await;
+        let config = crate::config::Config::parse(
+            r#"
+[database]
+url = "postgres://pbxlink:hunter2@db/pbxlink"
+[[pbx]]
+name = "office"
+secret = "s3cret"
+[[crm]]
+kind = "bitrix24"
+name = "b24"
+webhook_url = "https://portal.bitrix24.ru/rest/1/abcdef/"
+"#,
+            "pbxlink.toml",
+        )
+        .unwrap();
+        let state = state.with_settings(config.settings_view());
+        let (s, body) = get(app(state), "/api/v1/settings", Some("secret-token")).await;
+        assert_eq!(s, StatusCode::OK);
+        for secret in ["hunter2", "s3cret", "abcdef"] {
+            assert!(!body.contains(secret), "{secret} shown: {body}");
+        }
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        expect_test::expect![[r#"
+            {
+              "crm": [
+                {
+                  "kind": "bitrix24",
+                  "name": "b24",
+                  "webhook_url": "***"
+                }
+              ],
+              "database": {
+                "url": "postgres://pbxlink:***@db/pbxlink"
+              },
+              "pbx": [
+                {
+                  "name": "office",
+                  "secret": "***"
+                }
+              ]
+            }"#]]
+        .assert_eq(&serde_json::to_string_pretty(&v["file"]).unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_dead_delivery_is_listed_and_retried_once() {
+        let (state, _dir) = state().await;
+        let at = DateTime::from_timestamp(1_795_388_070, 0).unwrap();
+        let row = store::NewOutboxRow {
+            connector: "b24".into(),
+            kind: "call.ended".into(),
+            payload: serde_json::json!({}),
+            idempotency_key: "k1".into(),
+        };
+        let store = &state.store;
+        store
+            .save_call("pbx", &answered_call(at), &[row], at)
+            .await
+            .unwrap();
+        let claimed = store
+            .claim_outbox("w", 10, chrono::TimeDelta::seconds(30), at)
+            .await
+            .unwrap();
+        store
+            .mark_failed(
+                claimed[0].id,
+                "w",
+                store::Failure::Permanent,
+                "HTTP 400: bad portal",
+                at,
+            )
+            .await
+            .unwrap();
+        let token = Some("secret-token");
+        let (_, listed) = get(
+            app(state.clone()),
+            "/api/v1/outbox?state=dead&call=1795388070.1",
+            token,
+        )
+        .await;
+        let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+        let mut shown = vec![
+            format!("rows {}", listed["rows"].as_array().unwrap().len()),
+            format!("counts {}", listed["counts"]),
+            format!("error {}", listed["rows"][0]["last_error"]),
+        ];
+        let retry = format!("/api/v1/outbox/{}/retry", claimed[0].id);
+        for _ in 0..2 {
+            let req = Request::post(&retry)
+                .header("Authorization", "Bearer secret-token")
+                .body(Body::empty())
+                .unwrap();
+            let (s, _, body) = send(app(state.clone()), req).await;
+            shown.push(format!("retry: {} {body}", s.as_u16()));
+        }
+        let (s, body) = get(app(state), "/api/v1/outbox?state=lost", token).await;
+        shown.push(format!("bad state: {} {body}", s.as_u16()));
+        expect_test::expect![[r#"
+            rows 1
+            counts [{"crm":"b24","rows":1,"state":"dead"}]
+            error "HTTP 400: bad portal"
+            retry: 200 {"id":1,"state":"pending"}
+            retry: 409 {"error":"no dead delivery 1: only dead ones are retried by hand"}
+            bad state: 400 {"error":"unknown state \"lost\": expected pending, in_flight, delivered or dead"}"#]].assert_eq(&shown.join("\n"));
+    }
+
+    #[tokio::test]
+    async fn calls_export_as_csv_by_query_or_accept_header() {
+        let (state, _dir) = state().await;
+        let at = DateTime::from_timestamp(1_795_388_070, 0).unwrap();
+        let mut record = answered_call(at);
+        record.caller_name = Some("=HYPERLINK(\"evil\"), Ivan".into());
         state
             .store
             .save_call("pbx", &record, &[], at)
@@ -820,8 +1196,26 @@ mod tests {
             .unwrap()
             .iter()
             .flat_map(|(path, ops)| {
-                let path = format!("/api/v1{}", path.replace("{id}", "1.1"));
-                let methods: Vec<String> = ops.as_object().unwrap().keys().cloned().collect();
+                // Path parameters get the example values the guarded-route table uses.
+                let path = [
+                    ("{id}", "1.1"),
+                    ("{ext}", "201"),
+                    ("{kind}", "busy"),
+                    ("{queue}", "600"),
+                    ("{member}", "201"),
+                ]
+                .iter()
+                .fold(format!("/api/v1{path}"), |p, (param, value)| {
+                    p.replace(param, value)
+                });
+                // Open operations (`"security": []`, the sign-in) need no token.
+                let methods: Vec<String> = ops
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .filter(|(_, op)| op.get("security") != Some(&serde_json::json!([])))
+                    .map(|(method, _)| method.clone())
+                    .collect();
                 methods
                     .into_iter()
                     .map(move |m| format!("{} {path}", m.to_uppercase()))

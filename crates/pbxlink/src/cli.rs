@@ -9,8 +9,21 @@ pub struct Cli {
     /// Config file (TOML); without one, built-in defaults apply.
     #[arg(long, global = true, env = "PBXLINK_CONFIG")]
     config: Option<std::path::PathBuf>,
+    /// Log line format on stderr (default: `[log] format`, else text).
+    #[arg(long, global = true, value_enum, env = "PBXLINK_LOG_FORMAT")]
+    pub log_format: Option<crate::config::LogFormat>,
     #[command(subcommand)]
     command: Command,
+}
+
+impl Cli {
+    /// `[log]` of the config file, or the defaults when there is none or it does not load
+    /// (the command itself then reports why).
+    pub fn log_config(&self) -> crate::config::LogConfig {
+        crate::config::Config::load_or_default(self.config.as_deref())
+            .map(|c| c.log)
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -26,6 +39,14 @@ enum Command {
     Ami(crate::ami_cli::AmiArgs),
     /// Check the config file and print the effective settings (secrets hidden).
     Config,
+    /// Write a commented config file with safe defaults (secrets as env-var references).
+    Init(crate::config_check::InitArgs),
+    /// Check a config file thoroughly (syntax, values, env secrets, TLS files, CRM settings);
+    /// each problem is printed with file:line:col and the line. Exit status 1 if any.
+    CheckConfig {
+        /// The file (default: --config, else pbxlink.toml).
+        path: Option<std::path::PathBuf>,
+    },
     /// Run the call tracker over a recorded AMI stream; print one call record per line.
     Replay {
         /// Raw AMI transcript (*.rx.raw) or a JSON array of event objects.
@@ -55,6 +76,8 @@ enum Command {
     Token(crate::tokens::TokenArgs),
     /// Recordings: convert a MixMonitor WAV to MP3 as the recordings worker does (and how fast).
     Recording(crate::recordings::RecordingArgs),
+    /// Web UI users (password sign-in): add, list, remove.
+    User(crate::users::UserArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -100,6 +123,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             crate::run::run(config, args)
         }
         Command::Ami(args) => crate::ami_cli::run(cli.config.as_deref(), args),
+        Command::Init(args) => crate::config_check::init(&args),
+        Command::CheckConfig { path } => {
+            let path = path
+                .or(cli.config)
+                .unwrap_or_else(|| crate::config_check::DEFAULT_PATH.into());
+            if !crate::config_check::check_config(&path)? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Config => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
             print!("{}", config.summary());
@@ -109,6 +142,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
             tokio::runtime::Runtime::new()?.block_on(crate::tokens::run(&config, args))
+        }
+        Command::User(args) => {
+            let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
+            tokio::runtime::Runtime::new()?.block_on(crate::users::run(&config, args))
         }
         Command::Calls(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;

@@ -42,9 +42,29 @@ pub struct Config {
     /// CRM connectors (`[[crm]]`); each finished call queues deliveries to every one.
     #[serde(default)]
     pub crm: Vec<crate::outbox::CrmConfig>,
+    /// How the CRM delivery workers pace themselves (`[outbox]`).
+    #[serde(default)]
+    pub outbox: crate::outbox::OutboxSettings,
     /// The HTTP API and web UI of `pbxlink run`.
     #[serde(default)]
     pub http: HttpConfig,
+    /// The file as written, secrets masked (what the web UI's settings page shows): made
+    /// when the file is read, so the unmasked text is never kept.
+    #[serde(skip)]
+    pub masked_file: toml::Table,
+    /// DND and call forwarding (`[extensions]`): FreePBX or bare-Asterisk style, and
+    /// extensions the API accepts besides those the PBX reports.
+    #[serde(default)]
+    pub extensions: crate::extensions::ExtensionsConfig,
+    /// Logging (`[log]`); `--log-format` and `PBXLINK_LOG` override it.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Scale-out (`[cluster]`): several instances on one PostgreSQL share the PBXs by lease.
+    /// Unset: this instance tracks every `[[pbx]]` itself.
+    pub cluster: Option<ClusterConfig>,
+    /// Seconds `pbxlink run` waits, after SIGTERM/Ctrl-C, for CRM deliveries in flight.
+    #[serde(default = "default_shutdown_grace", with = "seconds")]
+    pub shutdown_grace: Duration,
     /// Call recordings (`[recordings]`): WAV -> MP3, signed links, CRM hand-over; unset: off.
     pub recordings: Option<crate::recordings::RecordingsConfig>,
 }
@@ -65,6 +85,43 @@ pub struct HttpConfig {
     pub control_per_minute: Option<std::num::NonZeroU32>,
 }
 
+/// `[log]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (for people) or `json` (one object per line, for log collectors).
+    #[serde(default)]
+    pub format: LogFormat,
+    /// Filter, `tracing` syntax: `info`, `warn,pbxlink=debug`. Default `info`.
+    pub level: Option<String>,
+}
+
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `[cluster]`: this instance's share of the PBXs (see ARCHITECTURE.md, Scale-out).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This instance's name in the lease table; unique per instance. Default: a random one
+    /// per start (a restarted instance then waits for its old leases to lapse).
+    #[serde(default = "default_instance_id")]
+    pub instance_id: String,
+    /// Seconds a lease lasts; renewed every third of it. A dead owner's PBXs are taken over
+    /// after at most this long.
+    #[serde(default = "default_lease_ttl", with = "seconds")]
+    pub lease_ttl: Duration,
+    /// The `[[pbx]]` names this instance may own; empty: all of them.
+    #[serde(default)]
+    pub pbx: Vec<String>,
+}
+
 /// `[journal]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,8 +135,9 @@ pub struct JournalConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RawEvents {
-    /// Call events, without the dialplan trace (`VarSet`, `Newexten`) and RTCP reports:
-    /// those are ~80 % of a FreePBX stream and would multiply the database's size.
+    /// Call events, without RTCP reports and the dialplan trace (`VarSet`, `Newexten`; but
+    /// with the few the tracker uses): those are ~80 % of a FreePBX stream and would
+    /// multiply the database's size.
     #[default]
     Calls,
     /// Every event that carries a Linkedid.
@@ -89,15 +147,18 @@ pub enum RawEvents {
 }
 
 impl RawEvents {
-    /// Whether an event named `event` goes to the log.
-    pub fn keeps(self, event: &str) -> bool {
+    /// Whether `msg` goes to the log.
+    pub fn keeps(self, msg: &ami::Message) -> bool {
         match self {
             RawEvents::All => true,
             RawEvents::Off => false,
-            RawEvents::Calls => !matches!(
-                event,
-                "VarSet" | "Newexten" | "RTCPSent" | "RTCPReceived" | "DeviceStateChange"
-            ),
+            RawEvents::Calls => match msg.event() {
+                // The dialplan trace only where the tracker uses it (recordings, menus, busy
+                // tones): a new owner rebuilds calls in progress from this log (cluster.rs).
+                Some("VarSet" | "Newexten") => calls::tracker::tracks(msg),
+                Some("RTCPSent" | "RTCPReceived" | "DeviceStateChange") => false,
+                _ => true,
+            },
         }
     }
 }
@@ -122,9 +183,8 @@ pub struct ReleaseConfig {
     /// Environment variable holding the HMAC key of the publish API (unset: API disabled).
     #[serde(default = "default_publish_secret_env")]
     pub publish_secret_env: String,
-    /// Customer tokens (`/c/{token}/getModuleUpdate/...`) and the channel each one follows.
-    #[serde(default)]
-    pub customers: std::collections::BTreeMap<String, ReleaseChannel>,
+    /// Minisign public key (base64 `RW...` or a .pub file) that signed releases must match.
+    pub minisign_pubkey: Option<String>,
 }
 
 impl Default for ReleaseConfig {
@@ -336,6 +396,37 @@ pub enum ConfigError {
     UnknownPbx(String),
 }
 
+/// One thing wrong in a config file: where (a key path) and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Path to the key at fault (`pbx`, 0, `secret_env`); as deep as is known.
+    pub at: Vec<Seg>,
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem at a path of plain keys.
+    pub fn at(keys: &[&str], message: impl Into<String>) -> Self {
+        Self {
+            at: keys.iter().map(|k| Seg::key(k)).collect(),
+            message: message.into(),
+        }
+    }
+}
+
+/// One step of a key path: a table key or an index into an array of tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+impl Seg {
+    pub fn key(k: &str) -> Self {
+        Self::Key(k.to_owned())
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config::parse("", "<built-in config>").expect("the empty config is valid")
@@ -359,10 +450,10 @@ impl Config {
 
     /// Parses config text; `file` names it in error messages.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map_or((0, 0), |span| line_column(text, span.start));
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map_or((0, 0), |span| {
+                crate::config_check::line_column(text, span.start)
+            });
             ConfigError::Parse {
                 file: file.to_owned(),
                 line,
@@ -370,47 +461,86 @@ impl Config {
                 message: e.message().to_owned(),
             }
         })?;
-        config.validate(file)?;
+        config.validate(text, file)?;
+        if let Ok(table) = text.parse::<toml::Table>() {
+            config.masked_file = mask_secrets(table);
+        }
         Ok(config)
     }
 
-    fn validate(&self, file: &str) -> Result<(), ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid {
-            file: file.to_owned(),
-            message,
-        };
+    /// What the web UI's settings page shows: the effective settings (`pbxlink config`) and
+    /// the file as written, secrets masked.
+    pub fn settings_view(&self) -> serde_json::Value {
+        serde_json::json!({ "effective": self.summary(), "file": self.masked_file })
+    }
+
+    /// The first problem [`Config::problems`] finds, located in `text`.
+    fn validate(&self, text: &str, file: &str) -> Result<(), ConfigError> {
+        match self.problems().into_iter().next() {
+            None => Ok(()),
+            Some(p) => {
+                let (line, column) = crate::config_check::locate(text, &p.at);
+                Err(ConfigError::Invalid {
+                    file: format!("{file}:{line}:{column}"),
+                    message: p.message,
+                })
+            }
+        }
+    }
+
+    /// What serde cannot check (ranges, names, URL syntax), each with the key at fault.
+    /// Pure: `pbxlink check-config` adds the checks that look at files and the environment.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
         if let Some(agi) = &self.agi {
-            agi.validate().map_err(invalid)?;
+            if let Err((key, message)) = agi.validate() {
+                out.push(Problem::at(&["agi", key], message));
+            }
+        }
+        if let Some(level) = &self.log.level {
+            if let Err(e) = tracing_subscriber::EnvFilter::try_new(level) {
+                out.push(Problem::at(&["log", "level"], format!("[log] level: {e}")));
+            }
+        }
+        if let Some(cluster) = &self.cluster {
+            out.extend(cluster.problems(self));
         }
         for (i, pbx) in self.pbx.iter().enumerate() {
+            let at = |key: &str| vec![Seg::key("pbx"), Seg::Index(i), Seg::key(key)];
             if self.pbx[..i].iter().any(|p| p.name == pbx.name) {
-                return Err(invalid(format!("two [[pbx]] are named '{}'", pbx.name)));
+                out.push(Problem {
+                    at: at("name"),
+                    message: format!("two [[pbx]] are named '{}'", pbx.name),
+                });
             }
+            let mut problem = |key: &str, message: String| {
+                out.push(Problem {
+                    at: at(key),
+                    message: format!("pbx '{}': {message}", pbx.name),
+                })
+            };
             if pbx.reconnect_min.is_zero() || pbx.reconnect_min > pbx.reconnect_max {
-                return Err(invalid(format!(
-                    "pbx '{}': need 0 < reconnect_min <= reconnect_max",
-                    pbx.name
-                )));
+                problem(
+                    "reconnect_min",
+                    "need 0 < reconnect_min <= reconnect_max".into(),
+                );
             }
             if pbx.ping_interval.is_zero() || pbx.action_timeout.is_zero() {
-                return Err(invalid(format!(
-                    "pbx '{}': ping_interval and action_timeout must be > 0",
-                    pbx.name
-                )));
+                problem(
+                    "ping_interval",
+                    "ping_interval and action_timeout must be > 0".into(),
+                );
             }
             if pbx.event_queue == 0 {
-                return Err(invalid(format!(
-                    "pbx '{}': event_queue must be > 0",
-                    pbx.name
-                )));
+                problem("event_queue", "event_queue must be > 0".into());
             }
             if let Some(ajam) = &pbx.ajam {
-                url::Url::parse(&ajam.url).map_err(|e| {
-                    invalid(format!("pbx '{}': ajam url '{}': {e}", pbx.name, ajam.url))
-                })?;
+                if let Err(e) = url::Url::parse(&ajam.url) {
+                    problem("ajam", format!("ajam url '{}': {e}", ajam.url));
+                }
             }
         }
-        Ok(())
+        out
     }
 
     /// The sqlx database URL: `[database] url`, or SQLite in `data_dir`.
@@ -469,6 +599,40 @@ impl Config {
     }
 }
 
+impl ClusterConfig {
+    /// What makes a takeover impossible or unsafe.
+    fn problems(&self, config: &Config) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if self.lease_ttl < Duration::from_secs(3) {
+            out.push(Problem::at(
+                &["cluster", "lease_ttl"],
+                "[cluster] lease_ttl must be at least 3 seconds",
+            ));
+        }
+        for name in &self.pbx {
+            if !config.pbx.iter().any(|p| &p.name == name) {
+                out.push(Problem::at(
+                    &["cluster", "pbx"],
+                    format!("[cluster] pbx: no [[pbx]] is named '{name}'"),
+                ));
+            }
+        }
+        if config.journal.raw_events == RawEvents::Off {
+            out.push(Problem::at(
+                &["journal", "raw_events"],
+                "[cluster] needs the raw event log: a new owner finishes the calls in progress \
+                 from it (raw_events = \"calls\" or \"all\")",
+            ));
+        }
+        out
+    }
+
+    /// Whether this instance may own the PBX called `name`.
+    pub fn may_own(&self, name: &str) -> bool {
+        self.pbx.is_empty() || self.pbx.iter().any(|p| p == name)
+    }
+}
+
 impl PbxConfig {
     /// The AMI secret: `secret`, else the variable named by `secret_env`, else
     /// `PBXLINK_AMI_SECRET`. `env` is `std::env::var` in production (a parameter for tests).
@@ -505,6 +669,42 @@ impl PbxConfig {
     }
 }
 
+/// Keys whose values are secrets, by how their names end (`secret`, `webhook_url`,
+/// `license_key`, ...); a `..._env` key names a variable and is shown.
+const SECRET_KEY_ENDINGS: &[&str] = &[
+    "secret",
+    "secrets",
+    "password",
+    "token",
+    "key",
+    "webhook_url",
+];
+
+/// A parsed config file with every secret replaced by `"***"` and passwords taken out of URLs.
+fn mask_secrets(table: toml::Table) -> toml::Table {
+    fn mask(key: &str, value: toml::Value) -> toml::Value {
+        let lower = key.to_ascii_lowercase();
+        match value {
+            _ if SECRET_KEY_ENDINGS.iter().any(|end| lower.ends_with(end)) => "***".into(),
+            toml::Value::String(s) => mask_password(&s).into(),
+            toml::Value::Table(t) => mask_secrets(t).into(),
+            toml::Value::Array(a) => a
+                .into_iter()
+                .map(|v| mask(key, v))
+                .collect::<Vec<_>>()
+                .into(),
+            other => other,
+        }
+    }
+    table
+        .into_iter()
+        .map(|(k, v)| {
+            let v = mask(&k, v);
+            (k, v)
+        })
+        .collect()
+}
+
 /// `url` with its password, if any, replaced by `***`.
 fn mask_password(url: &str) -> String {
     match url::Url::parse(url) {
@@ -515,14 +715,6 @@ fn mask_password(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
-}
-
-/// 1-based line and column of a byte offset, as editors show them.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-    (line, column)
 }
 
 /// Durations are written as seconds (`ping_interval = 20`, `reconnect_min = 0.5`).
@@ -538,6 +730,15 @@ mod seconds {
     }
 }
 
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_instance_id() -> String {
+    format!("pbxlink-{}", hex::encode(rand::random::<[u8; 4]>()))
+}
+fn default_lease_ttl() -> Duration {
+    Duration::from_secs(15)
+}
 fn default_release_listen() -> std::net::SocketAddr {
     std::net::SocketAddr::from(([0, 0, 0, 0], 8443))
 }
@@ -688,11 +889,13 @@ url = "http://pbx.example.com:8088/rawman"
         );
         check(
             "[[pbx]]\nreconnect_min = 5\nreconnect_max = 1\n",
-            expect!["error: pbxlink.toml: pbx 'default': need 0 < reconnect_min <= reconnect_max"],
+            expect![
+                "error: pbxlink.toml:2:17: pbx 'default': need 0 < reconnect_min <= reconnect_max"
+            ],
         );
         check(
             "[[pbx]]\n[[pbx]]\n",
-            expect!["error: pbxlink.toml: two [[pbx]] are named 'default'"],
+            expect!["error: pbxlink.toml:2:1: two [[pbx]] are named 'default'"],
         );
     }
 

@@ -8,7 +8,10 @@ mod ami_client;
 mod api;
 mod calls_cli;
 mod cli;
+mod cluster;
 mod config;
+mod config_check;
+mod extensions;
 mod fastagi;
 mod freepbx;
 mod http_server;
@@ -18,24 +21,45 @@ mod release;
 mod replay;
 mod replay_server;
 mod run;
+mod shutdown;
 mod simulate;
 mod stream_clock;
 mod tokens;
+mod users;
 
 fn main() -> anyhow::Result<()> {
-    // Logs go to stderr (stdout carries data: JSON lines, tables); `PBXLINK_LOG` or
-    // `RUST_LOG` set the filter, `PBXLINK_LOG_FORMAT=json` gives structured logs.
+    // An error a user made (a bad config, a file that exists) is reported without a
+    // backtrace even where RUST_BACKTRACE is set for panics; RUST_LIB_BACKTRACE=1 asks for one.
+    // Set before any thread starts.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
+    let cli = cli::Cli::parse();
+    init_logs(&cli);
+    cli::run(cli)
+}
+
+/// Logs go to stderr (stdout carries data: JSON lines, tables). Format: `--log-format` (or
+/// `PBXLINK_LOG_FORMAT`), else `[log] format`; filter: `PBXLINK_LOG`, else `RUST_LOG`, else
+/// `[log] level`, else `info`.
+fn init_logs(cli: &cli::Cli) {
+    use config::LogFormat;
+    let configured = cli.log_config();
     let filter = tracing_subscriber::EnvFilter::try_from_env("PBXLINK_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .ok()
+        .or_else(|| {
+            configured
+                .level
+                .and_then(|l| tracing_subscriber::EnvFilter::try_new(l).ok())
+        })
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    let format = cli.log_format.unwrap_or(configured.format);
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if std::env::var("PBXLINK_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        logs.json().init();
-    } else {
-        logs.init();
+    match format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.init(),
     }
-    let cli = cli::Cli::parse();
-    cli::run(cli)
 }

@@ -60,22 +60,27 @@ fn load_json(bytes: &[u8]) -> anyhow::Result<Vec<Message>> {
     let events: Vec<serde_json::Map<String, serde_json::Value>> =
         serde_json::from_slice(bytes).context("expected a JSON array of event objects")?;
     let mut msgs = Vec::with_capacity(events.len());
-    for obj in events {
-        let mut m = Message::new();
-        // The message kind goes first, as on the wire (that is where `Message` looks).
-        let kind = ["Event", "Response", "Action"]
-            .into_iter()
-            .find(|k| obj.contains_key(*k));
-        for (key, value) in kind
-            .and_then(|k| obj.get_key_value(k))
-            .into_iter()
-            .chain(obj.iter().filter(|(k, _)| Some(k.as_str()) != kind))
-        {
-            push_json(&mut m, key, value);
-        }
-        msgs.push(m);
+    for obj in &events {
+        msgs.push(message_from_json(obj));
     }
     Ok(msgs)
+}
+
+/// A message from its JSON object form (`ami::Message::to_json`; the raw event log).
+pub fn message_from_json(obj: &serde_json::Map<String, serde_json::Value>) -> Message {
+    let mut m = Message::new();
+    // The message kind goes first, as on the wire (that is where `Message` looks).
+    let kind = ["Event", "Response", "Action"]
+        .into_iter()
+        .find(|k| obj.contains_key(*k));
+    for (key, value) in kind
+        .and_then(|k| obj.get_key_value(k))
+        .into_iter()
+        .chain(obj.iter().filter(|(k, _)| Some(k.as_str()) != kind))
+    {
+        push_json(&mut m, key, value);
+    }
+    m
 }
 
 fn push_json(m: &mut Message, key: &str, value: &serde_json::Value) {

@@ -4,12 +4,17 @@
 //! It behaves like Asterisk where a client can tell: the banner, Challenge/Login (MD5 and
 //! plain; a wrong secret gets the real `Authentication failed` and the socket is closed),
 //! `Permission denied` before login, Ping, CoreSettings, Command, recorded list responses,
-//! `Invalid/unknown command` for anything else, Logoff. Events are sent with their original
+//! an in-memory AstDB (DBGet/DBPut/DBDel), `Setvar` of a global or `DEVICE_STATE(...)`
+//! (with its `DeviceStateChange` event), QueuePause of the queue members the transcript
+//! names (with Asterisk's `QueueMemberPause` event), ExtensionStateList (the hints of the
+//! transcript in their state as of the events sent so far), `Invalid/unknown command` for
+//! anything else, Logoff. Every action received is kept whole ([`ReplayServer::actions`]), so
+//! a test can check exactly what a client sent. Events are sent with their original
 //! bytes. The transcript is dealt out once across connections: a client that reconnects gets
 //! the events after the last one a previous connection sent completely, so "no loss, no
 //! duplicate across a reconnect" can be checked against [`ReplayServer::connections`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -37,6 +42,14 @@ pub struct Transcript {
     events: Vec<Bytes>,
     /// Recorded list responses, by lower-case action name (`coreshowchannels`, `status`).
     lists: HashMap<String, RecordedList>,
+    /// `ExtensionStatus` events: index in `events` and the message, in order.
+    extension_status: Vec<(usize, Message)>,
+    /// The last `QueueMemberStatus` (or other queue member event) per (queue, interface):
+    /// the members QueuePause knows.
+    queue_members: BTreeMap<(String, String), Message>,
+    /// Channel lifecycle events (`Newchannel`, `Newstate`, `Hangup`): index in `events` and
+    /// the message, in order; what `CoreShowChannels` answers at the cursor.
+    channel_events: Vec<(usize, Message)>,
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +96,9 @@ impl Transcript {
             asterisk_version: None,
             events: Vec::new(),
             lists: HashMap::new(),
+            extension_status: Vec::new(),
+            queue_members: BTreeMap::new(),
+            channel_events: Vec::new(),
         };
         // Open list responses by ActionID: the response and the items so far.
         let mut open: HashMap<String, (Message, Vec<Message>)> = HashMap::new();
@@ -119,7 +135,21 @@ impl Transcript {
                         items.push(msg);
                     }
                 }
-                (None, Some(_), None) => t.events.push(original),
+                (None, Some(event), None) => {
+                    if event.eq_ignore_ascii_case("ExtensionStatus") {
+                        t.extension_status.push((t.events.len(), msg.clone()));
+                    }
+                    if ["Newchannel", "Newstate", "Hangup"].contains(&event) {
+                        t.channel_events.push((t.events.len(), msg.clone()));
+                    }
+                    if let (Some(queue), Some(iface)) = (msg.get("Queue"), msg.get("Interface")) {
+                        if event.starts_with("QueueMember") {
+                            t.queue_members
+                                .insert((queue.to_owned(), iface.to_owned()), msg.clone());
+                        }
+                    }
+                    t.events.push(original);
+                }
                 _ => {}
             }
         }
@@ -142,6 +172,9 @@ pub enum Fault {
     Stall { after: usize, pause: Duration },
     /// Send bytes that are not AMI, then carry on.
     Garbage { after: usize },
+    /// Send no more events, but go on answering actions (Ping too): the client stays
+    /// connected and logged in, at a known point of the stream.
+    Hold { after: usize },
 }
 
 /// How the server behaves.
@@ -187,6 +220,10 @@ struct Shared {
     /// Next transcript event to send, across connections.
     cursor: Mutex<usize>,
     log: Mutex<Vec<ConnectionLog>>,
+    /// Every action received after login, whole, across connections.
+    actions: Mutex<Vec<Message>>,
+    /// The AstDB: `Family/Key` -> value, starting empty (like a fresh Asterisk).
+    astdb: Mutex<BTreeMap<String, String>>,
 }
 
 /// A running replay server; stops (with all its connections) when dropped.
@@ -220,6 +257,8 @@ impl ReplayServer {
             options,
             cursor: Mutex::new(0),
             log: Mutex::new(Vec::new()),
+            actions: Mutex::new(Vec::new()),
+            astdb: Mutex::new(BTreeMap::new()),
         });
         let task = tokio::spawn(accept_loop(listener, shared.clone()));
         Ok(ReplayServer { addr, shared, task })
@@ -232,6 +271,33 @@ impl ReplayServer {
     /// One log per accepted connection, in accept order.
     pub fn connections(&self) -> Vec<ConnectionLog> {
         self.shared.log.lock().unwrap().clone()
+    }
+
+    /// Every action received from logged-in clients (Ping and the others, not Challenge or
+    /// Login), whole and in arrival order, across connections.
+    #[cfg(test)]
+    pub fn actions(&self) -> Vec<Message> {
+        self.shared.actions.lock().unwrap().clone()
+    }
+
+    /// The actions received other than the link's own keepalive and resync (Ping,
+    /// CoreSettings, Logoff): what a test of "which action did the client send" compares.
+    #[cfg(test)]
+    pub fn actions_except_link(&self) -> Vec<Message> {
+        self.actions()
+            .into_iter()
+            .filter(|a| {
+                !["Ping", "CoreSettings", "Logoff"]
+                    .iter()
+                    .any(|n| a.action().is_some_and(|x| x.eq_ignore_ascii_case(n)))
+            })
+            .collect()
+    }
+
+    /// The AstDB as the server holds it now (`Family/Key` -> value).
+    #[cfg(test)]
+    pub fn astdb(&self) -> BTreeMap<String, String> {
+        self.shared.astdb.lock().unwrap().clone()
     }
 
     /// How many transcript events have been sent whole so far.
@@ -393,6 +459,9 @@ impl Conn<'_> {
         if !(self.logged_in && self.events_on) {
             return None;
         }
+        if matches!(self.fault, Some(Fault::Hold { after }) if self.sent_here >= after) {
+            return None;
+        }
         let cursor = *self.shared.cursor.lock().unwrap();
         (cursor < self.shared.transcript.events.len()).then_some(cursor)
     }
@@ -445,6 +514,9 @@ impl Conn<'_> {
             l.actions
                 .push(action.action().unwrap_or_default().to_owned())
         });
+        if self.logged_in {
+            self.shared.actions.lock().unwrap().push(action.clone());
+        }
         let ok = |extra: &[(&'static str, String)]| {
             let mut m = Message::from_pairs([("Response", "Success"), ("ActionID", id.as_str())]);
             for (k, v) in extra {
@@ -532,8 +604,27 @@ impl Conn<'_> {
                     with_action_id(m, &id).encode(&mut self.out);
                 }
             }
+            "dbget" => self.db_get(action, &id),
+            "dbput" | "dbdel" => self.db_change(action, &id, name == "dbput"),
+            "queuepause" => self.queue_pause(action, &id),
+            "setvar" => self.setvar(action, &id),
+            "extensionstatelist" => {
+                let items = self.extension_states(&id);
+                self.list(
+                    &id,
+                    "Extension Statuses will follow",
+                    items,
+                    "ExtensionStateListComplete",
+                );
+            }
             "coreshowchannels" => {
-                self.empty_list(&id, "Channels will follow", "CoreShowChannelsComplete")
+                let items = self.live_channels(&id);
+                self.list(
+                    &id,
+                    "Channels will follow",
+                    items,
+                    "CoreShowChannelsComplete",
+                );
             }
             "status" => self.empty_list(&id, "Channel status will follow", "StatusComplete"),
             _ => self.reply(&[
@@ -546,18 +637,266 @@ impl Conn<'_> {
     }
 
     fn empty_list(&mut self, id: &str, message: &str, complete: &str) {
+        self.list(id, message, Vec::new(), complete);
+    }
+
+    /// A list answer as Asterisk sends it: the Success response, the items, the *Complete
+    /// event.
+    fn list(&mut self, id: &str, message: &str, items: Vec<Message>, complete: &str) {
         self.reply(&[
             ("Response", "Success"),
             ("ActionID", id),
             ("EventList", "start"),
             ("Message", message),
         ]);
+        let n = items.len().to_string();
+        for m in items {
+            m.encode(&mut self.out);
+        }
         self.reply(&[
             ("Event", complete),
             ("ActionID", id),
             ("EventList", "Complete"),
-            ("ListItems", "0"),
+            ("ListItems", &n),
         ]);
+    }
+
+    fn error(&mut self, id: &str, message: &str) {
+        self.reply(&[
+            ("Response", "Error"),
+            ("ActionID", id),
+            ("Message", message),
+        ]);
+    }
+
+    /// `DBGet` as Asterisk's `main/db.c` answers it: a one-item list, or an error.
+    fn db_get(&mut self, action: &Message, id: &str) {
+        let Some(key) = self.db_key(action, id) else {
+            return;
+        };
+        let val = self.shared.astdb.lock().unwrap().get(&key).cloned();
+        let Some(val) = val else {
+            return self.error(id, "Database entry not found");
+        };
+        let item = Message::from_pairs([
+            ("Event", "DBGetResponse"),
+            ("Family", action.get("Family").unwrap_or_default()),
+            ("Key", action.get("Key").unwrap_or_default()),
+            ("Val", &val),
+            ("ActionID", id),
+        ]);
+        self.list(id, "Result will follow", vec![item], "DBGetComplete");
+    }
+
+    /// `DBPut` (`put`) or `DBDel`.
+    fn db_change(&mut self, action: &Message, id: &str, put: bool) {
+        let Some(key) = self.db_key(action, id) else {
+            return;
+        };
+        let mut db = self.shared.astdb.lock().unwrap();
+        let message = if put {
+            db.insert(key, action.get("Val").unwrap_or_default().to_owned());
+            "Updated database successfully"
+        } else if db.remove(&key).is_some() {
+            "Key deleted successfully"
+        } else {
+            drop(db);
+            return self.error(id, "Database entry not found");
+        };
+        drop(db);
+        self.reply(&[
+            ("Response", "Success"),
+            ("ActionID", id),
+            ("Message", message),
+        ]);
+    }
+
+    /// `Family/Key` of a DB action; answers Asterisk's error when either is missing.
+    fn db_key(&mut self, action: &Message, id: &str) -> Option<String> {
+        let family = action.get("Family").unwrap_or_default();
+        let key = action.get("Key").unwrap_or_default();
+        match (family.is_empty(), key.is_empty()) {
+            (true, _) => self.error(id, "No family specified."),
+            (_, true) => self.error(id, "No key specified."),
+            _ => return Some(format!("{family}/{key}")),
+        }
+        None
+    }
+
+    /// `QueuePause`: every member of the transcript's queues with that interface (in
+    /// `Queue`, or in all queues), each announced by a `QueueMemberPause` event.
+    fn queue_pause(&mut self, action: &Message, id: &str) {
+        let iface = action.get("Interface").unwrap_or_default();
+        let Some(paused) = action.get("Paused").filter(|_| !iface.is_empty()) else {
+            return self.error(id, "Need 'Interface' and 'Paused' parameters.");
+        };
+        let paused = ast_true(paused);
+        let queue = action.get("Queue");
+        let members: Vec<&Message> = self
+            .shared
+            .transcript
+            .queue_members
+            .iter()
+            .filter(|((q, i), _)| i == iface && queue.is_none_or(|want| want == q))
+            .map(|(_, m)| m)
+            .collect();
+        if members.is_empty() {
+            return self.error(id, "Interface not found");
+        }
+        let message = if paused {
+            "Interface paused successfully"
+        } else {
+            "Interface unpaused successfully"
+        };
+        self.reply(&[
+            ("Response", "Success"),
+            ("ActionID", id),
+            ("Message", message),
+        ]);
+        if !self.events_on {
+            return;
+        }
+        let reason = action.get("Reason").unwrap_or_default();
+        for m in members {
+            let mut event = Message::new();
+            for (k, v) in m.iter() {
+                match k {
+                    "Event" => event.push(k, "QueueMemberPause"),
+                    "Paused" => event.push(k, if paused { "1" } else { "0" }),
+                    "PausedReason" => event.push(k, reason),
+                    _ => event.push(k, v),
+                }
+            }
+            event.encode(&mut self.out);
+        }
+    }
+
+    /// `Setvar` without a channel (a global, or a dialplan function such as
+    /// `DEVICE_STATE(Custom:DND201)`, whose change Asterisk announces as `DeviceStateChange`).
+    fn setvar(&mut self, action: &Message, id: &str) {
+        let Some(variable) = action.get("Variable").filter(|v| !v.is_empty()) else {
+            return self.error(id, "No variable specified");
+        };
+        if action.get("Channel").is_some_and(|c| !c.is_empty()) {
+            return self.error(id, "No such channel");
+        }
+        let value = action.get("Value").unwrap_or_default();
+        self.reply(&[
+            ("Response", "Success"),
+            ("ActionID", id),
+            ("Message", "Variable Set"),
+        ]);
+        let device = variable
+            .strip_prefix("DEVICE_STATE(")
+            .and_then(|v| v.strip_suffix(')'));
+        if let (Some(device), true) = (device, self.events_on) {
+            self.reply(&[
+                ("Event", "DeviceStateChange"),
+                ("Privilege", "call,all"),
+                ("Device", device),
+                ("State", value),
+            ]);
+        }
+    }
+
+    /// The channels alive among the events sent so far (a `Newchannel` and no `Hangup` yet),
+    /// in their latest state, as `CoreShowChannel` items: what Asterisk lists at that moment.
+    fn live_channels(&self, id: &str) -> Vec<Message> {
+        let cursor = *self.shared.cursor.lock().unwrap();
+        let mut alive: BTreeMap<&str, &Message> = BTreeMap::new();
+        for (_, m) in self
+            .shared
+            .transcript
+            .channel_events
+            .iter()
+            .take_while(|(i, _)| *i < cursor)
+        {
+            let Some(channel) = m.get("Channel") else {
+                continue;
+            };
+            match m.event() {
+                Some("Hangup") => {
+                    alive.remove(channel);
+                }
+                Some("Newchannel") => {
+                    alive.insert(channel, m);
+                }
+                _ => {
+                    if let Some(state) = alive.get_mut(channel) {
+                        *state = m;
+                    }
+                }
+            }
+        }
+        let field = |m: &Message, key: &str| m.get(key).unwrap_or_default().to_owned();
+        alive
+            .into_values()
+            .map(|m| {
+                let pairs: Vec<(&str, String)> = vec![
+                    ("Event", "CoreShowChannel".into()),
+                    ("ActionID", id.into()),
+                    ("Channel", field(m, "Channel")),
+                    ("ChannelState", field(m, "ChannelState")),
+                    ("ChannelStateDesc", field(m, "ChannelStateDesc")),
+                    ("CallerIDNum", field(m, "CallerIDNum")),
+                    ("CallerIDName", field(m, "CallerIDName")),
+                    ("ConnectedLineNum", field(m, "ConnectedLineNum")),
+                    ("ConnectedLineName", field(m, "ConnectedLineName")),
+                    ("Language", field(m, "Language")),
+                    ("AccountCode", field(m, "AccountCode")),
+                    ("Context", field(m, "Context")),
+                    ("Exten", field(m, "Exten")),
+                    ("Priority", field(m, "Priority")),
+                    ("Uniqueid", field(m, "Uniqueid")),
+                    ("Linkedid", field(m, "Linkedid")),
+                    ("Application", String::new()),
+                    ("ApplicationData", String::new()),
+                    ("Duration", "00:00:00".into()),
+                    ("BridgeId", String::new()),
+                ];
+                Message::from_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())))
+            })
+            .collect()
+    }
+
+    /// Every hint of the transcript (`ExtensionStatus` events) in its latest state among
+    /// the events sent so far; a hint not reported yet is Idle, with the hint it is first
+    /// reported with.
+    fn extension_states(&self, id: &str) -> Vec<Message> {
+        let cursor = *self.shared.cursor.lock().unwrap();
+        let mut states: BTreeMap<(&str, &str), (&str, &str, &str)> = BTreeMap::new();
+        for (i, m) in &self.shared.transcript.extension_status {
+            let exten = m.get("Exten").unwrap_or_default();
+            let context = m.get("Context").unwrap_or_default();
+            let hint = m.get("Hint").unwrap_or_default();
+            let state = if *i < cursor {
+                (
+                    hint,
+                    m.get("Status").unwrap_or_default(),
+                    m.get("StatusText").unwrap_or_default(),
+                )
+            } else {
+                (hint, "0", "Idle")
+            };
+            let entry = states.entry((exten, context)).or_insert(state);
+            if *i < cursor {
+                *entry = state;
+            }
+        }
+        states
+            .into_iter()
+            .map(|((exten, context), (hint, status, text))| {
+                Message::from_pairs([
+                    ("Event", "ExtensionStatus"),
+                    ("ActionID", id),
+                    ("Exten", exten),
+                    ("Context", context),
+                    ("Hint", hint),
+                    ("Status", status),
+                    ("StatusText", text),
+                ])
+            })
+            .collect()
     }
 
     fn check_login(&self, action: &Message) -> bool {
@@ -580,6 +919,13 @@ fn with_action_id(m: &Message, id: &str) -> Message {
             (k, v)
         }
     }))
+}
+
+/// Asterisk's `ast_true`: what a yes/no header accepts as yes.
+fn ast_true(value: &str) -> bool {
+    ["yes", "true", "y", "t", "1", "on"]
+        .iter()
+        .any(|t| value.trim().eq_ignore_ascii_case(t))
 }
 
 fn unix_timestamp() -> String {

@@ -10,9 +10,10 @@ use std::time::Duration;
 use ami::{Action, Message};
 use anyhow::Context;
 use calls::{Tracker, TrackerConfig};
-use chrono::Utc;
+use chrono::{TimeDelta, Utc};
 use store::{RawEvent, Store};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::ami_client::{AmiClient, ClientConfig, LinkEvent};
 use crate::api::{self, AppState};
@@ -56,13 +57,19 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
     // Held for the whole run: dropping the handle stops the simulator.
     let mut _demo = None;
     let pbxes = if config.pbx.is_empty() {
-        let (handle, pbx) = start_demo_pbx().await?;
+        let (handle, pbx) = start_demo_pbx(&config.data_dir).await?;
         _demo = Some(handle);
         vec![pbx]
     } else {
         config.pbx.clone()
     };
 
+    // The demo PBX writes recordings too; they take the production path from there on.
+    let recordings = config.recordings.clone().or_else(|| {
+        _demo
+            .is_some()
+            .then(|| crate::recordings::RecordingsConfig::demo(&config.data_dir))
+    });
     // A token given on the command line is the operator's own: never printed.
     let (token, fresh_token) = match args.admin_token {
         Some(t) => (t, false),
@@ -70,14 +77,17 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
     };
     let mut clients = HashMap::new();
     let mut links = Vec::new();
-    for pbx in &pbxes {
+    // In a cluster, a PBX's link starts when its lease is taken (crate::cluster).
+    for pbx in pbxes.iter().filter(|_| config.cluster.is_none()) {
         let (client, events) = AmiClient::start(ClientConfig::from_pbx(pbx)?);
         clients.insert(pbx.name.clone(), client.clone());
         links.push((pbx.name.clone(), client, events));
     }
+    let (trigger, shutdown) = crate::shutdown::Trigger::new();
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
+    let click_to_call_links = clients.clone();
     let state = AppState::new(store.clone(), std::slice::from_ref(&token), clients)
         .with_metrics(recorder)
         .with_allow_list(config.http.allow.clone())
@@ -86,45 +96,16 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
                 .http
                 .control_per_minute
                 .unwrap_or(api::DEFAULT_CONTROL_PER_MINUTE),
-        );
-    let crms = crate::outbox::start(&config.crm, &store, config.recordings.is_some())?;
-    let state = match &config.recordings {
-        Some(recordings) => {
-            // Links point at the API itself unless `public_url` says otherwise.
-            let own_scheme = if config.http.tls_cert.is_some() {
-                "https"
-            } else {
-                "http"
-            };
-            let own_url = format!("{own_scheme}://{}", args.listen);
-            let worker = crate::recordings::Worker::from_config(
-                recordings,
-                &config.data_dir,
-                &own_url,
-                crms.clone(),
-            )?;
-            let state = state.with_recordings(worker.recordings.clone());
-            tokio::spawn(worker.run(store.clone()));
-            state
-        }
-        None => state,
-    };
-    for (name, client, events) in links {
-        let raw_log = spawn_raw_event_writer(store.clone(), &name, config.journal.raw_events);
-        tokio::spawn(track(
-            name,
-            client,
-            events,
-            store.clone(),
-            state.clone(),
-            raw_log,
-            crms.clone(),
-        ));
-    }
-    if let Some(agi) = &config.agi {
-        crate::fastagi::cli::start(agi, &crms).await?;
-    }
-
+        )
+        .with_settings(config.settings_view())
+        .with_extensions(config.extensions.clone());
+    let crms = crate::outbox::start(
+        &config.crm,
+        &config.outbox,
+        &store,
+        recordings.is_some(),
+        &shutdown,
+    )?;
     let tls = match (&config.http.tls_cert, &config.http.tls_key) {
         (Some(cert), Some(key)) => {
             let identity = crate::release::Identity::Files {
@@ -140,25 +121,112 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(
-        "web UI and API on {scheme}://{}/ (API under /api/v1)",
-        listener.local_addr()?
-    );
+    // Bound before the workers start: recording links name the address really bound
+    // (`--listen 127.0.0.1:0` picks a free port).
     let addr = listener.local_addr()?;
+    tracing::info!("web UI and API on {scheme}://{addr}/ (API under /api/v1)");
+    let state = match &recordings {
+        Some(recordings) => {
+            // Links point at the API itself unless `public_url` says otherwise.
+            let own_url = format!("{scheme}://{addr}");
+            let worker = crate::recordings::Worker::from_config(
+                recordings,
+                &config.data_dir,
+                &own_url,
+                crms.clone(),
+            )?;
+            let state = state.with_recordings(worker.recordings.clone());
+            tokio::spawn(worker.run(store.clone()));
+            state
+        }
+        None => state,
+    };
+    let live = match &config.cluster {
+        Some(cluster) => {
+            crate::cluster::Live::start(&store, state.clone(), &cluster.instance_id).await?
+        }
+        None => crate::cluster::Live::local(state.clone()),
+    };
+    let pipeline = Pipeline {
+        store: store.clone(),
+        state: state.clone(),
+        live,
+        crms: crms.clone(),
+        raw_events: config.journal.raw_events,
+        resume: _demo.is_none(),
+    };
+    for (name, client, events) in links {
+        let tracking = crate::cluster::track_until_shutdown(
+            name,
+            client,
+            events,
+            pipeline.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(tracking);
+    }
+    if let Some(cluster) = &config.cluster {
+        tracing::info!(
+            instance = cluster.instance_id,
+            "cluster member: PBXs are tracked by lease"
+        );
+        for pbx in pbxes.iter().filter(|p| cluster.may_own(&p.name)) {
+            let owner = crate::cluster::own_by_lease(
+                pbx.clone(),
+                cluster.clone(),
+                pipeline.clone(),
+                shutdown.clone(),
+            );
+            tokio::spawn(owner);
+        }
+    }
+    drop(pipeline);
+    if let Some(agi) = &config.agi {
+        crate::fastagi::cli::start(agi, &crms).await?;
+    }
+    // Bitrix24's click-to-call: its event handler URL, and offline-event polling.
+    let bitrix24_events =
+        crate::outbox::portal::ClickToCall::new(crms.clone(), click_to_call_links);
+    bitrix24_events.start_polling();
+
     eprintln!("web UI: {scheme}://{addr}/");
     if fresh_token {
         eprintln!("admin API token (valid until pbxlink stops): {token}");
         eprintln!("sign in to the web UI with this link: {scheme}://{addr}/#token={token}");
     }
     // The peer address feeds the `[http] allow` list.
-    let app = api::app(state);
-    crate::http_server::serve(listener, tls, app, HTTP_HEAD_TIMEOUT, shutdown_signal()).await;
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = api::app(state).merge(bitrix24_events.router());
+    let http = crate::http_server::serve(listener, tls, app, HTTP_HEAD_TIMEOUT, async {
+        let _ = http_stopped.await;
+    });
+    let mut http = tokio::spawn(http);
+    tokio::select! {
+        () = shutdown_signal() => {}
+        served = &mut http => {
+            served?;
+            anyhow::bail!("the HTTP server stopped");
+        }
+    }
+    // No new HTTP requests; live streams end with the process.
+    let _ = stop_http.send(());
+    drop(shutdown);
+    if trigger.shutdown(config.shutdown_grace).await {
+        tracing::info!("stopped: calls journaled, deliveries in flight finished");
+    } else {
+        tracing::warn!(
+            grace = ?config.shutdown_grace,
+            "stopped with deliveries still in flight; they are retried at the next start"
+        );
+    }
     store.close().await;
     Ok(())
 }
 
 /// Starts the simulated PBX on loopback and returns the `[[pbx]]` that reaches it.
-async fn start_demo_pbx() -> anyhow::Result<(simulate::SimulatorHandle, PbxConfig)> {
+async fn start_demo_pbx(
+    data_dir: &std::path::Path,
+) -> anyhow::Result<(simulate::SimulatorHandle, PbxConfig)> {
     let secret = hex::encode(rand::random::<[u8; 16]>());
     let options = simulate::Options {
         calls_per_second: 0.5,
@@ -170,6 +238,7 @@ async fn start_demo_pbx() -> anyhow::Result<(simulate::SimulatorHandle, PbxConfi
         secret: secret.clone(),
         fast: false,
         write: None,
+        monitor_dir: Some(crate::recordings::RecordingsConfig::demo(data_dir).dir),
     };
     let handle = simulate::start(SocketAddr::from(([127, 0, 0, 1], 0)), options, server).await?;
     let addr = handle.local_addr();
@@ -192,82 +261,248 @@ async fn start_demo_pbx() -> anyhow::Result<(simulate::SimulatorHandle, PbxConfi
     Ok((handle, pbx))
 }
 
-/// One PBX: AMI events -> tracker -> live events and journal.
-async fn track(
+/// What tracking a PBX needs besides its AMI link (one per PBX, cloned).
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub store: Store,
+    pub state: AppState,
+    pub live: crate::cluster::Live,
+    pub crms: Arc<[crate::outbox::Crm]>,
+    pub raw_events: RawEvents,
+    /// Resume the calls a previous owner left in progress, from the raw event log (not in
+    /// demo mode: a fresh simulator never continues an old call).
+    pub resume: bool,
+}
+
+/// How far back the raw event log is searched for calls to resume: longer than any call.
+const RESUME_WINDOW: TimeDelta = TimeDelta::hours(4);
+
+/// One PBX: AMI events -> tracker -> live events and journal, until `stop` resolves. Then it
+/// stops reading AMI, tracks what was already read, and returns once the calls that ended
+/// are journaled and the raw events written: what the next owner resumes from.
+pub async fn track(
     pbx: String,
     client: AmiClient,
     mut events: mpsc::Receiver<LinkEvent>,
-    store: Store,
-    state: AppState,
-    mut raw_log: RawEventLog,
-    crms: Arc<[crate::outbox::Crm]>,
+    pipeline: Pipeline,
+    stop: impl std::future::Future<Output = ()>,
 ) {
-    let mut tracker = Tracker::new(TrackerConfig::default());
-    // Handles made once: the per-event cost is an atomic add, not a registry lookup.
-    let events_total = metrics::counter!("pbxlink_ami_events_total", "pbx" => pbx.clone());
-    let connected = metrics::gauge!("pbxlink_ami_connected", "pbx" => pbx.clone());
-    let active_calls = metrics::gauge!("pbxlink_active_calls", "pbx" => pbx.clone());
     // Finished calls go to their own writer task so a slow disk never stalls tracking.
-    let journal = spawn_journal_writer(store, &pbx, crms);
-    let mut seq: u64 = 0;
-    while let Some(link_event) = events.recv().await {
+    let (journal, journal_done) =
+        spawn_journal_writer(pipeline.store.clone(), &pbx, pipeline.crms.clone());
+    let (raw_log, raw_log_done) =
+        spawn_raw_event_writer(pipeline.store.clone(), &pbx, pipeline.raw_events);
+    let mut pbx = PbxTracking {
+        tracker: Tracker::new(TrackerConfig::default()),
+        // Handles made once: the per-event cost is an atomic add, not a registry lookup.
+        events_total: metrics::counter!("pbxlink_ami_events_total", "pbx" => pbx.clone()),
+        connected: metrics::gauge!("pbxlink_ami_connected", "pbx" => pbx.clone()),
+        active_calls: metrics::gauge!("pbxlink_active_calls", "pbx" => pbx.clone()),
+        pbx,
+        client: client.clone(),
+        pipeline,
+        journal,
+        raw_log,
+        seq: 0,
+    };
+    if pbx.pipeline.resume {
+        pbx.resume().await;
+    }
+    tokio::pin!(stop);
+    loop {
+        let link_event = tokio::select! {
+            biased;
+            () = &mut stop => break,
+            e = events.recv() => e,
+        };
+        let Some(link_event) = link_event else { break };
+        if !pbx.handle(link_event).await {
+            return;
+        }
+    }
+    // Stop reading AMI; what was read is still tracked and logged before the writers close.
+    tracing::info!(pbx = pbx.pbx, "stopping: journaling the calls that ended");
+    let drain = async {
+        while let Some(link_event) = events.recv().await {
+            if !pbx.handle(link_event).await {
+                break;
+            }
+        }
+    };
+    tokio::join!(client.shutdown(), drain);
+    drop(pbx);
+    let _ = tokio::join!(journal_done, raw_log_done);
+}
+
+/// One PBX's tracker and where its output goes.
+struct PbxTracking {
+    pbx: String,
+    client: AmiClient,
+    pipeline: Pipeline,
+    tracker: Tracker,
+    journal: mpsc::Sender<JournalItem>,
+    raw_log: RawEventLog,
+    seq: u64,
+    events_total: metrics::Counter,
+    connected: metrics::Gauge,
+    active_calls: metrics::Gauge,
+}
+
+impl PbxTracking {
+    /// Tracks one link event; `false` when calls can no longer be journaled.
+    async fn handle(&mut self, link_event: LinkEvent) -> bool {
+        let pbx = &self.pbx;
         match link_event {
             LinkEvent::Connected { ami_version } => {
                 tracing::info!(pbx, ami_version, "AMI connected; resyncing live channels");
-                connected.set(1.0);
-                resync(&client, &mut tracker).await;
+                self.connected.set(1.0);
+                resync(&self.client, &mut self.tracker).await;
+                resync_presence(&self.client, &self.pipeline.state, pbx).await;
             }
             LinkEvent::Disconnected { reason } => {
                 tracing::warn!(pbx, %reason, "AMI link down; reconnecting");
-                connected.set(0.0);
+                self.connected.set(0.0);
             }
             LinkEvent::Event(msg) => {
                 let now = Utc::now();
-                tracker.handle(now, &msg);
-                events_total.increment(1);
-                seq += 1;
-                raw_log.log(&pbx, seq, now, &msg);
+                self.tracker.handle(now, &msg);
+                self.pipeline.state.presence_event(pbx, &msg);
+                self.events_total.increment(1);
+                self.seq += 1;
+                self.raw_log.log(pbx, self.seq, now, &msg);
             }
         }
-        while let Some(ev) = tracker.poll_event() {
-            state.publish(&pbx, ev);
+        while let Some(ev) = self.tracker.poll_event() {
+            if !self.queue_live_steps(&ev).await {
+                return false;
+            }
+            self.pipeline.live.publish(pbx, ev);
         }
-        while let Some(record) = tracker.poll_record() {
-            if journal.send(record).await.is_err() {
-                tracing::error!(pbx, "journal writer stopped; no more calls can be saved");
+        self.journal_finished().await
+    }
+
+    /// Queues the CRM steps a live call event gives (Bitrix24 register, cards) through the
+    /// journal writer, in order with the call's record; `false` if the writer has stopped.
+    async fn queue_live_steps(&self, event: &calls::CallEvent) -> bool {
+        let rows = crate::outbox::plan_event_all(&self.pipeline.crms, &self.pbx, event);
+        if rows.is_empty() {
+            return true;
+        }
+        let item = JournalItem::Live {
+            call_id: event.call_id.clone(),
+            rows,
+        };
+        if self.journal.send(item).await.is_err() {
+            tracing::error!(
+                pbx = self.pbx,
+                "journal writer stopped; no more calls can be saved"
+            );
+            return false;
+        }
+        true
+    }
+
+    /// Sends the calls that ended to the journal writer; `false` if it has stopped.
+    async fn journal_finished(&mut self) -> bool {
+        while let Some(record) = self.tracker.poll_record() {
+            if self.journal.send(JournalItem::Call(record)).await.is_err() {
+                tracing::error!(
+                    pbx = self.pbx,
+                    "journal writer stopped; no more calls can be saved"
+                );
+                return false;
+            }
+        }
+        self.active_calls
+            .set(self.tracker.calls_in_progress() as f64);
+        true
+    }
+
+    /// Replays the logged events of calls that are not in the journal (a previous owner was
+    /// tracking them when it died or stopped), so they end here instead of being lost. The
+    /// resync after login then ends those whose channels are gone.
+    async fn resume(&mut self) {
+        let since = Utc::now() - RESUME_WINDOW;
+        let logged = match self
+            .pipeline
+            .store
+            .unfinished_call_events(&self.pbx, since)
+            .await
+        {
+            Ok(logged) => logged,
+            Err(e) => {
+                tracing::error!(pbx = self.pbx, error = %e, "cannot read the raw event log; calls in progress are not resumed");
                 return;
             }
+        };
+        for event in &logged {
+            let Some(object) = event.message.as_object() else {
+                continue;
+            };
+            let msg = crate::replay::message_from_json(object);
+            self.tracker.handle(event.received_at, &msg);
+            while let Some(ev) = self.tracker.poll_event() {
+                // The steps come out as before the restart: same keys, queued once.
+                self.queue_live_steps(&ev).await;
+                self.pipeline.live.publish_local(&self.pbx, ev);
+            }
         }
-        active_calls.set(tracker.calls_in_progress() as f64);
+        self.journal_finished().await;
+        if !logged.is_empty() {
+            tracing::info!(
+                pbx = self.pbx,
+                events = logged.len(),
+                calls = self.tracker.calls_in_progress(),
+                "resumed calls in progress from the raw event log"
+            );
+        }
     }
 }
 
-/// The journal writer: finished calls, saved in batches (one transaction each), in order.
-/// A failed batch is retried until the database takes it: calls wait, they are not dropped.
+/// What the journal writer saves: a finished call, or CRM steps of a call in progress.
+enum JournalItem {
+    Call(calls::CallRecord),
+    Live {
+        call_id: String,
+        rows: Vec<store::NewOutboxRow>,
+    },
+}
+
+/// The journal writer: finished calls and live CRM steps, saved in batches (one transaction
+/// each), in order. A failed batch is retried until the database takes it: calls wait, they
+/// are not dropped.
 fn spawn_journal_writer(
     store: Store,
     pbx: &str,
     crms: Arc<[crate::outbox::Crm]>,
-) -> mpsc::Sender<calls::CallRecord> {
-    let (tx, mut rx) = mpsc::channel::<calls::CallRecord>(JOURNAL_QUEUE);
+) -> (mpsc::Sender<JournalItem>, JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<JournalItem>(JOURNAL_QUEUE);
     let pbx = pbx.to_owned();
     let journaled = metrics::counter!("pbxlink_calls_journaled_total", "pbx" => pbx.clone());
     let errors = metrics::counter!("pbxlink_journal_errors_total", "pbx" => pbx.clone());
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut batch = Vec::with_capacity(JOURNAL_BATCH);
         while rx.recv_many(&mut batch, JOURNAL_BATCH).await > 0 {
+            let mut live = Vec::new();
+            let mut calls = Vec::new();
+            for item in &batch {
+                match item {
+                    JournalItem::Call(call) => calls.push(call),
+                    JournalItem::Live { call_id, rows } => live.push((call_id.as_str(), &rows[..])),
+                }
+            }
             // CRM deliveries are queued in the call's own transaction: never one without the other.
-            let outbox: Vec<_> = batch
+            let outbox: Vec<_> = calls
                 .iter()
                 .map(|c| crate::outbox::plan_all(&crms, &pbx, c))
                 .collect();
-            let rows: Vec<_> = batch
+            let rows: Vec<_> = calls
                 .iter()
                 .zip(&outbox)
-                .map(|(c, o)| (c, &o[..]))
+                .map(|(c, o)| (*c, &o[..]))
                 .collect();
             let mut delay = Duration::from_millis(100);
-            while let Err(e) = store.save_calls(&pbx, &rows, Utc::now()).await {
+            while let Err(e) = store.save_journal(&pbx, &live, &rows, Utc::now()).await {
                 errors.increment(1);
                 tracing::error!(pbx, calls = rows.len(), error = %e, "cannot journal calls; retrying");
                 tokio::time::sleep(delay).await;
@@ -277,7 +512,7 @@ fn spawn_journal_writer(
             batch.clear();
         }
     });
-    tx
+    (tx, task)
 }
 
 /// After a (re)connect, tells the tracker which channels exist, so calls that went on
@@ -297,6 +532,18 @@ async fn resync(client: &AmiClient, tracker: &mut Tracker) {
     }
 }
 
+/// After a (re)connect, reads every hint's state and every queue member (with its paused
+/// flag), so presence is right from the start and after changes missed while away.
+pub(crate) async fn resync_presence(client: &AmiClient, state: &AppState, pbx: &str) {
+    for action in [Action::extension_state_list(), Action::queue_status(None)] {
+        let name = action.name().to_owned();
+        match client.send(action).await {
+            Ok(result) => state.presence_resync(pbx, &result.items),
+            Err(e) => tracing::warn!(pbx, action = name, error = %e, "presence resync failed"),
+        }
+    }
+}
+
 /// The raw AMI event log, written in batches by its own task.
 struct RawEventLog {
     tx: mpsc::Sender<RawEvent>,
@@ -307,11 +554,12 @@ struct RawEventLog {
 
 impl RawEventLog {
     fn log(&mut self, pbx: &str, seq: u64, at: chrono::DateTime<Utc>, msg: &Message) {
-        // Only call events: the log exists to replay and debug calls.
-        let Some(linkedid) = msg.get("Linkedid") else {
+        // Only call events: the log exists to replay and debug calls. A dial that
+        // `Originate` started (click-to-call) has no calling channel: only `DestLinkedid`.
+        let Some(linkedid) = msg.get("Linkedid").or_else(|| msg.get("DestLinkedid")) else {
             return;
         };
-        if !self.keep.keeps(msg.event().unwrap_or_default()) {
+        if !self.keep.keeps(msg) {
             return;
         }
         let event = RawEvent {
@@ -335,9 +583,14 @@ impl RawEventLog {
     }
 }
 
-fn spawn_raw_event_writer(store: Store, pbx: &str, keep: RawEvents) -> RawEventLog {
+/// The raw log and its writer task, which ends once the log is dropped and written out.
+fn spawn_raw_event_writer(
+    store: Store,
+    pbx: &str,
+    keep: RawEvents,
+) -> (RawEventLog, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<RawEvent>(RAW_EVENT_QUEUE);
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut batch = Vec::with_capacity(RAW_EVENT_BATCH);
         while rx.recv_many(&mut batch, RAW_EVENT_BATCH).await > 0 {
             if let Err(e) = store.append_events(&batch).await {
@@ -346,12 +599,13 @@ fn spawn_raw_event_writer(store: Store, pbx: &str, keep: RawEvents) -> RawEventL
             batch.clear();
         }
     });
-    RawEventLog {
+    let log = RawEventLog {
         tx,
         keep,
         dropped: metrics::counter!("pbxlink_raw_events_dropped_total", "pbx" => pbx.to_owned()),
         dropped_so_far: 0,
-    }
+    };
+    (log, task)
 }
 
 async fn shutdown_signal() {

@@ -480,3 +480,99 @@ async fn an_action_whose_caller_gave_up_offline_is_never_sent() {
         ["Challenge", "Login", "Ping"]
     );
 }
+
+/// The replay server's AstDB, QueuePause and ExtensionStateList answers, seen by the link,
+/// and the whole actions it keeps for tests to compare.
+#[tokio::test]
+async fn replay_server_astdb_queue_pause_and_extension_states() {
+    let t = Transcript::load(&fixture("asterisk-22-pjsip/ami/04_ivr_queue.rx.raw")).unwrap();
+    let mut options = ReplayOptions::new(USER, SECRET);
+    options.pace = HANG; // no transcript events: the answers alone
+    let server = ReplayServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), t, options)
+        .await
+        .unwrap();
+    let (client, mut rx) = AmiClient::start(client_config(server.local_addr(), "md5", SECRET));
+    expect_connected(&mut rx).await;
+    let mut out = String::new();
+    for action in [
+        Action::db_get("CF", "201"),
+        Action::db_put("CF", "201", "15557654321"),
+        Action::db_get("CF", "201"),
+        Action::db_del("CF", "201"),
+        Action::db_del("CF", "201"),
+        Action::db_get("", "201"),
+        Action::queue_pause(Some("601"), "Local/201@from-queue/n", true, "lunch"),
+        Action::queue_pause(None, "Local/209@from-queue/n", true, ""),
+        Action::extension_state_list(),
+    ] {
+        let r = client.send(action).await.unwrap();
+        let line = |m: &Message| {
+            m.iter()
+                .filter(|(k, _)| *k != "ActionID")
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        out.push_str(&line(&r.response));
+        out.push('\n');
+        for item in r.items.iter().chain(&r.complete) {
+            out.push_str(&format!("  {}\n", line(item)));
+        }
+    }
+    match next(&mut rx).await {
+        LinkEvent::Event(e) => out.push_str(&format!(
+            "event {} {} {} paused={} reason={}\n",
+            e.event().unwrap(),
+            e.get("Queue").unwrap(),
+            e.get("Interface").unwrap(),
+            e.get("Paused").unwrap(),
+            e.get("PausedReason").unwrap()
+        )),
+        other => panic!("expected QueueMemberPause, got {other:?}"),
+    }
+    expect![[r#"
+        Response=Error Message=Database entry not found
+        Response=Success Message=Updated database successfully
+        Response=Success EventList=start Message=Result will follow
+          Event=DBGetResponse Family=CF Key=201 Val=15557654321
+          Event=DBGetComplete EventList=Complete ListItems=1
+        Response=Success Message=Key deleted successfully
+        Response=Error Message=Database entry not found
+        Response=Error Message=No family specified.
+        Response=Success Message=Interface paused successfully
+        Response=Error Message=Interface not found
+        Response=Success EventList=start Message=Extension Statuses will follow
+          Event=ExtensionStatus Exten=201 Context=ext-local Hint=PJSIP/201&Custom:DND201 Status=0 StatusText=Idle
+          Event=ExtensionStatus Exten=203 Context=ext-local Hint=PJSIP/203&Custom:DND203 Status=0 StatusText=Idle
+          Event=ExtensionStateListComplete EventList=Complete ListItems=2
+        event QueueMemberPause 601 Local/201@from-queue/n paused=1 reason=lunch
+    "#]]
+    .assert_eq(&out);
+    let sent: Vec<String> = server
+        .actions_except_link()
+        .iter()
+        .map(|a| {
+            a.iter()
+                .filter(|(k, _)| *k != "ActionID")
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .collect();
+    expect![[r#"
+        [
+            "Action: DBGet, Family: CF, Key: 201",
+            "Action: DBPut, Family: CF, Key: 201, Val: 15557654321",
+            "Action: DBGet, Family: CF, Key: 201",
+            "Action: DBDel, Family: CF, Key: 201",
+            "Action: DBDel, Family: CF, Key: 201",
+            "Action: DBGet, Family: , Key: 201",
+            "Action: QueuePause, Interface: Local/201@from-queue/n, Queue: 601, Paused: true, Reason: lunch",
+            "Action: QueuePause, Interface: Local/209@from-queue/n, Paused: true",
+            "Action: ExtensionStateList",
+        ]
+    "#]]
+    .assert_debug_eq(&sent);
+    assert!(server.astdb().is_empty());
+    client.shutdown().await;
+}

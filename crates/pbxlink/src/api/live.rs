@@ -1,6 +1,6 @@
-//! The live call-event stream: a bounded ring of recent, seq-numbered events, so a client that
-//! reconnects with `Last-Event-ID` gets exactly the events it missed, fanned out over SSE and
-//! WebSocket and filtered by extension.
+//! The live event stream (call events, extension presence and forwarding changes): a bounded
+//! ring of recent, seq-numbered events, so a client that reconnects with `Last-Event-ID` gets
+//! exactly the events it missed, fanned out over SSE and WebSocket and filtered by extension.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -12,27 +12,70 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use calls::{CallEvent, CallEventKind};
+use calls::{CallEvent, CallEventKind, ExtensionState};
+use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use super::{ApiError, AppState};
 
-/// A call event as it goes out on the live stream, numbered so a client can resume.
+/// An event as it goes out on the live stream, numbered so a client can resume.
 #[derive(Clone, Debug, Serialize)]
 pub struct LiveEvent {
     /// Position in this process's stream (SSE `id`), counted across all PBXes.
     pub seq: u64,
-    /// The PBX the call is on.
+    /// The PBX the call or extension is on.
     pub pbx: String,
     /// The event.
     #[serde(flatten)]
-    pub event: CallEvent,
-    /// Every number the call has involved so far, so an `Ended` event still reaches the
-    /// panel of the extension that answered it.
+    pub event: Live,
+    /// Every number the event concerns (for a call: every one it has involved so far, so an
+    /// `Ended` event still reaches the panel of the extension that answered it).
     #[serde(skip)]
     pub parties: Vec<String>,
+}
+
+/// What a live event is about; its JSON `type` says which.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum Live {
+    /// `call.*`.
+    Call(CallEvent),
+    /// `extension.*`.
+    Extension(ExtensionEvent),
+}
+
+/// A change of an extension's presence or forwarding.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExtensionEvent {
+    /// When pbxlink saw it.
+    pub at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub change: ExtensionChange,
+}
+
+/// `extension.state` (presence) or `extension.forwarding` (DND/forwarding set here).
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type")]
+pub enum ExtensionChange {
+    #[serde(rename = "extension.state")]
+    State(ExtensionState),
+    #[serde(rename = "extension.forwarding")]
+    Forwarding(crate::extensions::Forwarding),
+}
+
+impl Live {
+    /// The SSE event name (also the `type` field of its JSON).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Live::Call(c) => event_name(&c.kind),
+            Live::Extension(e) => match e.change {
+                ExtensionChange::State(_) => "extension.state",
+                ExtensionChange::Forwarding(_) => "extension.forwarding",
+            },
+        }
+    }
 }
 
 /// What a subscriber receives: an event, or notice that it cannot be given what it missed.
@@ -75,7 +118,7 @@ impl LiveHub {
     }
 
     /// Numbers the event, keeps it in the ring and fans it out.
-    pub fn publish(&self, pbx: &str, event: CallEvent, parties: Vec<String>) {
+    pub fn publish(&self, pbx: &str, event: Live, parties: Vec<String>) {
         let mut ring = self.ring.lock().expect("live ring lock poisoned");
         ring.last_seq += 1;
         let live = Arc::new(LiveEvent {
@@ -192,7 +235,7 @@ fn sse_event(item: &StreamItem) -> Event {
     match item {
         StreamItem::Event(ev) => Event::default()
             .id(ev.seq.to_string())
-            .event(event_name(&ev.event.kind))
+            .event(ev.event.name())
             .json_data(ev)
             .expect("a live event always serializes"),
         StreamItem::Resync => Event::default().event("resync").data("{}"),
@@ -258,7 +301,11 @@ mod tests {
     fn hub_with(capacity: usize, events: u64) -> LiveHub {
         let hub = LiveHub::new(capacity);
         for n in 1..=events {
-            hub.publish("pbx", ringing(&n.to_string(), "101"), vec!["101".into()]);
+            hub.publish(
+                "pbx",
+                Live::Call(ringing(&n.to_string(), "101")),
+                vec!["101".into()],
+            );
         }
         hub
     }
@@ -293,7 +340,11 @@ mod tests {
         let hub = LiveHub::new(2);
         let mut stream = hub.stream(None);
         for n in 1..=5 {
-            hub.publish("pbx", ringing(&n.to_string(), "101"), Vec::new());
+            hub.publish(
+                "pbx",
+                Live::Call(ringing(&n.to_string(), "101")),
+                Vec::new(),
+            );
         }
         assert!(matches!(stream.next().await, Some(StreamItem::Resync)));
         assert!(matches!(stream.next().await, Some(StreamItem::Event(ev)) if ev.seq == 4));

@@ -62,30 +62,43 @@ pub struct AgiConfig {
 }
 
 impl AgiConfig {
-    /// Checks the values serde cannot; the message names the key.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.budget_ms == 0 || self.max_connections == 0 {
-            return Err("[agi] budget_ms and max_connections must be > 0".into());
+    /// Checks the values serde cannot: the key at fault and a message that names it.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.budget_ms == 0 {
+            return Err(("budget_ms", "[agi] budget_ms must be > 0".into()));
+        }
+        if self.max_connections == 0 {
+            return Err((
+                "max_connections",
+                "[agi] max_connections must be > 0".into(),
+            ));
         }
         for (key, secs) in [
             ("session_timeout", self.session_timeout),
             ("cache_ttl", self.cache_ttl),
         ] {
             if Duration::try_from_secs_f64(secs).is_err() {
-                return Err(format!("[agi] {key} must be a number of seconds >= 0"));
+                return Err((key, format!("[agi] {key} must be a number of seconds >= 0")));
             }
         }
         if self.session_timeout <= self.budget_ms as f64 / 1000.0 {
-            return Err("[agi] session_timeout must be longer than budget_ms".into());
+            return Err((
+                "session_timeout",
+                "[agi] session_timeout must be longer than budget_ms".into(),
+            ));
         }
         if !self.fallback_target.is_empty() && !handlers::is_dialable(&self.fallback_target) {
-            return Err(format!(
-                "[agi] fallback_target '{}' is not an extension",
-                self.fallback_target
+            return Err((
+                "fallback_target",
+                format!(
+                    "[agi] fallback_target '{}' is not an extension",
+                    self.fallback_target
+                ),
             ));
         }
         if let Some(url) = &self.webhook_url {
-            url::Url::parse(url).map_err(|e| format!("[agi] webhook_url '{url}': {e}"))?;
+            url::Url::parse(url)
+                .map_err(|e| ("webhook_url", format!("[agi] webhook_url '{url}': {e}")))?;
         }
         Ok(())
     }

@@ -44,6 +44,15 @@ enum FreepbxCommand {
         /// `https://host/c/TOKEN`); default: `[freepbx] update_url`.
         #[arg(long)]
         update_url: Option<String>,
+        /// Package for this release-server customer: the update URL becomes
+        /// `<base>/c/<token>` (base: --update-url, `[freepbx] update_url` or `[release]
+        /// public_url`), and the file `<rawname>-<version>-<customer>.tgz`.
+        #[arg(long, requires = "customer_token")]
+        customer: Option<String>,
+        /// The customer's token, as `release customer add` printed it; checked against the
+        /// release database.
+        #[arg(long, env = "PBXLINK_CUSTOMER_TOKEN", hide_env_values = true)]
+        customer_token: Option<String>,
         /// Where to write the tarball.
         #[arg(long, default_value = ".")]
         out: PathBuf,
@@ -104,9 +113,26 @@ pub fn run(config: Config, args: FreepbxArgs) -> anyhow::Result<()> {
         FreepbxCommand::Package {
             version,
             update_url,
+            customer,
+            customer_token,
             out,
         } => {
             let update_url = update_url.or_else(|| config.freepbx.update_url.clone());
+            let (update_url, suffix) = match (customer, customer_token) {
+                (Some(name), Some(token)) => {
+                    let base = update_url
+                        .or_else(|| config.release.public_url.clone())
+                        .context(
+                            "--customer needs the release server's address: --update-url, \
+                             [freepbx] update_url or [release] public_url",
+                        )?;
+                    let url = tokio::runtime::Runtime::new()?.block_on(
+                        crate::release::customer_update_url(&config, &name, &token, &base),
+                    )?;
+                    (Some(url), format!("-{name}"))
+                }
+                _ => (update_url, String::new()),
+            };
             // The AMI secret is made by install.php on the PBX: a published tarball holds none.
             let files = generate::files(&settings(
                 &config,
@@ -120,7 +146,7 @@ pub fn run(config: Config, args: FreepbxArgs) -> anyhow::Result<()> {
             };
             let tgz = package::build(&module, &files)?;
             std::fs::create_dir_all(&out)?;
-            let path = out.join(format!("{}-{}.tgz", module.rawname, module.version));
+            let path = out.join(format!("{}-{}{suffix}.tgz", module.rawname, module.version));
             std::fs::write(&path, tgz).with_context(|| format!("writing {}", path.display()))?;
             println!("{}", path.display());
             Ok(())

@@ -2,6 +2,8 @@
 //! (written with the call, in its transaction), and the workers that deliver them.
 
 pub mod cli;
+mod lane;
+pub mod portal;
 mod worker;
 
 pub(crate) use worker::send;
@@ -10,8 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use calls::CallRecord;
-use crm::bitrix24::{self, Bitrix24, PlanConfig, UserMap};
+use calls::{CallEvent, CallRecord};
 use crm::webhook::{SigningSecret, Webhook};
 use crm::Connector;
 use serde::Deserialize;
@@ -19,6 +20,37 @@ use serde_json::Value;
 use store::NewOutboxRow;
 
 use worker::{spawn_workers, WorkerConfig};
+
+/// `[outbox]`: how the delivery workers pace themselves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxSettings {
+    /// Seconds a worker holds the rows it claimed. Rows of a worker that died (crash, SIGKILL,
+    /// power loss) wait this long before another worker, or the restarted process, takes them
+    /// over; it must cover a claimed batch's wait for the CRM's rate limit.
+    #[serde(default = "default_lease")]
+    pub lease: f64,
+    /// Rows a worker claims at a time.
+    #[serde(default = "default_batch")]
+    pub batch: u32,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        Self {
+            lease: default_lease(),
+            batch: default_batch(),
+        }
+    }
+}
+
+fn default_lease() -> f64 {
+    300.0
+}
+
+fn default_batch() -> u32 {
+    200
+}
 
 /// One `[[crm]]` section.
 #[derive(Debug, Clone, Deserialize)]
@@ -53,9 +85,30 @@ pub struct Bitrix24Config {
     /// Extension -> Bitrix24 user id, used until (and besides) `user.get` answers.
     #[serde(default)]
     pub users: std::collections::BTreeMap<String, u64>,
-    /// Requests per second (Bitrix24 allows 2 per portal).
+    /// Requests per second (Bitrix24 allows 2 per portal; `batch` packs up to 50 steps in one).
     #[serde(default = "bitrix24_rate")]
     pub rate_per_second: f64,
+    /// A local application's OAuth settings, instead of `webhook_url`.
+    pub oauth: Option<portal::OAuthSection>,
+    /// When users get the call card: `ring` (default), `answer` or `never`.
+    #[serde(default = "card_on_ring")]
+    pub card: String,
+    /// Card mode per extension, `{ "203" = "answer" }`.
+    #[serde(default)]
+    pub cards: std::collections::BTreeMap<String, String>,
+    /// `auth[application_token]` Bitrix24 sends with the application's events
+    /// (`ONEXTERNALCALLSTART`); unset: events are refused.
+    pub application_token: Option<String>,
+    /// Environment variable holding it instead.
+    pub application_token_env: Option<String>,
+    /// PBX that places Bitrix24's click-to-calls; needed with several PBXes.
+    pub pbx: Option<String>,
+    /// Seconds between `event.offline.get` polls (a PBX Bitrix24 cannot reach); unset: none.
+    pub offline_events_poll: Option<f64>,
+}
+
+fn card_on_ring() -> String {
+    "ring".into()
 }
 
 /// `kind = "webhook"`.
@@ -109,21 +162,16 @@ pub struct Crm {
     pub connector: Arc<dyn Connector>,
     /// Smallest gap between two requests (the rate limit).
     pub min_gap: Duration,
-    /// Answers "who is calling" for FastAGI routing, when the connector can.
-    pub lookup: Option<Arc<dyn crm::HttpLookup>>,
     /// The recordings worker hands this connector the call's recording later
     /// ([`plan_recording`]), so the call's own plan leaves it out.
     pub recordings_follow: bool,
+    /// Answers "who is calling" for FastAGI routing, when the connector can.
+    pub lookup: Option<Arc<dyn crm::HttpLookup>>,
 }
 
 #[derive(Debug, Clone)]
 enum Planner {
-    Bitrix24 {
-        plan: PlanConfig,
-        portal: Arc<Bitrix24>,
-        /// The configured users; `user.get` adds to them, never removes them.
-        users: UserMap,
-    },
+    Bitrix24(Arc<portal::B24>),
     Webhook(Arc<Webhook>),
 }
 
@@ -136,31 +184,13 @@ impl Crm {
         };
         match config {
             CrmConfig::Bitrix24(c) => {
-                let url = secret(&c.name, c.webhook_url.as_ref(), c.webhook_url_env.as_ref())?;
-                let utc_offset =
-                    c.utc_offset
-                        .parse::<chrono::FixedOffset>()
-                        .with_context(|| {
-                            format!("crm {}: bad utc_offset {:?}", c.name, c.utc_offset)
-                        })?;
-                let portal = Arc::new(Bitrix24::new(url));
-                let users = UserMap::from_pairs(c.users.clone());
-                portal.set_users(users.clone());
+                let b24 = Arc::new(portal::build(c)?);
                 Ok(Self {
                     name: c.name.clone(),
-                    planner: Planner::Bitrix24 {
-                        plan: PlanConfig {
-                            utc_offset,
-                            create_leads: c.create_leads,
-                            default_extension: c.default_extension.clone(),
-                            record_url_base: c.record_url_base.clone(),
-                        },
-                        portal: portal.clone(),
-                        users,
-                    },
-                    connector: portal,
+                    connector: b24.portal.clone(),
+                    lookup: Some(b24.portal.clone()),
+                    planner: Planner::Bitrix24(b24),
                     min_gap: gap(Some(c.rate_per_second)),
-                    lookup: None,
                     recordings_follow: false,
                 })
             }
@@ -189,8 +219,8 @@ impl Crm {
                     planner: Planner::Webhook(webhook.clone()),
                     connector: webhook,
                     min_gap: gap(c.rate_per_second),
-                    lookup,
                     recordings_follow: false,
+                    lookup,
                 })
             }
         }
@@ -201,19 +231,8 @@ impl Crm {
     /// Returns what the CRM said, in a line.
     pub async fn test(&self, http: &reqwest::Client) -> Result<String, crm::DeliveryError> {
         match &self.planner {
-            Planner::Bitrix24 {
-                portal,
-                users: configured,
-                ..
-            } => {
-                let response = worker::send(http, &portal.users_request(), "user.get").await?;
-                let mut users = configured.clone();
-                users.extend(UserMap::from_user_get(&bitrix24::check(&response)?)?);
-                let found = users.len();
-                portal.set_users(users);
-                Ok(format!(
-                    "user.get answered; {found} users have an inner phone"
-                ))
+            Planner::Bitrix24(b24) => {
+                portal::reload_users(self, http, &b24.portal, &b24.users).await
             }
             Planner::Webhook(webhook) => {
                 let probe = crm::OutboxItem {
@@ -237,11 +256,54 @@ impl Crm {
     /// `{connector}:{pbx}:{call}:{step}` makes a re-saved call queue nothing twice.
     pub fn plan(&self, pbx: &str, record: &CallRecord) -> Vec<NewOutboxRow> {
         let steps = match &self.planner {
-            Planner::Bitrix24 { plan, .. } => bitrix24::plan(record, plan),
+            Planner::Bitrix24(b24) => {
+                let users = b24.portal.users();
+                let key = format!("{pbx}/{}", record.id);
+                let steps = portal::lock(&b24.planner).on_record(&key, record, &users);
+                steps.into_iter().map(|s| (s.key, s.payload)).collect()
+            }
             Planner::Webhook(webhook) => webhook.plan(record, &[]),
         };
         let steps = self.leave_recording_out(record, steps);
         self.rows(pbx, &record.id, steps)
+    }
+
+    /// The outbox rows a live call event gives (Bitrix24: register at start, cards as phones
+    /// ring and on answer), queued as the event happens.
+    pub fn plan_event(&self, pbx: &str, event: &CallEvent) -> Vec<NewOutboxRow> {
+        let Planner::Bitrix24(b24) = &self.planner else {
+            return Vec::new();
+        };
+        let users = b24.portal.users();
+        let steps =
+            portal::lock(&b24.planner).on_event(&format!("{pbx}/{}", event.call_id), event, &users);
+        self.rows(
+            pbx,
+            &event.call_id,
+            steps.into_iter().map(|s| (s.key, s.payload)).collect(),
+        )
+    }
+
+    /// The Bitrix24 parts, when this connector is a Bitrix24 portal.
+    fn bitrix24(&self) -> Option<&portal::B24> {
+        match &self.planner {
+            Planner::Bitrix24(b24) => Some(b24),
+            Planner::Webhook(_) => None,
+        }
+    }
+
+    /// Sends one request to this CRM (a Bitrix24 portal keeps the tokens it renewed).
+    pub(crate) async fn exchange(
+        &self,
+        http: &reqwest::Client,
+        request: &crm::HttpRequest,
+        idempotency_key: &str,
+    ) -> Result<crm::HttpResponse, crm::DeliveryError> {
+        let response = worker::send(http, request, idempotency_key).await;
+        if let Some(b24) = self.bitrix24() {
+            b24.link.keep_tokens(&self.name, &b24.portal);
+        }
+        response
     }
 
     /// With a recordings worker, the call's recording steps wait for the MP3 and its link
@@ -317,14 +379,12 @@ pub fn plan_recording(
         .filter(|crm| crm.recordings_follow)
         .flat_map(|crm| {
             let step = match &crm.planner {
-                Planner::Bitrix24 { plan, .. } => {
-                    // Every Bitrix24 step carries the call's `register` (CALL_ID recovery).
-                    let register = bitrix24::plan(record, plan)
-                        .first()
-                        .map(|(_, p)| p["register"].clone());
-                    register.map(|register| {
+                // attachRecord follows finish, whose CALL_ID the connector still holds (a lost
+                // one cannot be recovered by registering again after finish).
+                Planner::Bitrix24(_) => {
+                    (record.direction != calls::Direction::Internal).then(|| {
                         let payload = serde_json::json!({
-                            "register": register,
+                            "register": null,
                             "FILENAME": format!("{stem}.mp3"),
                             "RECORD_URL": ready.url,
                             "last": true,
@@ -360,8 +420,10 @@ pub fn plan_recording(
 /// recording, which [`plan_recording`] queues once it is converted.
 pub fn start(
     configs: &[CrmConfig],
+    settings: &OutboxSettings,
     store: &store::Store,
     recordings_follow: bool,
+    shutdown: &crate::shutdown::Shutdown,
 ) -> anyhow::Result<Arc<[Crm]>> {
     let mut crms = configs
         .iter()
@@ -371,7 +433,7 @@ pub fn start(
         crm.recordings_follow = recordings_follow;
     }
     for crm in &crms {
-        if let Planner::Bitrix24 { .. } = crm.planner {
+        if crm.bitrix24().is_some() {
             tokio::spawn(refresh_users(crm.clone()));
         }
     }
@@ -381,7 +443,11 @@ pub fn start(
             std::process::id(),
             rand::random::<u32>()
         );
-        spawn_workers(store.clone(), crms.clone(), WorkerConfig::new(owner))?;
+        let config = WorkerConfig {
+            shutdown: shutdown.clone(),
+            ..WorkerConfig::new(owner).with_settings(settings)?
+        };
+        spawn_workers(store.clone(), crms.clone(), config)?;
     }
     Ok(crms.into())
 }
@@ -389,6 +455,13 @@ pub fn start(
 /// Every configured connector's rows for a call.
 pub fn plan_all(crms: &[Crm], pbx: &str, record: &CallRecord) -> Vec<NewOutboxRow> {
     crms.iter().flat_map(|crm| crm.plan(pbx, record)).collect()
+}
+
+/// Every configured connector's rows for a live call event.
+pub fn plan_event_all(crms: &[Crm], pbx: &str, event: &CallEvent) -> Vec<NewOutboxRow> {
+    crms.iter()
+        .flat_map(|crm| crm.plan_event(pbx, event))
+        .collect()
 }
 
 /// Reloads a Bitrix24 user map every 10 minutes; a failed reload keeps the map it had.
@@ -416,5 +489,7 @@ fn secret(name: &str, value: Option<&String>, env: Option<&String>) -> anyhow::R
     }
 }
 
+#[cfg(test)]
+mod fake_bitrix24;
 #[cfg(test)]
 mod tests;

@@ -2,13 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Path as UrlPath, State};
-use axum::http::StatusCode;
-use axum::Json;
-use calls::{CallRecord, TrackerConfig};
+use calls::{CallEvent, CallRecord, TrackerConfig};
 use serde_json::{json, Value};
 use store::{OutboxStatus, Store};
 
@@ -16,142 +12,25 @@ use super::*;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures");
 
-/// A Bitrix24 portal as its REST docs describe it: `{"result": ...}` on success,
-/// `{"error": CODE, "error_description": ...}` on failure, `QUERY_LIMIT_EXCEEDED` past the
-/// request bucket (burst, then a refill rate), a repeated `register` of an open call answered
-/// with the same `CALL_ID`, and steps on unknown calls refused.
-#[derive(Debug, Default)]
-struct FakeBitrix24 {
-    down: bool,
-    /// Requests refused with `expired_token` before answering normally again.
-    expire_next: u32,
-    /// Request bucket: tokens left, refilled per second up to the burst.
-    tokens: f64,
-    burst: f64,
-    refill_per_second: f64,
-    last_refill: Option<std::time::Instant>,
-    /// Open calls: register parameters -> CALL_ID.
-    open: BTreeMap<String, String>,
-    /// Every call id ever registered -> linked register parameters.
-    registered: BTreeMap<String, Value>,
-    /// Accepted requests in order: (method, params).
-    log: Vec<(String, Value)>,
-    refused: u64,
-}
-
-type Shared = Arc<Mutex<FakeBitrix24>>;
-
-fn error(status: StatusCode, code: &str, description: &str) -> (StatusCode, Json<Value>) {
-    (
-        status,
-        Json(json!({"error": code, "error_description": description})),
-    )
-}
-
-async fn rest(
-    State(fake): State<Shared>,
-    UrlPath(method): UrlPath<String>,
-    Json(params): Json<Value>,
-) -> (StatusCode, Json<Value>) {
-    let mut fake = fake.lock().unwrap();
-    let method = method.trim_end_matches(".json").to_owned();
-    let now = std::time::Instant::now();
-    let elapsed = fake.last_refill.map_or(0.0, |at| (now - at).as_secs_f64());
-    fake.tokens = (fake.tokens + elapsed * fake.refill_per_second).min(fake.burst);
-    fake.last_refill = Some(now);
-    if fake.down {
-        fake.refused += 1;
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "INTERNAL_SERVER_ERROR",
-            "Service unavailable",
-        );
-    }
-    if fake.expire_next > 0 {
-        fake.expire_next -= 1;
-        fake.refused += 1;
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "expired_token",
-            "The access token provided has expired.",
-        );
-    }
-    if fake.tokens < 1.0 {
-        fake.refused += 1;
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "QUERY_LIMIT_EXCEEDED",
-            "Too many requests",
-        );
-    }
-    fake.tokens -= 1.0;
-    let call_id = params["CALL_ID"].as_str().unwrap_or_default().to_owned();
-    let result = match method.as_str() {
-        "user.get" => json!([
-            {"ID": "11", "NAME": "Alice", "UF_PHONE_INNER": "201"},
-            {"ID": "16", "NAME": "Frank", "UF_PHONE_INNER": "206"},
-            {"ID": "17", "NAME": "Grace", "UF_PHONE_INNER": null},
-        ]),
-        "telephony.externalcall.register" => {
-            let key = params.to_string();
-            let next = format!("externalCall.{}", fake.registered.len() + 1);
-            let id = fake.open.entry(key).or_insert(next).clone();
-            fake.registered.insert(id.clone(), params.clone());
-            json!({"CALL_ID": id, "CRM_CREATED_LEAD": null, "CRM_ENTITY_TYPE": "CONTACT", "CRM_ENTITY_ID": 1})
-        }
-        _ if !fake.registered.contains_key(&call_id) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "ERROR_NOT_FOUND",
-                "Call is not found or finished",
-            );
-        }
-        "telephony.externalcall.finish" => {
-            fake.open.retain(|_, id| *id != call_id);
-            json!({"CALL_ID": call_id, "CALL_DURATION": params["DURATION"], "CALL_FAILED_CODE": params["STATUS_CODE"]})
-        }
-        "telephony.externalcall.show"
-        | "telephony.externalcall.hide"
-        | "telephony.externalcall.attachRecord" => json!(true),
-        _ => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "ERROR_METHOD_NOT_FOUND",
-                "Method not found",
-            )
-        }
-    };
-    fake.log.push((method, params));
-    (StatusCode::OK, Json(json!({"result": result, "time": {}})))
-}
-
-async fn start_fake(burst: f64, refill_per_second: f64) -> (Shared, String) {
-    let fake = Arc::new(Mutex::new(FakeBitrix24 {
-        tokens: burst,
-        burst,
-        refill_per_second,
-        ..FakeBitrix24::default()
-    }));
-    let app = axum::Router::new()
-        .route("/rest/1/code/{method}", axum::routing::post(rest))
-        .with_state(fake.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/rest/1/code", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (fake, url)
-}
+use super::fake_bitrix24::{self, FakeBitrix24, OAuthState};
 
 fn bitrix24(url: &str) -> Crm {
+    bitrix24_with(url, 1000.0, "")
+}
+
+/// A Bitrix24 connector to the fake at `url`, `rate` requests a second, more config `extra`.
+fn bitrix24_with(url: &str, rate: f64, extra: &str) -> Crm {
     let config: CrmConfig = toml::from_str(&format!(
         r#"
         kind = "bitrix24"
         name = "b24"
-        webhook_url = "{url}"
+        webhook_url = "{url}/rest/1/code"
         utc_offset = "+03:00"
         default_extension = "201"
         record_url_base = "https://pbx.example/rec"
         users = {{ "201" = 11, "202" = 12, "203" = 13, "204" = 14, "205" = 15 }}
-        rate_per_second = 1000
+        rate_per_second = {rate}
+        {extra}
         "#
     ))
     .unwrap();
@@ -240,7 +119,14 @@ fn per_call(fake: &FakeBitrix24) -> BTreeMap<String, Vec<String>> {
     calls
 }
 
-fn fixture_records(set: &str) -> Vec<CallRecord> {
+/// A fixture set replayed through the tracker: live call events and finished calls, in the
+/// order the tracker gave them.
+enum Tracked {
+    Event(CallEvent),
+    Call(CallRecord),
+}
+
+fn fixture_calls(set: &str) -> Vec<Tracked> {
     let dir = Path::new(FIXTURES).join(set).join("ami");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("fixture directory {} is missing: {e}", dir.display()))
@@ -253,19 +139,50 @@ fn fixture_records(set: &str) -> Vec<CallRecord> {
         .iter()
         .flat_map(|file| {
             let msgs = crate::replay::load(&std::fs::read(file).unwrap()).unwrap();
-            crate::replay::replay(&msgs, TrackerConfig::default(), false)
+            crate::replay::replay(&msgs, TrackerConfig::default(), true)
         })
-        .map(|line| serde_json::from_str(&line).unwrap())
+        .map(|line| {
+            let value: Value = serde_json::from_str(&line).unwrap();
+            if value.get("type").is_some() {
+                Tracked::Event(serde_json::from_value(value).unwrap())
+            } else {
+                Tracked::Call(serde_json::from_value(value).unwrap())
+            }
+        })
         .collect()
 }
 
+/// Queues what the tracker gave as `run` does: live steps as events come, the rest with
+/// each call; returns the finished calls.
+async fn save_tracked(store: &Store, crm: &Crm, tracked: &[Tracked]) -> Vec<CallRecord> {
+    let mut records = Vec::new();
+    for item in tracked {
+        match item {
+            Tracked::Event(event) => {
+                let rows = crm.plan_event("pbx1", event);
+                let live = [(event.call_id.as_str(), &rows[..])];
+                store
+                    .save_journal("pbx1", &live, &[], chrono::Utc::now())
+                    .await
+                    .unwrap();
+            }
+            Tracked::Call(record) => {
+                save(store, crm, std::slice::from_ref(record)).await;
+                records.push(record.clone());
+            }
+        }
+    }
+    records
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fixture_calls_reach_bitrix24_as_the_documented_sequence() {
-    let records = fixture_records("asterisk-22-pjsip");
-    let (fake, url) = start_fake(50.0, 2.0).await;
-    let crm = bitrix24(&url);
+async fn fixture_calls_reach_bitrix24_live_as_the_documented_sequence() {
+    let tracked = fixture_calls("asterisk-22-pjsip");
+    let (fake, url) = fake_bitrix24::start(50.0, 2.0).await;
+    // Bitrix24's own pace: 2 requests a second; batches carry the steps waiting together.
+    let crm = bitrix24_with(&url, 2.0, r#"cards = { "203" = "answer" }"#);
     let (_dir, store) = temp_store().await;
-    save(&store, &crm, &records).await;
+    let records = save_tracked(&store, &crm, &tracked).await;
     spawn_workers(store.clone(), vec![crm], fast_workers("w1")).unwrap();
     until_delivered(&store, &records).await;
     let fake = fake.lock().unwrap();
@@ -274,20 +191,21 @@ async fn fixture_calls_reach_bitrix24_as_the_documented_sequence() {
         .map(|(call, steps)| format!("{call}: {}", steps.join(" ")))
         .collect();
     expect_test::expect![[r#"
-        "15551234567" "2026-11-23T01:54:30+03:00": register(202) show([11,13,12]) hide([11,13]) finish(12 200) attachRecord(rg-600-15551234567-20261122-225430-1795388070.0.wav)
-        "15551234567" "2026-11-23T01:55:02+03:00": register(202) show([12,11,13]) finish(12 304) attachRecord(rg-601-15551234567-20261122-225502-1795388102.20.wav)
+        "15551234567" "2026-11-23T01:54:30+03:00": register(201) show([11]) show([12]) hide([11]) finish(12 200) attachRecord(rg-600-15551234567-20261122-225430-1795388070.0.wav)
+        "15551234567" "2026-11-23T01:55:02+03:00": register(201) show([12]) show([11]) hide([11]) finish(12 304) attachRecord(rg-601-15551234567-20261122-225502-1795388102.20.wav)
         "15551234567" "2026-11-23T01:55:45+03:00": register(201) show([11]) finish(11 304) attachRecord(external-201-15551234567-20261122-225545-1795388145.37.wav)
-        "15551234567" "2026-11-23T01:56:05+03:00": register(203) show([11,13]) hide([11]) finish(13 200) attachRecord(q-600-15551234567-20261122-225608-1795388165.41.wav)
-        "15551234567" "2026-11-23T01:56:49+03:00": register(201) show([11,13]) finish(11 304) attachRecord(q-600-15551234567-20261122-225649-1795388209.55.wav)
-        "15551234567" "2026-11-23T01:59:59+03:00": register(202) show([12]) finish(12 200) attachRecord(external-202-15551234567-20261122-225959-1795388399.88.wav)
+        "15551234567" "2026-11-23T01:56:05+03:00": register(201) show([11]) show([13]) hide([11]) finish(13 200) attachRecord(q-600-15551234567-20261122-225608-1795388165.41.wav)
+        "15551234567" "2026-11-23T01:56:49+03:00": register(201) show([11]) finish(11 304) attachRecord(q-600-15551234567-20261122-225649-1795388209.55.wav)
+        "15551234567" "2026-11-23T01:59:59+03:00": register(201) show([12]) show([13]) hide([12]) finish(13 200) attachRecord(external-202-15551234567-20261122-225959-1795388399.88.wav)
         "15551234567" "2026-11-23T02:00:31+03:00": register(201) finish(11 200) attachRecord(external-201-15551234567-20261122-230031-1795388431.94.wav)
-        "15551234567" "2026-11-23T02:01:03+03:00": register(201) show([11,13]) hide([13]) finish(11 200) attachRecord(external-201-15551234567-20261122-230103-1795388463.102.wav)
-        "15551234567" "2026-11-23T02:01:49+03:00": register(201) show([11,13]) hide([13]) finish(11 200) attachRecord(external-201-15551234567-20261122-230149-1795388509.109.wav)
+        "15551234567" "2026-11-23T02:01:03+03:00": register(201) show([11]) finish(11 200) attachRecord(external-201-15551234567-20261122-230103-1795388463.102.wav)
+        "15551234567" "2026-11-23T02:01:49+03:00": register(201) show([11]) finish(11 200) attachRecord(external-201-15551234567-20261122-230149-1795388509.109.wav)
         "15551234567" "2026-11-23T02:03:03+03:00": register(201) finish(11 200) attachRecord(conf-8000-15551234567-20261122-230304-1795388583.123.wav)
         "15557650000" "2026-11-23T01:58:26+03:00": register(201) finish(11 304) attachRecord(out-15557650000-201-20261122-225826-1795388306.80.wav)
-        "15557654321" "2026-11-23T01:57:57+03:00": register(201) finish(11 200) attachRecord(out-15557654321-201-20261122-225757-1795388277.76.wav)
+        "15557654321" "2026-11-23T01:57:57+03:00": register(201) show([11]) finish(11 200) attachRecord(out-15557654321-201-20261122-225757-1795388277.76.wav)
         "15557654321" "2026-11-23T01:59:21+03:00": register(201) show([11]) finish(11 200) attachRecord(out-15557654321-201-20261122-225923-1795388361.84.wav)"#]].assert_eq(&lines.join("\n"));
-    assert!(fake.refused > 0, "the 2 req/s limit was never hit");
+    assert_eq!(fake.refused, 0, "batches kept within 2 requests a second");
+    assert!(fake.batches > 0, "steps waiting together went in one batch");
 }
 
 fn synthetic(n: usize) -> CallRecord {
@@ -317,7 +235,7 @@ fn synthetic(n: usize) -> CallRecord {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crm_down_for_100_calls_then_up_delivers_each_step_once_in_call_order() {
     let records: Vec<_> = (0..100).map(synthetic).collect();
-    let (fake, url) = start_fake(1e9, 1e9).await;
+    let (fake, url) = fake_bitrix24::start(1e9, 1e9).await;
     fake.lock().unwrap().down = true;
     let crm = bitrix24(&url);
     let (_dir, store) = temp_store().await;
@@ -341,16 +259,14 @@ async fn crm_down_for_100_calls_then_up_delivers_each_step_once_in_call_order() 
     for (n, steps) in calls.values().enumerate() {
         assert_eq!(
             steps.join(" "),
-            format!(
-                "register(202) show([11,12]) hide([11]) finish(12 200) attachRecord(in-{n}.wav)"
-            )
+            format!("register(202) finish(12 200) attachRecord(in-{n}.wav)")
         );
     }
 }
 
 #[tokio::test]
 async fn crm_test_loads_the_user_map_and_reports_bitrix24_errors() {
-    let (fake, url) = start_fake(50.0, 2.0).await;
+    let (fake, url) = fake_bitrix24::start(50.0, 2.0).await;
     let crm = bitrix24(&url);
     let http = reqwest::Client::new();
     let answer = crm.test(&http).await;
@@ -373,7 +289,7 @@ async fn crm_test_loads_the_user_map_and_reports_bitrix24_errors() {
         )
     "#]]
     .assert_debug_eq(&answer);
-    let unreachable = bitrix24("http://127.0.0.1:9/rest/1/code").test(&http).await;
+    let unreachable = bitrix24("http://127.0.0.1:9").test(&http).await;
     assert!(
         matches!(unreachable, Err(crm::DeliveryError::Retriable { .. })),
         "{unreachable:?}"
@@ -383,7 +299,7 @@ async fn crm_test_loads_the_user_map_and_reports_bitrix24_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_delivery_loses_nothing_and_registers_nothing_twice() {
     let records: Vec<_> = (0..20).map(synthetic).collect();
-    let (fake, url) = start_fake(1e9, 1e9).await;
+    let (fake, url) = fake_bitrix24::start(1e9, 1e9).await;
     let crm = bitrix24(&url);
     let (_dir, store) = temp_store().await;
     let planned = save(&store, &crm, &records).await;
@@ -418,9 +334,70 @@ async fn a_worker_killed_mid_delivery_loses_nothing_and_registers_nothing_twice(
     for (n, steps) in per_call(&fake).values().enumerate() {
         assert_eq!(
             steps.join(" "),
-            format!(
-                "register(202) register(202) show([11,12]) hide([11]) finish(12 200) attachRecord(in-{n}.wav)"
-            )
+            format!("register(202) register(202) finish(12 200) attachRecord(in-{n}.wav)")
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_tokens_that_expire_are_renewed_saved_and_survive_a_restart() {
+    let records: Vec<_> = (0..20).map(synthetic).collect();
+    let (fake, url) = fake_bitrix24::start(1e9, 1e9).await;
+    fake.lock().unwrap().oauth = Some(OAuthState {
+        client_id: "local.app.1".into(),
+        client_secret: "app-secret".into(),
+        access: "access-0".into(),
+        refresh: "refresh-0".into(),
+        lifetime: 2,
+        used: 0,
+        issued: 0,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("b24-tokens.json");
+    let config: CrmConfig = toml::from_str(&format!(
+        r#"
+        kind = "bitrix24"
+        name = "b24"
+        utc_offset = "+03:00"
+        users = {{ "201" = 11, "202" = 12 }}
+        rate_per_second = 1000
+        [oauth]
+        endpoint = "{url}/rest/"
+        client_id = "local.app.1"
+        client_secret = "app-secret"
+        token_url = "{url}/oauth/token/"
+        token_file = "{}"
+        access_token = "access-0"
+        refresh_token = "refresh-0"
+        "#,
+        token_file.display()
+    ))
+    .unwrap();
+    let crm = Crm::from_config(&config).unwrap();
+    let (_db, store) = temp_store().await;
+    let planned = save(&store, &crm, &records).await;
+    spawn_workers(store.clone(), vec![crm], fast_workers("w1")).unwrap();
+    until_delivered(&store, &records).await;
+    let (issued, access, refresh) = {
+        let fake = fake.lock().unwrap();
+        assert_eq!(fake.log.len(), planned, "every step delivered exactly once");
+        assert_eq!(fake.registered.len(), 20, "one Bitrix24 call per PBX call");
+        let oauth = fake.oauth.clone().unwrap();
+        (oauth.issued, oauth.access, oauth.refresh)
+    };
+    assert!(
+        issued >= 2,
+        "tokens expired and were renewed ({issued} pairs)"
+    );
+    let saved: Value = serde_json::from_slice(&std::fs::read(&token_file).unwrap()).unwrap();
+    assert_eq!(saved["access_token"], json!(access));
+    assert_eq!(
+        saved["refresh_token"],
+        json!(refresh),
+        "the pair in use is on disk"
+    );
+    // A restart reads the file (the configured first pair is spent long ago).
+    let restarted = Crm::from_config(&config).unwrap();
+    let answer = restarted.test(&reqwest::Client::new()).await;
+    assert!(answer.is_ok(), "{answer:?}");
 }

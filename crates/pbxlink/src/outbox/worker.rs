@@ -8,8 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use crm::{backoff, DeliveryError, HttpRequest, HttpResponse, OutboxItem, Progress};
 use store::{Failure, OutboxRow, OutboxStatus, Store};
-use tokio::time::Instant;
 
+use super::lane::Lane;
 use super::Crm;
 
 /// How the workers pace themselves.
@@ -32,9 +32,27 @@ pub struct WorkerConfig {
     pub give_up_after: Duration,
     /// Per-request HTTP timeout.
     pub http_timeout: Duration,
+    /// Once requested, no more rows are claimed; deliveries in flight finish.
+    pub shutdown: crate::shutdown::Shutdown,
 }
 
 impl WorkerConfig {
+    /// These pacing defaults with `[outbox]`'s lease and batch size.
+    pub fn with_settings(self, settings: &super::OutboxSettings) -> anyhow::Result<Self> {
+        let lease = Duration::try_from_secs_f64(settings.lease)
+            .ok()
+            .filter(|lease| !lease.is_zero())
+            .ok_or_else(|| {
+                anyhow::anyhow!("[outbox] lease must be a positive number of seconds")
+            })?;
+        anyhow::ensure!(settings.batch > 0, "[outbox] batch must be at least 1");
+        Ok(Self {
+            lease,
+            batch: settings.batch,
+            ..self
+        })
+    }
+
     /// Production pacing for worker `owner`.
     pub fn new(owner: impl Into<String>) -> Self {
         Self {
@@ -46,6 +64,7 @@ impl WorkerConfig {
             max_backoff: Duration::from_secs(600),
             give_up_after: Duration::from_secs(24 * 3600),
             http_timeout: Duration::from_secs(20),
+            shutdown: crate::shutdown::Shutdown::never(),
         }
     }
 }
@@ -57,50 +76,27 @@ pub fn spawn_workers(store: Store, crms: Vec<Crm>, config: WorkerConfig) -> anyh
         .build()?;
     let crms: HashMap<String, Arc<Lane>> = crms
         .into_iter()
-        .map(|crm| {
-            let lane = Lane {
-                next_slot: tokio::sync::Mutex::new(Instant::now()),
-                crm,
-            };
-            (lane.crm.name.clone(), Arc::new(lane))
-        })
+        .map(|crm| (crm.name.clone(), Lane::start(crm, http.clone())))
         .collect();
     let worker = Arc::new(Worker {
         store,
         crms,
-        http,
         config,
     });
     tokio::spawn(async move { worker.run().await });
     Ok(())
 }
 
-/// One connector with its rate limiter.
-struct Lane {
-    crm: Crm,
-    /// The earliest instant the next request may leave.
-    next_slot: tokio::sync::Mutex<Instant>,
-}
-
-impl Lane {
-    async fn wait_turn(&self) {
-        let mut next = self.next_slot.lock().await;
-        tokio::time::sleep_until(*next).await;
-        *next = Instant::now().max(*next) + self.crm.min_gap;
-    }
-}
-
 struct Worker {
     store: Store,
     crms: HashMap<String, Arc<Lane>>,
-    http: reqwest::Client,
     config: WorkerConfig,
 }
 
 impl Worker {
     async fn run(self: Arc<Self>) {
         let lease = TimeDelta::from_std(self.config.lease).unwrap_or(TimeDelta::MAX);
-        loop {
+        while !self.config.shutdown.is_requested() {
             let claimed = self
                 .store
                 .claim_outbox(&self.config.owner, self.config.batch, lease, Utc::now())
@@ -113,7 +109,10 @@ impl Worker {
                 }
             };
             if rows.is_empty() {
-                tokio::time::sleep(self.config.idle).await;
+                tokio::select! {
+                    () = tokio::time::sleep(self.config.idle) => {}
+                    () = self.config.shutdown.requested() => {}
+                }
                 continue;
             }
             // Calls and connectors go side by side (each connector's rate limit still holds);
@@ -127,7 +126,13 @@ impl Worker {
                 let worker = self.clone();
                 tokio::spawn(async move {
                     for row in rows {
-                        worker.handle(row).await;
+                        // Stopping: the delivery under way finished; the call's later steps
+                        // are handed back, due at the next start rather than after the lease.
+                        if worker.config.shutdown.is_requested() {
+                            worker.release(row.id).await;
+                        } else {
+                            worker.handle(row).await;
+                        }
                     }
                 })
             });
@@ -181,6 +186,12 @@ impl Worker {
         }
     }
 
+    async fn release(&self, id: i64) {
+        if let Err(e) = self.store.release_outbox(id, &self.config.owner).await {
+            tracing::warn!(row = id, error = %e, "outbox: cannot hand back a claimed row; it is retried when its lease ends");
+        }
+    }
+
     /// When an earlier step of the same call and connector is still open, when it is due.
     async fn waiting_for(&self, row: &OutboxRow) -> store::Result<Option<DateTime<Utc>>> {
         let steps = self.store.outbox_for_call(&row.pbx, &row.call_id).await?;
@@ -222,16 +233,16 @@ impl Worker {
             ))
         })?;
         let item = outbox_item(row);
-        // A step needs at most its call's re-registration first; more means a confused CRM.
-        for _ in 0..3 {
+        // A step needs at most its call's re-registration and a token renewal (then the
+        // request again) first; more means a confused exchange, worth a later try.
+        for _ in 0..5 {
             let request = lane.crm.connector.next_request(&item, Utc::now())?;
-            lane.wait_turn().await;
-            let response = send(&self.http, &request, &item.idempotency_key).await?;
+            let response = lane.send(&request, &item.idempotency_key).await?;
             if lane.crm.connector.on_response(&item, &response)? == Progress::Delivered {
                 return Ok(());
             }
         }
-        Err(DeliveryError::permanent(
+        Err(DeliveryError::retriable(
             "connector kept asking for more requests",
         ))
     }
@@ -247,17 +258,23 @@ pub(super) fn outbox_item(row: &OutboxRow) -> OutboxItem {
     }
 }
 
-/// POSTs a request; transport failures (refused, reset, timeout) are retriable.
+/// POSTs a request (GETs one without a body); transport failures (refused, reset, timeout)
+/// are retriable.
 pub(crate) async fn send(
     http: &reqwest::Client,
     request: &HttpRequest,
     idempotency_key: &str,
 ) -> Result<HttpResponse, DeliveryError> {
-    let mut builder = http
-        .post(&request.url)
-        .header("content-type", "application/json")
-        .header("idempotency-key", idempotency_key)
-        .body(request.body.clone());
+    let mut builder = if request.body.is_empty() {
+        http.get(&request.url)
+    } else {
+        http.post(&request.url)
+            .header("content-type", "application/json")
+            .body(request.body.clone())
+    };
+    if !idempotency_key.is_empty() {
+        builder = builder.header("idempotency-key", idempotency_key);
+    }
     for (name, value) in &request.headers {
         builder = builder.header(name, value);
     }

@@ -7,6 +7,7 @@
 //! recording is not done yet.
 
 mod convert;
+pub mod demo;
 mod link;
 #[cfg(test)]
 mod tests;
@@ -74,6 +75,22 @@ fn default_wait() -> u64 {
 }
 
 impl RecordingsConfig {
+    /// Demo mode's: the simulated PBX writes its recordings under `<data_dir>/demo-monitor`.
+    pub fn demo(data_dir: &Path) -> Self {
+        Self {
+            dir: data_dir.join("demo-monitor"),
+            pbx_dir: Some(PathBuf::from(demo::PBX_DIR)),
+            store_dir: None,
+            public_url: None,
+            retention_days: default_retention_days(),
+            link_ttl: default_link_ttl(),
+            bitrate: default_bitrate(),
+            key_env: None,
+            settle: default_settle(),
+            wait: default_wait(),
+        }
+    }
+
     /// Checks values a file can get wrong.
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(

@@ -92,6 +92,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 secret: args.secret,
                 fast: args.fast,
                 write: write.clone(),
+                monitor_dir: None,
             };
             tokio::runtime::Runtime::new()?.block_on(async {
                 let handle = start(*addr, opts, server).await?;

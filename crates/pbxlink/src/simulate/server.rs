@@ -29,6 +29,8 @@ pub struct ServerOptions {
     pub fast: bool,
     /// Also write the streamed transcript and its ground truth here.
     pub write: Option<PathBuf>,
+    /// Write each call's MixMonitor recording (a short tone) under this folder.
+    pub monitor_dir: Option<PathBuf>,
 }
 
 // Events waiting for a slow client before the stream stops for everybody.
@@ -146,6 +148,9 @@ async fn pump(shared: Arc<Shared>) -> anyhow::Result<()> {
             (gen.next_event(), gen.take_finished())
         };
         let Some((_, m)) = event else { continue };
+        if let Some(dir) = &shared.opts.monitor_dir {
+            crate::recordings::demo::mixmonitor(dir, &m);
+        }
         buf.clear();
         m.encode(&mut buf);
         let bytes = Bytes::copy_from_slice(&buf);
@@ -490,6 +495,9 @@ impl Connection {
                     self.respond(with_id(&[("Message", message.into())]));
                 }
             }
+            // FreePBX sets `DEVICE_STATE(Custom:DND<ext>)` with a DND or forwarding change;
+            // the simulated phones have no such lamps, so it is only acknowledged.
+            "setvar" => self.respond(with_id(&[("Message", "Variable Set".into())])),
             "extensionstatelist" => self.extension_state_list(id),
             "coreshowchannels" => self.channel_list(id, false, channel),
             "status" => self.channel_list(id, true, channel),

@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 
 pub const PUBLISH_KEY: &str = "test-publish-key";
 
@@ -104,23 +105,60 @@ impl Site {
         self.dir.path().join("data/release-self-signed.pem")
     }
 
+    /// `release customer add NAME`; its token.
+    pub fn add_customer(&self, name: &str) -> String {
+        let out = self.pbxlink(&["release", "customer", "add", name]);
+        assert!(
+            out.status.success(),
+            "customer add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("token:"))
+            .expect("customer add prints the token")
+            .trim()
+            .to_owned()
+    }
+
+    /// Runs a `pbxlink` command that must succeed; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.pbxlink(args);
+        assert!(
+            out.status.success(),
+            "pbxlink {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     /// Starts `pbxlink release-server --listen 127.0.0.1:0 EXTRA...` on this site.
     pub fn serve(&self, extra: &[&str]) -> Server {
+        self.serve_env(extra, &[])
+    }
+
+    /// [`Site::serve`] with more environment variables (`PBXLINK_LOG`); everything the
+    /// server writes to stderr is kept in [`Server::log`].
+    pub fn serve_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pbxlink"))
             .arg("--config")
             .arg(&self.config)
             .args(["release-server", "--listen", "127.0.0.1:0"])
             .args(extra)
             .env(PUBLISH_KEY_ENV, PUBLISH_KEY)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        let log = Arc::new(Mutex::new(String::new()));
         let mut fingerprint = None;
         let mut addr = None;
-        for line in stderr.lines() {
+        for line in stderr.by_ref() {
             let line = line.unwrap();
+            log.lock().unwrap().push_str(&format!("{line}\n"));
             if let Some((_, fp)) = line.split_once("SHA-256 fingerprint ") {
                 fingerprint = Some(fp.to_owned());
             }
@@ -137,10 +175,18 @@ impl Site {
                 break;
             }
         }
+        // Keep reading, so a chatty server never blocks on a full pipe.
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in stderr.map_while(Result::ok) {
+                kept.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
         Server {
             child,
             addr: addr.expect("release-server never said where it listens"),
             fingerprint,
+            log,
         }
     }
 }
@@ -153,6 +199,8 @@ pub struct Server {
     /// `127.0.0.1:PORT`.
     pub addr: String,
     pub fingerprint: Option<String>,
+    /// Everything it wrote to stderr so far.
+    pub log: Arc<Mutex<String>>,
 }
 
 impl Drop for Server {
@@ -194,4 +242,20 @@ pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     panic!("{what} never happened");
+}
+
+/// Masks what changes per run: the port, and digests (runs of 32 or more hex digits).
+pub fn masked(text: &str, addr: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text.replace(addr, "HOST");
+    while let Some(start) = rest.find(|c: char| c.is_ascii_hexdigit()) {
+        let run = rest[start..]
+            .find(|c: char| !c.is_ascii_hexdigit())
+            .unwrap_or(rest.len() - start);
+        out.push_str(&rest[..start]);
+        let digits = &rest[start..start + run];
+        out.push_str(if run >= 32 { "DIGEST" } else { digits });
+        rest = rest[start + run..].to_owned();
+    }
+    out + &rest
 }
