@@ -340,6 +340,26 @@ mod tests {
     }
 
     #[test]
+    fn a_line_break_in_a_value_cannot_add_fields_or_actions() {
+        let action = Action::new("Originate")
+            .field(
+                "CallerID",
+                "\"x\r\nAction: Command\r\nCommand: core stop now\" <201>",
+            )
+            .field("Variable", "A=1\n\nAction: Logoff");
+        check(
+            action,
+            expect![[r#"
+                Action: Originate
+                ActionID: id-1
+                CallerID: "x  Action: Command  Command: core stop now" <201>
+                Variable: A=1  Action: Logoff
+
+            "#]],
+        );
+    }
+
+    #[test]
     fn action_id_is_written_once_right_after_action() {
         check(
             Action::hangup("PJSIP/201-00000001").field("ActionID", "mine"),

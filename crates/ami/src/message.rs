@@ -167,11 +167,26 @@ impl Message {
     }
 
     /// Encodes the message in AMI wire format (`Key: Value\r\n` ... `\r\n`).
+    ///
+    /// A key or value can never end its line early: AMI has no escape for line breaks, so a
+    /// CR or LF inside one is sent as a space. Without this, a value taken from a request
+    /// (a caller name, a variable) could add fields or whole actions of its own.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        fn put(out: &mut Vec<u8>, text: &str) {
+            let start = out.len();
+            out.extend_from_slice(text.as_bytes());
+            if memchr::memchr2(b'\r', b'\n', text.as_bytes()).is_some() {
+                for b in &mut out[start..] {
+                    if matches!(*b, b'\r' | b'\n') {
+                        *b = b' ';
+                    }
+                }
+            }
+        }
         for (k, v) in self.iter() {
-            out.extend_from_slice(k.as_bytes());
+            put(out, k);
             out.extend_from_slice(b": ");
-            out.extend_from_slice(v.as_bytes());
+            put(out, v);
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");

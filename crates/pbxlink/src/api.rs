@@ -633,6 +633,12 @@ async fn click_to_call(
             req.number
         )));
     }
+    if let Some(name) = &req.caller_name {
+        check_caller_name(name).map_err(bad)?;
+    }
+    for (name, value) in &req.variables {
+        check_variable(name, value).map_err(bad)?;
+    }
     let (pbx, client) = state.pick_pbx(req.pbx.as_deref())?;
     let call_id = new_click_to_call_id();
     let caller_name = req.caller_name.as_deref().unwrap_or(number);
@@ -681,6 +687,38 @@ pub(crate) async fn originate_click_to_call(
                 "PBX refused the call: {}",
                 result.message().unwrap_or("no reason given")
             ),
+        ));
+    }
+    Ok(())
+}
+
+/// A caller ID name goes inside `"..." <ext>`: no quotes, angle brackets or control
+/// characters, at most 80 characters.
+fn check_caller_name(name: &str) -> Result<(), String> {
+    if name.chars().count() > 80 || name.chars().any(|c| c.is_control() || "\"<>".contains(c)) {
+        return Err(format!(
+            "caller_name {name:?}: at most 80 characters, no quotes, <, > or control characters"
+        ));
+    }
+    Ok(())
+}
+
+/// A channel variable as Originate's `Variable: name=value` carries it: an Asterisk variable
+/// name (letters, digits, `_`; a leading `_`/`__` makes it inherited) and a value without
+/// control characters or commas (Asterisk splits the header on commas).
+fn check_variable(name: &str, value: &str) -> Result<(), String> {
+    let name_ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && name.bytes().any(|b| b != b'_');
+    if !name_ok {
+        return Err(format!(
+            "variable {name:?}: a name is letters, digits and _ (at most 64)"
+        ));
+    }
+    if value.len() > 1024 || value.chars().any(|c| c.is_control() || c == ',') {
+        return Err(format!(
+            "variable {name}: a value has at most 1024 bytes, no commas or control characters"
         ));
     }
     Ok(())

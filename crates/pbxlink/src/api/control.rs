@@ -417,4 +417,65 @@ mod tests {
             Action=Hangup Channel=PJSIP/101-00000002"#]]
         .assert_eq(&sent.join("\n"));
     }
+
+    #[tokio::test]
+    async fn click_to_call_sends_one_exact_originate_and_refuses_injection() {
+        let (addr, seen) = fake_pbx().await;
+        let (state, _dir) = state_with_pbx(addr).await;
+        let mut replies = Vec::new();
+        for body in [
+            r#"{"extension":"201","number":"+15557654321","caller_name":"ACME deal 42","variables":{"CRM_DEAL":"42","__CRM_USER":"olga"}}"#,
+            r#"{"extension":"201","number":"15557654321","caller_name":"x\r\nAction: Command"}"#,
+            r#"{"extension":"201","number":"15557654321","caller_name":"Bob\" <999>"}"#,
+            r#"{"extension":"201","number":"15557654321","variables":{"A=1\r\nAction: Logoff":"x"}}"#,
+            r#"{"extension":"201","number":"15557654321","variables":{"A":"1,B=2"}}"#,
+            r#"{"extension":"201","number":"15557654321","variables":{"A":"1\nAction: Logoff"}}"#,
+            r#"{"extension":"20 1","number":"15557654321"}"#,
+            r#"{"extension":"201","number":"555-CALL-NOW"}"#,
+        ] {
+            let reply = post(&state, "/api/v1/calls", body).await;
+            // The call id is random: show its shape.
+            let id = regex_lite_c2c(&reply);
+            replies.push(reply.replace(&id, "c2c-ID"));
+        }
+        expect![[r#"
+            202 {"call_id":"c2c-ID","pbx":"pbx"}
+            422 {"error":"caller_name \"x\\r\\nAction: Command\": at most 80 characters, no quotes, <, > or control characters"}
+            422 {"error":"caller_name \"Bob\\\" <999>\": at most 80 characters, no quotes, <, > or control characters"}
+            422 {"error":"variable \"A=1\\r\\nAction: Logoff\": a name is letters, digits and _ (at most 64)"}
+            422 {"error":"variable A: a value has at most 1024 bytes, no commas or control characters"}
+            422 {"error":"variable A: a value has at most 1024 bytes, no commas or control characters"}
+            422 {"error":"extension \"20 1\" is not a number"}
+            422 {"error":"number \"555-CALL-NOW\" is not a phone number"}"#]]
+        .assert_eq(&replies.join("\n"));
+        let sent: Vec<String> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| a.action() != Some("Login"))
+            .map(|a| {
+                a.iter()
+                    .filter(|(k, _)| *k != "ActionID")
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        let sent = sent.join("\n");
+        let id = regex_lite_c2c(&sent);
+        expect![[r#"Action=Originate Channel=PJSIP/201 Context=from-internal Exten=15557654321 Priority=1 CallerID="ACME deal 42" <201> Async=yes Variable=CRM_DEAL=42 Variable=__CRM_USER=olga ChannelId=c2c-ID"#]]
+        .assert_eq(&sent.replace(&id, "c2c-ID"));
+    }
+
+    /// The first `c2c-<hex>` id in `text`.
+    fn regex_lite_c2c(text: &str) -> String {
+        text.find("c2c-")
+            .map(|at| {
+                text[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                    .collect()
+            })
+            .unwrap_or_else(|| "c2c-none".into())
+    }
 }
