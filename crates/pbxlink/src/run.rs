@@ -182,7 +182,7 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
     }
     drop(pipeline);
     if let Some(agi) = &config.agi {
-        crate::fastagi::cli::start(agi, &crms).await?;
+        crate::fastagi::cli::start(agi, &crms, shutdown.clone()).await?;
     }
     // Bitrix24's click-to-call: its event handler URL, and offline-event polling.
     let bitrix24_events =

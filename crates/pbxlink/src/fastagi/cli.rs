@@ -77,10 +77,20 @@ fn listen(agi: &AgiConfig) -> std::io::Result<tokio::net::TcpListener> {
 }
 
 /// Starts the FastAGI server in the background (inside `pbxlink run`, sharing its CRM
-/// connectors); it stops with the runtime.
-pub async fn start(agi: &AgiConfig, crms: &[Crm]) -> anyhow::Result<()> {
+/// connectors). At shutdown it takes no new sessions and finishes those in progress, holding
+/// `shutdown` until then so `run` waits for them (a channel left waiting on its AGI would
+/// sit in silence).
+pub async fn start(
+    agi: &AgiConfig,
+    crms: &[Crm],
+    shutdown: crate::shutdown::Shutdown,
+) -> anyhow::Result<()> {
     let (server, listener) = bind(agi, crms).await?;
-    tokio::spawn(async move { server.serve(listener, std::future::pending()).await });
+    tokio::spawn(async move {
+        let stop = shutdown.clone();
+        server.serve(listener, async move { stop.requested().await }).await;
+        drop(shutdown);
+    });
     Ok(())
 }
 
@@ -121,14 +131,11 @@ pub fn router(config: &AgiConfig, crms: &[Crm]) -> anyhow::Result<Router> {
         )
         .route("callerid", CallerId { lookup });
     if let Some(url) = &config.webhook_url {
-        let client = reqwest::Client::builder()
-            .timeout(budget)
-            .build()
-            .context("cannot build the webhook HTTP client")?;
+        // No client timeout: the handler's own budget cuts the request, and says `timeout`.
         router = router.route(
             "webhook",
             Webhook {
-                client,
+                client: reqwest::Client::new(),
                 url: url.clone(),
                 budget,
                 fallback_target: config.fallback_target.clone(),

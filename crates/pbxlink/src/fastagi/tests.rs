@@ -662,6 +662,30 @@ async fn crm_over_http_slower_than_budget_gives_the_fallback_within_budget() {
     .await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn webhook_slower_than_budget_gives_the_fallback_within_budget() {
+    let app = axum::Router::new().route(
+        "/agi",
+        axum::routing::post(|| std::future::pending::<&'static str>()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let toml = format!(
+        "[agi]\nbudget_ms = 300\nfallback_target = \"600\"\nwebhook_url = \"http://{addr}/agi\"\n"
+    );
+    check_session(
+        &configured_router(&toml).unwrap(),
+        "webhook",
+        "15551234567",
+        expect![[r#"
+            SET VARIABLE PBXLINK_TARGET 600
+            SET VARIABLE PBXLINK_WEBHOOK_STATUS timeout
+            -- Done in 300ms"#]],
+    )
+    .await;
+}
+
 #[test]
 fn lookup_must_name_a_crm_that_can_look_up() {
     let url = "http://127.0.0.1:9/lookup";
