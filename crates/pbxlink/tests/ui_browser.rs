@@ -341,5 +341,41 @@ async fn demo_mode_signs_in_from_the_printed_link() {
     click(&b, "#journalRows tr").await;
     b.wait_for("#story ol.story li").await;
     publish(&b.screenshot("demo").await, "web-ui.png");
+
+    // The journal's filters: a past day range shows nothing; answered calls only.
+    let search = "#filters button[data-i18n=search]";
+    b.client()
+        .execute(
+            "document.querySelector('[name=fromDay]').value = '2020-01-01';\
+             document.querySelector('[name=toDay]').value = '2020-01-02';",
+            vec![],
+        )
+        .await
+        .unwrap();
+    click(&b, search).await;
+    b.wait_gone("#journalRows tr").await;
+    b.client()
+        .execute(
+            "document.querySelector('[name=fromDay]').value = '';\
+             document.querySelector('[name=toDay]').value = '';\
+             document.querySelector('[name=disposition]').value = 'answered';",
+            vec![],
+        )
+        .await
+        .unwrap();
+    click(&b, search).await;
+    b.wait_for("#journalRows tr td.answered").await;
+    let results = b
+        .client()
+        .execute(
+            "return [...document.querySelectorAll('#journalRows tr td:nth-child(5)')]\
+             .map(td => td.textContent);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let results: Vec<String> = serde_json::from_value(results).unwrap();
+    assert!(results.iter().all(|r| r == "answered"), "{results:?}");
+    b.screenshot("journal-filtered").await;
     b.close().await;
 }
