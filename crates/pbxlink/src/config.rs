@@ -505,6 +505,37 @@ impl Config {
         if let Some(cluster) = &self.cluster {
             out.extend(cluster.problems(self));
         }
+        if let Some(name) = self.agi.as_ref().and_then(|a| a.lookup.as_ref()) {
+            if !self.crm.iter().any(|c| c.name() == name) {
+                out.push(Problem::at(
+                    &["agi", "lookup"],
+                    format!("[agi] lookup: no [[crm]] is named '{name}'"),
+                ));
+            }
+        }
+        if let Some(recordings) = &self.recordings {
+            if let Err(e) = recordings.validate() {
+                out.push(Problem::at(&["recordings"], e.to_string()));
+            }
+        }
+        if !(self.outbox.lease.is_finite() && self.outbox.lease > 0.0) {
+            out.push(Problem::at(
+                &["outbox", "lease"],
+                "[outbox] lease must be a positive number of seconds",
+            ));
+        }
+        if self.outbox.batch == 0 {
+            out.push(Problem::at(
+                &["outbox", "batch"],
+                "[outbox] batch must be at least 1",
+            ));
+        }
+        if self.http.tls_cert.is_some() != self.http.tls_key.is_some() {
+            out.push(Problem::at(
+                &["http"],
+                "[http] tls_cert and tls_key go together: set both or neither",
+            ));
+        }
         for (i, pbx) in self.pbx.iter().enumerate() {
             let at = |key: &str| vec![Seg::key("pbx"), Seg::Index(i), Seg::key(key)];
             if self.pbx[..i].iter().any(|p| p.name == pbx.name) {

@@ -144,16 +144,34 @@ fn environment_problems(config: &Config, env: &impl Fn(&str) -> Option<String>) 
         }
     }
     let release = &config.release;
-    if let (Some(cert), Some(key)) = (&release.tls_cert, &release.tls_key) {
-        let identity = crate::release::Identity::Files {
-            cert: cert.clone(),
-            key: key.clone(),
-        };
-        if let Err(e) = crate::release::tls_acceptor(&identity) {
-            out.push(Problem::at(
-                &["release", "tls_cert"],
-                format!("[release] {e:#}"),
-            ));
+    for (section, cert, key) in [
+        ("http", &config.http.tls_cert, &config.http.tls_key),
+        ("release", &release.tls_cert, &release.tls_key),
+    ] {
+        if let (Some(cert), Some(key)) = (cert, key) {
+            let identity = crate::release::Identity::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            if let Err(e) = crate::release::tls_acceptor(&identity) {
+                out.push(Problem::at(
+                    &[section, "tls_cert"],
+                    format!("[{section}] {e:#}"),
+                ));
+            }
+        }
+    }
+    if let Some(var) = config.recordings.as_ref().and_then(|r| r.key_env.as_ref()) {
+        match env(var) {
+            None => out.push(Problem::at(
+                &["recordings", "key_env"],
+                format!("[recordings] environment variable {var} (key_env) is not set"),
+            )),
+            Some(key) if key.len() < 16 => out.push(Problem::at(
+                &["recordings", "key_env"],
+                format!("[recordings] ${var}: the key needs at least 16 characters"),
+            )),
+            Some(_) => {}
         }
     }
     for (keys, url) in [
@@ -300,6 +318,47 @@ update_url = "releases.example.com"
                    17 | update_url = "releases.example.com"
                       |              ^
                 pbxlink.toml: 5 problem(s)
+            "#]],
+        );
+    }
+
+    #[test]
+    fn what_run_would_refuse_is_found_before() {
+        check_with(
+            r#"
+[http]
+tls_cert = "/nonexistent/cert.pem"
+tls_key = "/nonexistent/key.pem"
+[recordings]
+dir = "/var/spool/asterisk/monitor"
+bitrate = 33
+key_env = "NOT_SET_ANYWHERE"
+[outbox]
+lease = 0
+batch = 0
+[agi]
+lookup = "nobody"
+"#,
+            expect![[r#"
+                pbxlink.toml:13:10: [agi] lookup: no [[crm]] is named 'nobody'
+                   13 | lookup = "nobody"
+                      |          ^
+                pbxlink.toml:5:1: [recordings] bitrate 33 is not an MP3 bitrate (one of [8, 16, 24, 32, 40, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320])
+                    5 | [recordings]
+                      | ^
+                pbxlink.toml:10:9: [outbox] lease must be a positive number of seconds
+                   10 | lease = 0
+                      |         ^
+                pbxlink.toml:11:9: [outbox] batch must be at least 1
+                   11 | batch = 0
+                      |         ^
+                pbxlink.toml:3:12: [http] reading /nonexistent/cert.pem: No such file or directory (os error 2)
+                    3 | tls_cert = "/nonexistent/cert.pem"
+                      |            ^
+                pbxlink.toml:8:11: [recordings] environment variable NOT_SET_ANYWHERE (key_env) is not set
+                    8 | key_env = "NOT_SET_ANYWHERE"
+                      |           ^
+                pbxlink.toml: 6 problem(s)
             "#]],
         );
     }

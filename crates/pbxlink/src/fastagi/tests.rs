@@ -697,7 +697,7 @@ fn lookup_must_name_a_crm_that_can_look_up() {
     .map(|toml| format!("{:#}", configured_router(toml).unwrap_err()))
     .collect();
     expect![[r#"
-        [agi] lookup: no [[crm]] is named 'nope'
+        test.toml:2:10: [agi] lookup: no [[crm]] is named 'nope'
         [agi] lookup: crm 'hooks' does no caller lookups (a webhook needs lookup_url)"#]]
     .assert_eq(&errors.join("\n"));
 }
