@@ -189,7 +189,7 @@ impl Target {
 
 /// Starts a link and waits for its first login; a failed first attempt is an error (a
 /// one-shot command should say what is wrong, not retry forever).
-async fn connect(
+pub(crate) async fn connect(
     pbx: &PbxConfig,
     events: bool,
 ) -> anyhow::Result<(AmiClient, mpsc::Receiver<LinkEvent>, String)> {

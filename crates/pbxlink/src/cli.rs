@@ -37,6 +37,8 @@ enum Command {
     Calls(crate::calls_cli::CallsArgs),
     /// Talk to Asterisk over AMI: ping, send an action, watch events, serve a recording.
     Ami(crate::ami_cli::AmiArgs),
+    /// Extensions: show or set DND and call forwarding, pause queue members (over AMI).
+    Extension(crate::extensions::cli::ExtensionArgs),
     /// Check the config file and print the effective settings (secrets hidden).
     Config,
     /// Write a commented config file with safe defaults (secrets as env-var references).
@@ -123,6 +125,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             crate::run::run(config, args)
         }
         Command::Ami(args) => crate::ami_cli::run(cli.config.as_deref(), args),
+        Command::Extension(args) => {
+            let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
+            crate::extensions::cli::run(&config, args)
+        }
         Command::Init(args) => crate::config_check::init(&args),
         Command::CheckConfig { path } => {
             let path = path

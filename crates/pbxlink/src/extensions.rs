@@ -7,11 +7,13 @@
 //! BUSY/NOT_INUSE for unconditional forwarding), so BLF keys and the `*76<ext>`-style hints
 //! follow a change made here exactly as one made from the phone or the admin UI. The devices
 //! are FreePBX's `AMPUSER/<ext>/device`. Asterisk style changes the AstDB keys only; the
-//! dialplan reads them (README, "Forwarding and DND").
+//! dialplan reads them (README, "Forwarding, DND and presence").
 //!
-//! Every input is checked before anything is sent, so bad input changes nothing.
+//! Every input is checked before anything is sent, so bad input changes nothing. The HTTP
+//! API (`api/extensions.rs`) and `pbxlink extension` ([`cli`]) share these checks and actions.
 
 use ami::Action;
+use calls::Presence;
 use serde::{Deserialize, Serialize};
 
 use crate::ami_client::{AmiClient, AmiError};
@@ -55,6 +57,9 @@ pub enum Style {
     Freepbx,
     Asterisk,
 }
+
+/// What `DND/<ext>` holds while do-not-disturb is on (FreePBX's value).
+pub const DND_ON: &str = "YES";
 
 /// One per-extension setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +140,76 @@ pub fn check_target(extension: &str, to: &str) -> Result<(), String> {
 /// Whether `s` can be an extension number (checked before it is looked up anywhere).
 pub fn is_extension(s: &str) -> bool {
     !s.is_empty() && s.len() <= 32 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Input refused before the PBX hears of it; the message is for the client.
+#[derive(Debug, thiserror::Error)]
+pub enum BadInput {
+    #[error("{0:?} is not an extension number")]
+    Malformed(String),
+    #[error("no extension {extension} on PBX {pbx:?}")]
+    Unknown { extension: String, pbx: String },
+    #[error("no member {member:?} in queue {queue:?} on PBX {pbx:?}")]
+    NotMember {
+        member: String,
+        queue: String,
+        pbx: String,
+    },
+    #[error("reason: at most 80 characters, no control characters")]
+    Reason,
+}
+
+/// Checks the form of an extension number.
+pub fn check_extension(extension: &str) -> Result<(), BadInput> {
+    match is_extension(extension) {
+        true => Ok(()),
+        false => Err(BadInput::Malformed(extension.to_owned())),
+    }
+}
+
+/// Checks that `extension` is one of `pbx`'s: `reported` by the PBX (a hint or a queue
+/// membership) or listed in `[extensions] known`.
+pub fn check_known(
+    config: &ExtensionsConfig,
+    reported: bool,
+    pbx: &str,
+    extension: &str,
+) -> Result<(), BadInput> {
+    match reported || config.lists(extension) {
+        true => Ok(()),
+        false => Err(BadInput::Unknown {
+            extension: extension.to_owned(),
+            pbx: pbx.to_owned(),
+        }),
+    }
+}
+
+/// Checks a queue pause reason (it goes into `queue_log` and the queue events).
+pub fn check_reason(reason: &str) -> Result<(), BadInput> {
+    match reason.len() > 80 || reason.chars().any(char::is_control) {
+        true => Err(BadInput::Reason),
+        false => Ok(()),
+    }
+}
+
+/// The interface of `member` (an extension or the interface itself) in `queue`, as the
+/// PBX reported it: only a reported membership, so the interface is exactly Asterisk's.
+pub fn queue_interface(
+    presence: &Presence,
+    pbx: &str,
+    queue: &str,
+    member: &str,
+) -> Result<String, BadInput> {
+    presence
+        .extensions()
+        .flat_map(|s| s.queues.iter().map(move |m| (s, m)))
+        .find(|(s, m)| m.queue == queue && (s.extension == member || m.interface == member))
+        .map(|(_, m)| m.interface.clone())
+        .ok_or_else(|| BadInput::NotMember {
+            member: member.to_owned(),
+            queue: queue.to_owned(),
+            pbx: pbx.to_owned(),
+        })
 }
 
 /// The actions that store `value` (`None`: clear) for `setting`, in order: the AstDB key,
@@ -223,6 +298,41 @@ pub async fn change(
     read(client, extension).await
 }
 
+/// A queue member paused or unpaused (fields in the order the API has always sent them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueuePause {
+    pub interface: String,
+    pub paused: bool,
+    pub pbx: String,
+    pub queue: String,
+    pub reason: String,
+}
+
+/// Pauses (or unpauses) `interface` in `queue`; the input must have been checked
+/// ([`check_reason`], [`queue_interface`]).
+pub async fn queue_pause(
+    client: &AmiClient,
+    pbx: &str,
+    queue: &str,
+    interface: &str,
+    paused: bool,
+    reason: &str,
+) -> Result<QueuePause, PbxError> {
+    let result = client
+        .send(Action::queue_pause(Some(queue), interface, paused, reason))
+        .await?;
+    if !result.is_success() {
+        return Err(refused("QueuePause", &result));
+    }
+    Ok(QueuePause {
+        interface: interface.to_owned(),
+        paused,
+        pbx: pbx.to_owned(),
+        queue: queue.to_owned(),
+        reason: reason.to_owned(),
+    })
+}
+
 /// One AstDB value; `None` when the key is not there.
 async fn db_get(client: &AmiClient, family: &str, key: &str) -> Result<Option<String>, PbxError> {
     let result = client.send(Action::db_get(family, key)).await?;
@@ -252,5 +362,6 @@ fn not_found(result: &ami::ActionResult) -> bool {
     result.message() == Some("Database entry not found")
 }
 
+pub mod cli;
 #[cfg(test)]
 mod tests;

@@ -17,7 +17,7 @@ use super::edge::ApiJson;
 use super::live::{ExtensionChange, ExtensionEvent, Live};
 use super::{ApiError, AppState};
 use crate::ami_client::AmiClient;
-use crate::extensions::{self, Forwarding, PbxError, Setting};
+use crate::extensions::{self, BadInput, Forwarding, PbxError, QueuePause, Setting};
 
 impl AppState {
     /// Folds one AMI event into the PBX's presence and publishes the extensions it changed.
@@ -59,12 +59,7 @@ impl AppState {
         pbx: Option<&str>,
         extension: &str,
     ) -> Result<(String, AmiClient), ApiError> {
-        if !extensions::is_extension(extension) {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("{extension:?} is not an extension number"),
-            ));
-        }
+        extensions::check_extension(extension)?;
         let (name, client) = self.pick_pbx(pbx)?;
         let reported = self
             .presence
@@ -72,12 +67,7 @@ impl AppState {
             .expect("presence lock poisoned")
             .get(&name)
             .is_some_and(|p| p.get(extension).is_some());
-        if !reported && !self.extensions.lists(extension) {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("no extension {extension} on PBX {name:?}"),
-            ));
-        }
+        extensions::check_known(&self.extensions, reported, &name, extension)?;
         Ok((name, client))
     }
 }
@@ -94,6 +84,16 @@ impl AppState {
                 super::live::StreamItem::Resync => None,
             })
             .collect()
+    }
+}
+
+impl From<BadInput> for ApiError {
+    fn from(e: BadInput) -> Self {
+        let status = match e {
+            BadInput::Unknown { .. } | BadInput::NotMember { .. } => StatusCode::NOT_FOUND,
+            BadInput::Malformed(_) | BadInput::Reason => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError::new(status, e.to_string())
     }
 }
 
@@ -163,7 +163,8 @@ pub async fn dnd_on(
     Path(ext): Path<String>,
     Query(q): Query<PbxQuery>,
 ) -> Result<Json<Forwarding>, ApiError> {
-    change(&state, q.pbx.as_deref(), &ext, Setting::Dnd, Some("YES")).await
+    let on = Some(extensions::DND_ON);
+    change(&state, q.pbx.as_deref(), &ext, Setting::Dnd, on).await
 }
 
 /// `DELETE /api/v1/extensions/{ext}/dnd`: do not disturb off.
@@ -248,7 +249,7 @@ pub async fn pause(
     Path((queue, member)): Path<(String, String)>,
     Query(q): Query<PbxQuery>,
     body: axum::body::Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<QueuePause>, ApiError> {
     let reason = if body.is_empty() {
         String::new()
     } else {
@@ -264,7 +265,7 @@ pub async fn unpause(
     State(state): State<AppState>,
     Path((queue, member)): Path<(String, String)>,
     Query(q): Query<PbxQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<QueuePause>, ApiError> {
     queue_pause(&state, q.pbx.as_deref(), &queue, &member, false, "").await
 }
 
@@ -275,44 +276,14 @@ async fn queue_pause(
     member: &str,
     paused: bool,
     reason: &str,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    if reason.len() > 80 || reason.chars().any(char::is_control) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "reason: at most 80 characters, no control characters",
-        ));
-    }
+) -> Result<Json<QueuePause>, ApiError> {
+    extensions::check_reason(reason)?;
     let (pbx, client) = state.pick_pbx(pbx)?;
-    // Only a membership the PBX reported: the interface then is exactly Asterisk's.
-    let interface = state
-        .presence
-        .lock()
-        .expect("presence lock poisoned")
-        .get(&pbx)
-        .and_then(|p| {
-            p.extensions()
-                .flat_map(|s| s.queues.iter().map(move |m| (s, m)))
-                .find(|(s, m)| m.queue == queue && (s.extension == member || m.interface == member))
-                .map(|(_, m)| m.interface.clone())
-        })
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("no member {member:?} in queue {queue:?} on PBX {pbx:?}"),
-            )
-        })?;
-    let result = client
-        .send(ami::Action::queue_pause(
-            Some(queue),
-            &interface,
-            paused,
-            reason,
-        ))
-        .await?;
-    if !result.is_success() {
-        return Err(extensions::refused("QueuePause", &result).into());
-    }
-    Ok(Json(serde_json::json!({
-        "pbx": pbx, "queue": queue, "interface": interface, "paused": paused, "reason": reason,
-    })))
+    let interface = {
+        let all = state.presence.lock().expect("presence lock poisoned");
+        let none = Presence::new();
+        extensions::queue_interface(all.get(&pbx).unwrap_or(&none), &pbx, queue, member)?
+    };
+    let done = extensions::queue_pause(&client, &pbx, queue, &interface, paused, reason).await?;
+    Ok(Json(done))
 }

@@ -18,7 +18,7 @@ use crate::api::AppState;
 use crate::config::Config;
 use crate::replay_server::{ReplayOptions, ReplayServer, Transcript};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures");
+pub(super) const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures");
 /// Upper bound for anything a test waits for; only a hung test ever reaches it.
 const HANG: Duration = Duration::from_secs(20);
 
@@ -116,7 +116,7 @@ fn known_extensions_and_forwarding_targets() {
 }
 
 /// `Key=Value` fields of an AMI message, its ActionID left out.
-fn fields(m: &ami::Message) -> String {
+pub(super) fn fields(m: &ami::Message) -> String {
     m.iter()
         .filter(|(k, _)| *k != "ActionID")
         .map(|(k, v)| format!("{k}={v}"))

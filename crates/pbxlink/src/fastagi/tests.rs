@@ -666,7 +666,7 @@ async fn crm_over_http_slower_than_budget_gives_the_fallback_within_budget() {
 async fn webhook_slower_than_budget_gives_the_fallback_within_budget() {
     let app = axum::Router::new().route(
         "/agi",
-        axum::routing::post(|| std::future::pending::<&'static str>()),
+        axum::routing::post(std::future::pending::<&'static str>),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
