@@ -440,3 +440,60 @@ fn originate_plays_a_click_to_call_and_astdb_round_trips() {
     "#]]
     .assert_eq(&[&put, &get, &items[0], &del, &gone].map(text).concat());
 }
+
+#[test]
+fn queue_status_lists_members_as_real_asterisk_with_their_pause() {
+    let server = Server::start();
+    let mut c = server.connect();
+    c.login("off");
+    let r = c.action(&[
+        ("Action", "QueuePause"),
+        ("ActionID", "p"),
+        ("Queue", "600"),
+        ("Interface", "Local/201@from-queue/n"),
+        ("Paused", "true"),
+    ]);
+    assert_eq!(r.get("Response"), Some("Success"), "{}", text(&r));
+    let r = c.action(&[
+        ("Action", "QueueStatus"),
+        ("ActionID", "qs"),
+        ("Queue", "600"),
+    ]);
+    assert_eq!(r.get("Message"), Some("Queue status will follow"));
+    let (items, done) = c.list("qs", "QueueStatusComplete");
+    let members: Vec<String> = items
+        .iter()
+        .filter(|m| m.event() == Some("QueueMember"))
+        .map(|m| {
+            format!(
+                "{} {} paused={}",
+                m.get("Queue").unwrap(),
+                m.get("Location").unwrap(),
+                m.get("Paused").unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        members.contains(&"600 Local/201@from-queue/n paused=1".to_owned()),
+        "{members:?}"
+    );
+    assert!(members.iter().all(|m| m.starts_with("600 ")), "{members:?}");
+    assert_eq!(
+        done.get("ListItems"),
+        Some(items.len().to_string().as_str())
+    );
+    // Each item has the header order of the real app_queue answer.
+    let recorded = recorded("asterisk-22/ami/05_inbound_queue.rx.raw");
+    for event in ["QueueParams", "QueueMember", "QueueStatusComplete"] {
+        let real = recorded
+            .iter()
+            .find(|m| m.event() == Some(event) && m.action_id().is_some())
+            .unwrap();
+        let ours = items
+            .iter()
+            .chain([&done])
+            .find(|m| m.event() == Some(event))
+            .unwrap();
+        assert_eq!(header_names(ours), header_names(real), "{event}");
+    }
+}

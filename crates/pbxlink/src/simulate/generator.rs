@@ -137,6 +137,10 @@ impl Generator {
         &mut self.state
     }
 
+    pub fn state(&self) -> &PbxState {
+        &self.state
+    }
+
     pub fn directory(&self) -> &Directory {
         &self.dir
     }

@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::call::PhoneState;
 use super::directory::phone_of;
 use super::generator::{Generator, LiveChan, Options, TransferAction};
 use super::wire::{event, ChanState, UNKNOWN};
@@ -499,6 +500,7 @@ impl Connection {
             // the simulated phones have no such lamps, so it is only acknowledged.
             "setvar" => self.respond(with_id(&[("Message", "Variable Set".into())])),
             "extensionstatelist" => self.extension_state_list(id),
+            "queuestatus" => self.queue_status(id, action.get("Queue")),
             "coreshowchannels" => self.channel_list(id, false, channel),
             "status" => self.channel_list(id, true, channel),
             _ => self.error(id, "Invalid/unknown command"),
@@ -575,28 +577,36 @@ impl Connection {
         self.list(id, "Result will follow", vec![m], "DBGetComplete", false);
     }
 
-    // Phones in use or ringing per the live channels; everything else Idle.
-    fn extension_state_list(&mut self, id: &str) {
-        let (exts, live) = {
-            let gen = self.shared.gen.lock().unwrap();
-            let live: Vec<(String, bool)> = gen
-                .live()
-                .filter_map(|l| {
-                    Some((
-                        phone_of(&l.chan.name)?.to_owned(),
-                        l.chan.state == ChanState::Ringing,
-                    ))
-                })
-                .collect();
-            (gen.directory().extensions.clone(), live)
-        };
-        let items = exts
+    /// What each phone is doing per the live channels: ringing, else in use, else idle.
+    fn phone_states(&self) -> Vec<(String, PhoneState)> {
+        let gen = self.shared.gen.lock().unwrap();
+        let live: Vec<(&str, bool)> = gen
+            .live()
+            .filter_map(|l| Some((phone_of(&l.chan.name)?, l.chan.state == ChanState::Ringing)))
+            .collect();
+        gen.directory()
+            .extensions
             .iter()
             .map(|e| {
                 let mine = live.iter().filter(|(p, _)| p == e);
-                let (code, text) = match (mine.clone().count(), mine.clone().any(|(_, r)| *r)) {
-                    (0, _) => ("0", "Idle"),
-                    (_, true) => ("8", "Ringing"),
+                let state = match (mine.clone().count(), mine.clone().any(|(_, r)| *r)) {
+                    (0, _) => PhoneState::Idle,
+                    (_, true) => PhoneState::Ringing,
+                    _ => PhoneState::InUse,
+                };
+                (e.clone(), state)
+            })
+            .collect()
+    }
+
+    fn extension_state_list(&mut self, id: &str) {
+        let items = self
+            .phone_states()
+            .iter()
+            .map(|(e, state)| {
+                let (code, text) = match state {
+                    PhoneState::Idle => ("0", "Idle"),
+                    PhoneState::Ringing => ("8", "Ringing"),
                     _ => ("1", "InUse"),
                 };
                 let mut m = Message::new();
@@ -615,6 +625,85 @@ impl Connection {
             "Extension Statuses will follow",
             items,
             "ExtensionStateListComplete",
+            false,
+        );
+    }
+
+    /// `QueueStatus` as app_queue answers it: per queue its `QueueParams`, then a
+    /// `QueueMember` per member (paused flags as `QueuePause` left them), no callers.
+    fn queue_status(&mut self, id: &str, only: Option<&str>) {
+        let phones = self.phone_states();
+        let gen = self.shared.gen.lock().unwrap();
+        let dir = gen.directory();
+        let mut items = Vec::new();
+        for q in dir
+            .queues
+            .iter()
+            .filter(|q| only.is_none_or(|n| n == q.number))
+        {
+            let mut params = Message::new();
+            for (k, v) in [
+                ("Event", "QueueParams"),
+                ("Queue", q.number),
+                ("Max", "0"),
+                ("Strategy", "ringall"),
+                ("Calls", "0"),
+                ("Holdtime", "0"),
+                ("TalkTime", "0"),
+                ("Completed", "0"),
+                ("Abandoned", "0"),
+                ("ServiceLevel", "0"),
+                ("ServicelevelPerf", "0.0"),
+                ("ServicelevelPerf2", "0.0"),
+                ("Weight", "0"),
+                ("ActionID", id),
+            ] {
+                params.push(k, v);
+            }
+            items.push(params);
+            for ext in &q.members {
+                let location = format!("Local/{ext}@from-queue/n");
+                let paused = gen
+                    .state()
+                    .paused
+                    .contains(&(q.number.to_owned(), location.clone()));
+                let state = phones.iter().find(|(e, _)| e == ext).map(|(_, s)| *s);
+                let (status, in_call) = match state {
+                    Some(PhoneState::Ringing) => ("6", "0"),
+                    Some(PhoneState::InUse) => ("2", "1"),
+                    _ => ("1", "0"),
+                };
+                let mut m = Message::new();
+                for (k, v) in [
+                    ("Event", "QueueMember"),
+                    ("Queue", q.number),
+                    ("Name", &dir.name(ext)),
+                    ("Location", &location),
+                    ("StateInterface", &format!("hint:{ext}@ext-local")),
+                    ("Membership", "static"),
+                    ("Penalty", "0"),
+                    ("CallsTaken", "0"),
+                    ("LastCall", "0"),
+                    ("LastPause", "0"),
+                    ("LoginTime", &dir.boot_epoch.to_string()),
+                    ("InCall", in_call),
+                    ("Status", status),
+                    ("Paused", if paused { "1" } else { "0" }),
+                    ("PausedReason", ""),
+                    ("Wrapuptime", "0"),
+                    ("ActionID", id),
+                ] {
+                    m.push(k, v);
+                }
+                items.push(m);
+            }
+        }
+        drop(gen);
+        self.list(
+            id,
+            "Queue status will follow",
+            items,
+            "QueueStatusComplete",
             false,
         );
     }
