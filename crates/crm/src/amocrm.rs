@@ -16,16 +16,16 @@
 //! (timeout, pbxlink killed in between) is sent again on retry, and amoCRM logs it again; the
 //! `uniq` field (the Linkedid) lets a reader spot such a duplicate.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
-use calls::{CallRecord, Direction, Disposition};
+use calls::{CallEvent, CallEventKind, CallRecord, Direction, Disposition};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::delivery::{
-    classify_status, clip, Connector, DeliveryError, HttpRequest, HttpResponse, OutboxItem,
-    Progress,
+    classify_status, clip, lock, Connector, DeliveryError, HttpRequest, HttpResponse, OutboxItem,
+    Progress, Step,
 };
 
 /// amoCRM's `call_status` values (API v4, "Adding calls").
@@ -53,6 +53,8 @@ pub struct PlanConfig {
     pub unsorted: bool,
     /// Pipeline for those leads; unset: the account's main one.
     pub pipeline_id: Option<u64>,
+    /// Incoming-call notifications for the users whose phones ring ([`ringing`]).
+    pub notify: bool,
 }
 
 /// The outbox steps (kind, payload) for a finished call: one `call`. Internal calls and
@@ -161,6 +163,77 @@ pub fn ringing(phone: &str, extensions: &[String], config: &PlanConfig) -> Optio
     })
 }
 
+/// The plan of calls as they go: an incoming-call notification as phones ring (each
+/// extension once per call, so the key `notify:201,202` is the call's only one for them), and
+/// the call itself at its end ([`plan`]).
+#[derive(Debug)]
+pub struct Planner {
+    config: PlanConfig,
+    /// Inbound calls in progress (`pbx/linkedid`): the caller's number and the extensions
+    /// notified so far.
+    ringing: HashMap<String, (String, Vec<String>)>,
+}
+
+impl Planner {
+    /// A planner for an account.
+    pub fn new(config: PlanConfig) -> Self {
+        Self {
+            config,
+            ringing: HashMap::new(),
+        }
+    }
+
+    /// The step a live call event gives: a notification when phones start ringing for an
+    /// inbound call (`notify` on). `call` names the call across PBXes (`pbx/linkedid`).
+    pub fn on_event(&mut self, call: &str, event: &CallEvent) -> Option<Step> {
+        match &event.kind {
+            CallEventKind::Started {
+                direction: Direction::Inbound,
+                from: Some(phone),
+                ..
+            } if self.config.notify && !phone.is_empty() => {
+                self.ringing
+                    .insert(call.to_owned(), (phone.clone(), Vec::new()));
+                None
+            }
+            CallEventKind::Ringing { extensions } => {
+                let (phone, notified) = self.ringing.get_mut(call)?;
+                let new: Vec<String> = extensions
+                    .iter()
+                    .filter(|e| !notified.contains(e))
+                    .cloned()
+                    .collect();
+                notified.extend(new.iter().cloned());
+                let (kind, payload) = ringing(phone, &new, &self.config)?;
+                Some(Step {
+                    key: format!("{kind}:{}", new.join(",")),
+                    kind,
+                    payload,
+                })
+            }
+            CallEventKind::Ended { .. } => {
+                self.ringing.remove(call);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// The steps of a finished call ([`plan`]).
+    pub fn on_record(&mut self, call: &str, record: &CallRecord) -> Vec<Step> {
+        self.ringing.remove(call);
+        plan(record, &self.config)
+            .into_iter()
+            .map(|(kind, payload)| Step::once(&kind, payload))
+            .collect()
+    }
+
+    /// Calls in progress the planner keeps state for.
+    pub fn calls_in_progress(&self) -> usize {
+        self.ringing.len()
+    }
+}
+
 /// An amoCRM account (`https://<subdomain>.amocrm.ru`, `.amocrm.com` or `.kommo.com`).
 #[derive(Debug)]
 pub struct AmoCrm {
@@ -180,14 +253,18 @@ impl AmoCrm {
         }
     }
 
-    /// `GET` this URL with [`Self::headers`] to check the token (`pbxlink crm test`): the
-    /// account's id, name and subdomain come back.
-    pub fn account_url(&self) -> String {
-        format!("{}/api/v4/account", self.base_url)
+    /// `GET /api/v4/account`: checks the URL and the token at the cost of one cheap request
+    /// (`pbxlink crm test`); [`account_answer`] reads the answer.
+    pub fn account_request(&self) -> HttpRequest {
+        HttpRequest {
+            url: format!("{}/api/v4/account", self.base_url),
+            headers: self.headers(),
+            body: String::new(),
+        }
     }
 
     /// The headers every request carries (the token).
-    pub fn headers(&self) -> Vec<(String, String)> {
+    fn headers(&self) -> Vec<(String, String)> {
         vec![("authorization".to_owned(), format!("Bearer {}", self.token))]
     }
 
@@ -200,14 +277,11 @@ impl AmoCrm {
     }
 
     fn is_unattached(&self, key: &str) -> bool {
-        self.unattached
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(key)
+        lock(&self.unattached).contains(key)
     }
 
     fn set_unattached(&self, key: &str, unattached: bool) {
-        let mut set = self.unattached.lock().unwrap_or_else(|e| e.into_inner());
+        let mut set = lock(&self.unattached);
         if unattached {
             set.insert(key.to_owned());
         } else {
@@ -244,6 +318,21 @@ pub fn check(response: &HttpResponse) -> Result<Value, DeliveryError> {
             response.retry_after,
             &response.body,
         )),
+    }
+}
+
+/// The account an [`AmoCrm::account_request`] answer describes, in a line.
+pub fn account_answer(response: &HttpResponse) -> Result<String, DeliveryError> {
+    let account = check(response)?;
+    match (account["id"].as_u64(), account["subdomain"].as_str()) {
+        (Some(id), Some(subdomain)) => Ok(format!(
+            "account {:?} (id {id}, subdomain {subdomain}) answered",
+            account["name"].as_str().unwrap_or_default()
+        )),
+        _ => Err(DeliveryError::permanent(format!(
+            "not an amoCRM account answer (check the URL): {}",
+            clip(&response.body)
+        ))),
     }
 }
 
@@ -319,6 +408,7 @@ mod tests {
             record_url_base: Some("https://pbx.example/rec/".into()),
             unsorted: true,
             pipeline_id: Some(77),
+            notify: true,
         }
     }
 
@@ -460,6 +550,71 @@ mod tests {
         ]]
         .assert_eq(&format!("{kind}: {payload}"));
         assert_eq!(ringing("1", &["299".to_owned()], &config()), None);
+    }
+
+    #[test]
+    fn a_ringing_call_notifies_each_user_once_then_logs_the_call() {
+        let event = |kind: CallEventKind| CallEvent {
+            call_id: "1764000000.7".into(),
+            at: DateTime::from_timestamp(1_764_000_000, 0).unwrap(),
+            kind,
+        };
+        let ringing = |extensions: &[&str]| {
+            event(CallEventKind::Ringing {
+                extensions: extensions.iter().map(|e| e.to_string()).collect(),
+            })
+        };
+        let started = |direction| {
+            event(CallEventKind::Started {
+                direction,
+                from: Some("+74951234567".into()),
+                to: Some("84950000000".into()),
+            })
+        };
+        let call = [
+            ringing(&["201"]),
+            ringing(&["201", "299"]),
+            ringing(&["201", "299", "202"]),
+            event(CallEventKind::Answered {
+                by: Some("202".into()),
+            }),
+            event(CallEventKind::Ended {
+                disposition: Disposition::Answered,
+            }),
+        ];
+        let plan_call = |config: PlanConfig, direction| {
+            let mut planner = Planner::new(config);
+            let mut steps: Vec<Step> = std::iter::once(started(direction))
+                .chain(call.iter().cloned())
+                .filter_map(|e| planner.on_event("pbx1/1764000000.7", &e))
+                .collect();
+            let record = record(direction, Disposition::Answered);
+            steps.extend(planner.on_record("pbx1/1764000000.7", &record));
+            assert_eq!(planner.calls_in_progress(), 0, "the record closes the call");
+            let lines: Vec<String> = steps
+                .iter()
+                .map(|step| match step.kind.as_str() {
+                    "notify" => format!("{} {}", step.key, step.payload),
+                    _ => format!(
+                        "{} (responsible {})",
+                        step.key, step.payload["call"]["responsible_user_id"]
+                    ),
+                })
+                .collect();
+            lines.join("\n")
+        };
+        expect![[r#"
+            notify:201 {"add":[{"phone_number":"+74951234567","type":"phone_call","users":[501]}]}
+            notify:202 {"add":[{"phone_number":"+74951234567","type":"phone_call","users":[502]}]}
+            call (responsible 501)"#]]
+        .assert_eq(&plan_call(config(), Direction::Inbound));
+        // Nobody is notified of an outbound call, nor with notifications off.
+        expect!["call (responsible 501)"].assert_eq(&plan_call(config(), Direction::Outbound));
+        let quiet = PlanConfig {
+            notify: false,
+            ..config()
+        };
+        expect!["call (responsible 501)"].assert_eq(&plan_call(quiet, Direction::Inbound));
     }
 
     fn item(payload: Value) -> OutboxItem {

@@ -21,6 +21,29 @@ pub struct OutboxItem {
     pub idempotency_key: String,
 }
 
+/// One planned delivery of a call: an outbox row to be.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// The idempotency key's last part: unique within the call, and the same whenever the
+    /// call is planned again (a restart or takeover replays it), so nothing is queued twice.
+    pub key: String,
+    /// What the connector delivers (`register`, `show`, `call.ringing`, `call`, ...).
+    pub kind: String,
+    /// What the connector needs to build the request.
+    pub payload: serde_json::Value,
+}
+
+impl Step {
+    /// A step a call has at most once: its kind names it.
+    pub fn once(kind: &str, payload: serde_json::Value) -> Self {
+        Self {
+            key: kind.to_owned(),
+            kind: kind.to_owned(),
+            payload,
+        }
+    }
+}
+
 /// An HTTP request for the caller to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpRequest {
@@ -144,6 +167,14 @@ pub(crate) fn classify_status(status: u16, retry_after: Option<u64>, body: &str)
         },
         _ => DeliveryError::Permanent { reason },
     }
+}
+
+/// Locks a connector's or planner's state. Each holder changes the state in whole steps that
+/// cannot panic halfway, so a lock poisoned by a panic elsewhere still guards whole state.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Bodies go into error messages (and the outbox's `last_error`): keep them short.

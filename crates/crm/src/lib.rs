@@ -9,7 +9,7 @@ pub mod lookup;
 pub mod webhook;
 
 pub use delivery::{
-    backoff, Connector, DeliveryError, HttpRequest, HttpResponse, OutboxItem, Progress,
+    backoff, Connector, DeliveryError, HttpRequest, HttpResponse, OutboxItem, Progress, Step,
 };
 pub use lookup::{HttpLookup, WebhookLookup};
 

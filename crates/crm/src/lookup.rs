@@ -32,7 +32,7 @@ impl From<DeliveryError> for CrmError {
 /// ...}}`, signed like the webhook events (Standard Webhooks headers), and expects a JSON
 /// object `{"name", "crm_id", "responsible_extension"}`, each a string, a number or `null`
 /// (missing or empty: unknown). Other keys are ignored, so a CRM can answer more.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct WebhookLookup {
     url: String,
     signer: Webhook,

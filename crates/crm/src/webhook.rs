@@ -4,16 +4,27 @@
 //! This is how 1C HTTP services and custom CRMs integrate: the receiver recomputes
 //! `base64(HMAC-SHA256(secret, "{id}.{timestamp}.{body}"))` and compares.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use calls::{CallEvent, CallRecord};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac as _};
+use serde_json::json;
 use sha2::Sha256;
 
 use crate::delivery::{
-    classify_status, Connector, DeliveryError, HttpRequest, HttpResponse, OutboxItem, Progress,
+    classify_status, lock, Connector, DeliveryError, HttpRequest, HttpResponse, OutboxItem,
+    Progress, Step,
 };
+
+/// `call.ended`: sent with the finished call's record rather than as a live event.
+const CALL_ENDED: &str = "call.ended";
+
+/// `recording.ready`: a call's recording can be fetched.
+pub const RECORDING_READY: &str = "recording.ready";
 
 /// Event types a webhook endpoint can subscribe to.
 pub const EVENT_TYPES: [&str; 6] = [
@@ -62,12 +73,15 @@ pub enum WebhookConfigError {
 }
 
 /// One webhook endpoint.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Webhook {
     url: String,
     /// Every secret signs each message: during a rotation the receiver accepts either.
     secrets: Vec<SigningSecret>,
     events: Vec<String>,
+    /// Calls in progress (`pbx/linkedid`): how many live events each step key was given so
+    /// far, so that two events of one type at one instant still get keys of their own.
+    live: Mutex<HashMap<String, HashMap<String, u32>>>,
 }
 
 impl Webhook {
@@ -90,6 +104,7 @@ impl Webhook {
             url: url.into(),
             secrets,
             events,
+            live: Mutex::default(),
         })
     }
 
@@ -98,30 +113,54 @@ impl Webhook {
         self.events.iter().any(|e| e == event_type)
     }
 
-    /// The outbox payloads (kind, data) for a finished call, filtered, in call order: the
-    /// live events, then `call.ended` with the record, then `recording.ready`.
-    pub fn plan(
-        &self,
-        record: &CallRecord,
-        events: &[CallEvent],
-    ) -> Vec<(String, serde_json::Value)> {
-        let live = events.iter().filter_map(|event| {
-            let data = serde_json::to_value(event).ok()?;
-            let kind = data.get("type")?.as_str()?.to_owned();
-            // `call.ended` is sent with the full record below instead.
-            (kind != "call.ended").then_some((kind, data))
-        });
-        let ended = (
-            "call.ended".to_owned(),
-            serde_json::json!({ "call": record }),
-        );
+    /// The step a live call event of PBX `pbx` gives (`call.started`, `call.ringing`,
+    /// `call.answered`, `call.transferred`, data: the event and `pbx`), if this endpoint wants
+    /// it; `call.ended` goes with the record ([`Webhook::plan`]).
+    ///
+    /// The step key is the type and the instant in microseconds, `call.ringing@1795388070123456`,
+    /// with `#2`, `#3`... from the second event of one type at one instant. Microseconds are what
+    /// the raw event log keeps, so a call resumed from the log after a restart replays its
+    /// events with the same instants, in the same order: the same keys, queued once.
+    pub fn plan_event(&self, pbx: &str, event: &CallEvent) -> Option<Step> {
+        let mut data = serde_json::to_value(event).ok()?;
+        let object = data.as_object_mut()?;
+        let kind = object.remove("type")?.as_str()?.to_owned();
+        if kind == CALL_ENDED || !self.wants(&kind) {
+            return None;
+        }
+        object.insert("pbx".to_owned(), json!(pbx));
+        let base = format!("{kind}@{}", event.at.timestamp_micros());
+        let mut live = lock(&self.live);
+        let seen = live
+            .entry(format!("{pbx}/{}", event.call_id))
+            .or_default()
+            .entry(base.clone())
+            .or_default();
+        *seen += 1;
+        let key = match *seen {
+            1 => base,
+            n => format!("{base}#{n}"),
+        };
+        Some(Step {
+            key,
+            kind,
+            payload: data,
+        })
+    }
+
+    /// The closing steps of a finished call of PBX `pbx`, filtered: `call.ended` with the
+    /// record, then `recording.ready` naming the PBX's file when the call has one (the
+    /// recordings worker, when it runs, sends its own with a download link instead).
+    pub fn plan(&self, pbx: &str, record: &CallRecord) -> Vec<Step> {
+        lock(&self.live).remove(&format!("{pbx}/{}", record.id));
+        let ended = Step::once(CALL_ENDED, json!({ "call": record, "pbx": pbx }));
         let recording = record.recording.as_ref().map(|file| {
-            let data = serde_json::json!({ "call_id": record.id, "recording": file });
-            ("recording.ready".to_owned(), data)
+            let data = json!({ "call_id": record.id, "pbx": pbx, "recording": file });
+            Step::once(RECORDING_READY, data)
         });
-        live.chain(std::iter::once(ended))
+        std::iter::once(ended)
             .chain(recording)
-            .filter(|(kind, _)| self.wants(kind))
+            .filter(|step| self.wants(&step.kind))
             .collect()
     }
 
@@ -278,6 +317,137 @@ mod tests {
             }
         "#]],
         );
+    }
+
+    fn at(micros: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_micros(1_795_388_070_000_000 + micros).unwrap()
+    }
+
+    /// A ring group call: phones ring, two ringing events share an instant (as they can in a
+    /// replay, whose clock comes from the stream), one phone answers and transfers, the call
+    /// ends; it had a recording.
+    fn ring_group_call() -> (Vec<CallEvent>, CallRecord) {
+        use calls::{CallEventKind as K, Direction, Disposition, Transfer, TransferKind};
+        let ringing = |extensions: &[&str]| K::Ringing {
+            extensions: extensions.iter().map(|e| e.to_string()).collect(),
+        };
+        let events = [
+            (
+                0,
+                K::Started {
+                    direction: Direction::Inbound,
+                    from: Some("15551234567".into()),
+                    to: Some("15550001000".into()),
+                },
+            ),
+            (0, ringing(&["201"])),
+            (1_500_250, ringing(&["201", "202"])),
+            (1_500_250, ringing(&["201", "202", "203"])),
+            (
+                4_000_000,
+                K::Answered {
+                    by: Some("202".into()),
+                },
+            ),
+            (
+                9_000_000,
+                K::Transferred {
+                    transfer: Transfer {
+                        kind: TransferKind::Blind,
+                        from: Some("202".into()),
+                        to: Some("204".into()),
+                        at: at(9_000_000),
+                    },
+                },
+            ),
+            (
+                30_000_000,
+                K::Ended {
+                    disposition: Disposition::Answered,
+                },
+            ),
+        ];
+        let events = events
+            .into_iter()
+            .map(|(micros, kind)| CallEvent {
+                call_id: "1795388070.0".into(),
+                at: at(micros),
+                kind,
+            })
+            .collect();
+        let record: CallRecord = serde_json::from_value(json!({
+            "id": "1795388070.0", "direction": "inbound", "from": "15551234567",
+            "to": "15550001000", "caller_name": null, "started_at": at(0),
+            "answered_at": at(4_000_000), "ended_at": at(30_000_000), "ring_seconds": 4,
+            "talk_seconds": 26, "disposition": "answered", "answered_by": "204",
+            "rang": ["201", "202", "203"], "transfers": [], "queue": null,
+            "recording": "rg-600-15551234567.wav", "legs": [], "timeline": [],
+        }))
+        .unwrap();
+        (events, record)
+    }
+
+    /// Every step an endpoint gets for the call: its kind, or its key and payload (`full`).
+    fn plan_call(webhook: &Webhook, full: bool) -> Vec<String> {
+        let (events, record) = ring_group_call();
+        let mut steps: Vec<Step> = events
+            .iter()
+            .filter_map(|e| webhook.plan_event("pbx1", e))
+            .collect();
+        steps.extend(webhook.plan("pbx1", &record));
+        let steps: Vec<String> = steps
+            .into_iter()
+            .map(|step| match full {
+                true => format!("{} {}", step.key, step.payload),
+                false => step.kind,
+            })
+            .collect();
+        assert!(lock(&webhook.live).is_empty(), "the record closes the call");
+        steps
+    }
+
+    #[test]
+    fn live_events_get_keys_of_their_own_that_a_replay_gives_again() {
+        let webhook = hook(&[], &[]);
+        let steps = plan_call(&webhook, true);
+        expect![[r#"
+            call.started@1795388070000000 {"at":"2026-11-22T22:54:30Z","call_id":"1795388070.0","direction":"inbound","from":"15551234567","pbx":"pbx1","to":"15550001000"}
+            call.ringing@1795388070000000 {"at":"2026-11-22T22:54:30Z","call_id":"1795388070.0","extensions":["201"],"pbx":"pbx1"}
+            call.ringing@1795388071500250 {"at":"2026-11-22T22:54:31.500250Z","call_id":"1795388070.0","extensions":["201","202"],"pbx":"pbx1"}
+            call.ringing@1795388071500250#2 {"at":"2026-11-22T22:54:31.500250Z","call_id":"1795388070.0","extensions":["201","202","203"],"pbx":"pbx1"}
+            call.answered@1795388074000000 {"at":"2026-11-22T22:54:34Z","by":"202","call_id":"1795388070.0","pbx":"pbx1"}
+            call.transferred@1795388079000000 {"at":"2026-11-22T22:54:39Z","call_id":"1795388070.0","pbx":"pbx1","transfer":{"at":"2026-11-22T22:54:39Z","from":"202","kind":"blind","to":"204"}}
+            call.ended {"call":{"answered_at":"2026-11-22T22:54:34Z","answered_by":"204","caller_name":null,"direction":"inbound","disposition":"answered","ended_at":"2026-11-22T22:55:00Z","from":"15551234567","id":"1795388070.0","legs":[],"queue":null,"rang":["201","202","203"],"recording":"rg-600-15551234567.wav","ring_seconds":4,"started_at":"2026-11-22T22:54:30Z","talk_seconds":26,"timeline":[],"to":"15550001000","transfers":[]},"pbx":"pbx1"}
+            recording.ready {"call_id":"1795388070.0","pbx":"pbx1","recording":"rg-600-15551234567.wav"}"#]]
+        .assert_eq(&steps.join("\n"));
+        // Planned again, by this endpoint or by a restarted process replaying the call from the
+        // raw event log: the same keys, which the outbox then queues only once.
+        assert_eq!(plan_call(&webhook, true), steps);
+        assert_eq!(plan_call(&hook(&[], &[]), true), steps);
+    }
+
+    #[test]
+    fn the_event_filter_picks_what_an_endpoint_gets() {
+        let filtered: Vec<String> = [
+            &["call.ended"][..],
+            &["call.ringing", "recording.ready"],
+            &["call.answered", "call.transferred"],
+            &[],
+        ]
+        .iter()
+        .map(|events| {
+            format!(
+                "{events:?}: {}",
+                plan_call(&hook(&[], events), false).join(", ")
+            )
+        })
+        .collect();
+        expect![[r#"
+            ["call.ended"]: call.ended
+            ["call.ringing", "recording.ready"]: call.ringing, call.ringing, call.ringing, recording.ready
+            ["call.answered", "call.transferred"]: call.answered, call.transferred
+            []: call.started, call.ringing, call.ringing, call.ringing, call.answered, call.transferred, call.ended, recording.ready"#]]
+        .assert_eq(&filtered.join("\n"));
     }
 
     #[test]

@@ -247,8 +247,8 @@ async fn owner_killed_the_other_takes_over_and_no_call_is_lost_or_doubled() {
         .collect();
     assert_eq!(journal.len(), got.len(), "a call journaled twice");
     assert_eq!(got, expected);
-    // One set of deliveries per call: `call.ended`, and `recording.ready` for a call with a
-    // MixMonitor file (no `[recordings]` here: the PBX's file name is sent).
+    // One set of deliveries per call: its live events, `call.ended`, and `recording.ready`
+    // for a call with a MixMonitor file (no `[recordings]` here: the PBX's file name is sent).
     for call in &journal {
         let id = &call.record.id;
         let rows = store.outbox_for_call("office", id).await.unwrap();
@@ -258,7 +258,20 @@ async fn owner_killed_the_other_takes_over_and_no_call_is_lost_or_doubled() {
         } else {
             &["call.ended"]
         };
-        assert_eq!(kinds, want, "call {id}");
+        // Live events first (the ones B resumed from the raw log under the keys A gave them:
+        // none twice), then the record's.
+        let (live, end) = kinds.split_at(kinds.len() - want.len());
+        assert_eq!(end, want, "call {id}");
+        assert_eq!(live.first(), Some(&"call.started"), "call {id}");
+        let events: std::collections::BTreeSet<String> = rows[..live.len()]
+            .iter()
+            .map(|r| format!("{} {}", r.kind, r.payload))
+            .collect();
+        assert_eq!(
+            events.len(),
+            live.len(),
+            "call {id}: a live event queued twice"
+        );
     }
 
     // B's live stream carried the calls A tracked before the kill.

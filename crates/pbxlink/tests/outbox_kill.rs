@@ -8,6 +8,10 @@
 //! second process sends it again, with the same `webhook-id` (the row's idempotency key); the
 //! CRM, as Standard Webhooks asks of receivers, recognises the id and acknowledges without
 //! acting twice. Delivery is at least once on the wire and exactly once in effect.
+//!
+//! The second process also resumes the first one's calls in progress from the raw event log;
+//! their live events (`call.started`, `call.ringing`...) come out again under the same keys,
+//! so none is queued twice.
 
 mod gateway;
 
@@ -130,7 +134,7 @@ async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
 async fn sigkill_mid_delivery_loses_nothing_and_applies_nothing_twice() {
     let (release, released) = watch::channel(false);
     let crm = Arc::new(Mutex::new(FakeCrm {
-        answer_first: 40,
+        answer_first: 150,
         ..FakeCrm::default()
     }));
     let app = axum::Router::new()
@@ -235,6 +239,19 @@ async fn sigkill_mid_delivery_loses_nothing_and_applies_nothing_twice() {
         .collect();
     // The requests whose answers the kill lost, and only those, reached the CRM twice.
     assert_eq!(resent, lost_answers);
+    // A live event queued twice would be two rows with one payload (the event, its instant).
+    let mut live: BTreeMap<String, usize> = BTreeMap::new();
+    for row in rows
+        .iter()
+        .filter(|r| r.kind.starts_with("call.") && r.kind != "call.ended")
+    {
+        *live
+            .entry(format!("{} {}", row.kind, row.payload))
+            .or_default() += 1;
+    }
+    let twice: Vec<_> = live.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "live events queued twice: {twice:?}");
+    assert!(!live.is_empty(), "no live event was queued");
     let calls = rows.iter().filter(|r| r.kind == "call.ended").count();
     eprintln!(
         "{calls} calls, {} deliveries; {} in flight at the kill, {} of them acted on by the CRM \

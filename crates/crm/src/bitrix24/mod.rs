@@ -25,13 +25,13 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::delivery::{
-    classify_status, clip, Connector, DeliveryError, HttpRequest, HttpResponse, OutboxItem,
+    classify_status, clip, lock, Connector, DeliveryError, HttpRequest, HttpResponse, OutboxItem,
     Progress,
 };
 use crate::{CallerInfo, CrmError, HttpLookup};
 
 pub use auth::{OAuthConfig, Tokens};
-pub use plan::{status_code, CardMode, PlanConfig, Planner, Step};
+pub use plan::{status_code, CardMode, PlanConfig, Planner};
 
 /// How pbxlink signs in to the portal.
 #[derive(Debug)]
@@ -428,13 +428,6 @@ pub fn check(response: &HttpResponse) -> Result<Value, DeliveryError> {
             &response.body,
         )),
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The guarded maps stay consistent at every await-free step, so a poisoned lock is usable.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

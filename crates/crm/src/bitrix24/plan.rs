@@ -15,6 +15,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{json, Value};
 
 use super::UserMap;
+use crate::delivery::Step;
 
 /// When a user gets the call card on screen.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -67,17 +68,6 @@ impl PlanConfig {
             .copied()
             .unwrap_or(self.card_mode)
     }
-}
-
-/// One planned delivery.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Step {
-    /// Unique within the call (the idempotency key's last part): `register`, `show:201,203`.
-    pub key: String,
-    /// The `telephony.externalcall.*` method: `register`, `show`, `hide`, `finish`, `attachRecord`.
-    pub kind: String,
-    /// What the connector needs to build the request.
-    pub payload: Value,
 }
 
 /// `STATUS_CODE` for `finish`: SIP-like codes Bitrix24 shows as the call's outcome.

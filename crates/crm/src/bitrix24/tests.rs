@@ -1,6 +1,7 @@
 //! The connector against canned Bitrix24 answers.
 
 use super::*;
+use crate::Step;
 use calls::{CallRecord, Direction, Disposition};
 use chrono::FixedOffset;
 use expect_test::{expect, Expect};

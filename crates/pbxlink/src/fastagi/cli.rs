@@ -88,7 +88,9 @@ pub async fn start(
     let (server, listener) = bind(agi, crms).await?;
     tokio::spawn(async move {
         let stop = shutdown.clone();
-        server.serve(listener, async move { stop.requested().await }).await;
+        server
+            .serve(listener, async move { stop.requested().await })
+            .await;
         drop(shutdown);
     });
     Ok(())

@@ -6,10 +6,12 @@
 //! `finish`; `batch` with `cmd` strings and `halt`; incoming-webhook URLs or OAuth (`auth`
 //! parameter, access tokens that expire after a number of requests, renewal at
 //! `/oauth/token/` with the spent refresh token refused); `searchCrmEntities`; and the
-//! `event.offline.get` / `event.offline.clear` queue.
+//! `event.offline.get` / `event.offline.clear` queue, with Bitrix24's side of a click-to-call
+//! (the call registered before `ONEXTERNALCALLSTART` is raised). It can also answer slowly.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
@@ -49,6 +51,15 @@ pub struct FakeBitrix24 {
     /// Offline event queue: (ID, EVENT_DATA), and reservations by process_id.
     pub offline: Vec<(u64, Value)>,
     reserved: BTreeMap<String, Vec<u64>>,
+    /// What `user.get` answers.
+    pub users: Value,
+    /// Requests that wait `slow` before being handled; one whose client gave up meanwhile
+    /// (its timeout) is never handled.
+    pub slow_next: u32,
+    /// See `slow_next`.
+    pub slow: Duration,
+    /// Requests that were slowed down.
+    pub slowed: u32,
 }
 
 /// OAuth side of the fake.
@@ -89,6 +100,11 @@ pub async fn start(burst: f64, refill_per_second: f64) -> (Fake, String) {
         tokens: burst,
         burst,
         refill_per_second,
+        users: json!([
+            {"ID": "11", "NAME": "Alice", "UF_PHONE_INNER": "201"},
+            {"ID": "16", "NAME": "Frank", "UF_PHONE_INNER": "206"},
+            {"ID": "17", "NAME": "Grace", "UF_PHONE_INNER": null},
+        ]),
         ..FakeBitrix24::default()
     }));
     let app = axum::Router::new()
@@ -102,11 +118,27 @@ pub async fn start(burst: f64, refill_per_second: f64) -> (Fake, String) {
     (fake, url)
 }
 
+/// Waits before a request is handled, in slow mode.
+async fn slow_down(fake: &Fake) {
+    let delay = {
+        let mut fake = fake.lock().unwrap();
+        (fake.slow_next > 0).then(|| {
+            fake.slow_next -= 1;
+            fake.slowed += 1;
+            fake.slow
+        })
+    };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+}
+
 async fn webhook_rest(
     State(fake): State<Fake>,
     UrlPath(method): UrlPath<String>,
     Json(params): Json<Value>,
 ) -> Refusal {
+    slow_down(&fake).await;
     let mut fake = fake.lock().unwrap();
     if let Err(refusal) = fake.admit() {
         return refusal;
@@ -128,6 +160,7 @@ async fn oauth_rest(
     UrlPath(method): UrlPath<String>,
     Json(mut params): Json<Value>,
 ) -> Refusal {
+    slow_down(&fake).await;
     let mut fake = fake.lock().unwrap();
     if let Err(refusal) = fake.admit() {
         return refusal;
@@ -204,6 +237,19 @@ async fn renew(State(fake): State<Fake>, Query(q): Query<BTreeMap<String, String
 }
 
 impl FakeBitrix24 {
+    /// User `user` clicks `phone` in the CRM: Bitrix24 registers the call itself and raises
+    /// `ONEXTERNALCALLSTART`; returns the event's `data`.
+    pub fn click_to_call(&mut self, user: u64, phone: &str) -> Value {
+        let call_id = format!("externalCall.{}", self.registered.len() + 1);
+        let register = json!({"USER_ID": user, "PHONE_NUMBER": phone, "TYPE": 1});
+        self.registered.insert(call_id.clone(), register);
+        json!({
+            "PHONE_NUMBER": phone, "PHONE_NUMBER_INTERNATIONAL": phone, "EXTENSION": "",
+            "USER_ID": user.to_string(), "CALL_LIST_ID": "0", "LINE_NUMBER": "", "IS_MOBILE": "0",
+            "CALL_ID": call_id, "CRM_ENTITY_TYPE": "CONTACT", "CRM_ENTITY_ID": "797",
+        })
+    }
+
     /// Rate limit and outage, per HTTP request.
     fn admit(&mut self) -> Result<(), Refusal> {
         let now = std::time::Instant::now();
@@ -294,11 +340,7 @@ impl FakeBitrix24 {
             ))
         };
         let result = match method {
-            "user.get" => json!([
-                {"ID": "11", "NAME": "Alice", "UF_PHONE_INNER": "201"},
-                {"ID": "16", "NAME": "Frank", "UF_PHONE_INNER": "206"},
-                {"ID": "17", "NAME": "Grace", "UF_PHONE_INNER": null},
-            ]),
+            "user.get" => self.users.clone(),
             "telephony.externalcall.register" => {
                 let user = match &params["USER_ID"] {
                     Value::Null => text(&params["USER_PHONE_INNER"]),

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use calls::{CallEvent, CallRecord};
-use crm::webhook::{SigningSecret, Webhook};
-use crm::Connector;
+use crm::amocrm::{self, AmoCrm};
+use crm::webhook::{SigningSecret, Webhook, RECORDING_READY};
+use crm::{Connector, Step};
 use serde::Deserialize;
-use serde_json::Value;
 use store::NewOutboxRow;
 
 use worker::{spawn_workers, WorkerConfig};
@@ -60,6 +60,8 @@ pub enum CrmConfig {
     Bitrix24(Bitrix24Config),
     /// Signed JSON events POSTed to a URL (1C HTTP services, custom CRMs).
     Webhook(WebhookConfig),
+    /// An amoCRM / Kommo account, with a long-lived token.
+    AmoCrm(AmoCrmConfig),
 }
 
 /// `kind = "bitrix24"`.
@@ -134,12 +136,60 @@ pub struct WebhookConfig {
     pub lookup_url: Option<String>,
 }
 
+/// `kind = "amocrm"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmoCrmConfig {
+    /// Connector name.
+    pub name: String,
+    /// The account's address: `https://example.amocrm.ru` (`.amocrm.com`, `.kommo.com`).
+    pub url: String,
+    /// Long-lived token (a private integration's "Keys and scopes"); it is a secret.
+    pub token: Option<String>,
+    /// Environment variable holding the token instead.
+    pub token_env: Option<String>,
+    /// Extension -> amoCRM user id: who is responsible for a call, whose popup shows it.
+    #[serde(default)]
+    pub users: std::collections::BTreeMap<String, u64>,
+    /// Extension whose user gets calls where no phone rang (IVR hang-ups).
+    pub default_extension: Option<String>,
+    /// Recordings are served under this URL (the call's `link`); unset: no link.
+    pub record_url_base: Option<String>,
+    /// Inbound calls from numbers no card has become unsorted leads ("Incoming leads").
+    #[serde(default)]
+    pub unsorted: bool,
+    /// Pipeline of those leads; unset: the account's main one.
+    pub pipeline_id: Option<u64>,
+    /// Incoming-call notifications for the users whose phones ring.
+    #[serde(default = "yes")]
+    pub notify: bool,
+    /// The calls' `source`, as amoCRM shows it.
+    #[serde(default = "pbxlink_source")]
+    pub source: String,
+    /// Requests per second (amoCRM allows 7 per integration).
+    #[serde(default = "amocrm_rate")]
+    pub rate_per_second: f64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn pbxlink_source() -> String {
+    "pbxlink".into()
+}
+
+fn amocrm_rate() -> f64 {
+    7.0
+}
+
 impl CrmConfig {
     /// The connector's name.
     pub fn name(&self) -> &str {
         match self {
             Self::Bitrix24(c) => &c.name,
             Self::Webhook(c) => &c.name,
+            Self::AmoCrm(c) => &c.name,
         }
     }
 }
@@ -172,7 +222,16 @@ pub struct Crm {
 #[derive(Debug, Clone)]
 enum Planner {
     Bitrix24(Arc<portal::B24>),
+    /// The endpoint plans its own events.
     Webhook(Arc<Webhook>),
+    AmoCrm(Arc<Amo>),
+}
+
+/// An amoCRM account: the connector (`pbxlink crm test` asks it too) and its planner.
+#[derive(Debug)]
+struct Amo {
+    account: Arc<AmoCrm>,
+    planner: std::sync::Mutex<amocrm::Planner>,
 }
 
 impl Crm {
@@ -223,12 +282,44 @@ impl Crm {
                     lookup,
                 })
             }
+            CrmConfig::AmoCrm(c) => {
+                let name = &c.name;
+                let url = url::Url::parse(&c.url)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+                    .with_context(|| {
+                        format!("crm {name}: url {:?} is not the account's address, e.g. https://example.amocrm.ru", c.url)
+                    })?;
+                let token = secret(name, "token", c.token.as_ref(), c.token_env.as_ref())?;
+                anyhow::ensure!(!token.trim().is_empty(), "crm {name}: the token is empty");
+                let account = Arc::new(AmoCrm::new(url.as_str(), token.trim()));
+                let planner = amocrm::Planner::new(amocrm::PlanConfig {
+                    source: c.source.clone(),
+                    users: c.users.clone(),
+                    default_extension: c.default_extension.clone(),
+                    record_url_base: c.record_url_base.clone(),
+                    unsorted: c.unsorted,
+                    pipeline_id: c.pipeline_id,
+                    notify: c.notify,
+                });
+                Ok(Self {
+                    name: name.clone(),
+                    connector: account.clone(),
+                    planner: Planner::AmoCrm(Arc::new(Amo {
+                        account,
+                        planner: std::sync::Mutex::new(planner),
+                    })),
+                    min_gap: gap(Some(c.rate_per_second)),
+                    recordings_follow: false,
+                    lookup: None,
+                })
+            }
         }
     }
 
     /// Checks connectivity and credentials with one harmless request: Bitrix24 `user.get`
-    /// (which also refreshes the user map), a signed `pbxlink.test` event for a webhook.
-    /// Returns what the CRM said, in a line.
+    /// (which also refreshes the user map), a signed `pbxlink.test` event for a webhook,
+    /// amoCRM `GET /api/v4/account`. Returns what the CRM said, in a line.
     pub async fn test(&self, http: &reqwest::Client) -> Result<String, crm::DeliveryError> {
         match &self.planner {
             Planner::Bitrix24(b24) => {
@@ -249,46 +340,54 @@ impl Crm {
                     request.url, response.status
                 ))
             }
+            Planner::AmoCrm(amo) => {
+                let request = amo.account.account_request();
+                let response = worker::send(http, &request, "").await?;
+                amocrm::account_answer(&response)
+            }
         }
     }
 
     /// The outbox rows for a finished call, in delivery order. The idempotency key
     /// `{connector}:{pbx}:{call}:{step}` makes a re-saved call queue nothing twice.
     pub fn plan(&self, pbx: &str, record: &CallRecord) -> Vec<NewOutboxRow> {
+        let call = format!("{pbx}/{}", record.id);
         let steps = match &self.planner {
             Planner::Bitrix24(b24) => {
                 let users = b24.portal.users();
-                let key = format!("{pbx}/{}", record.id);
-                let steps = portal::lock(&b24.planner).on_record(&key, record, &users);
-                steps.into_iter().map(|s| (s.key, s.payload)).collect()
+                lock(&b24.planner).on_record(&call, record, &users)
             }
-            Planner::Webhook(webhook) => webhook.plan(record, &[]),
+            Planner::Webhook(webhook) => webhook.plan(pbx, record),
+            Planner::AmoCrm(amo) => lock(&amo.planner).on_record(&call, record),
         };
         let steps = self.leave_recording_out(record, steps);
         self.rows(pbx, &record.id, steps)
     }
 
-    /// The outbox rows a live call event gives (Bitrix24: register at start, cards as phones
-    /// ring and on answer), queued as the event happens.
+    /// The outbox rows a live call event gives, queued as the event happens (in order with
+    /// the call's record): Bitrix24 register at start and cards as phones ring and on answer,
+    /// webhook `call.started`/`ringing`/`answered`/`transferred`, amoCRM notifications.
     pub fn plan_event(&self, pbx: &str, event: &CallEvent) -> Vec<NewOutboxRow> {
-        let Planner::Bitrix24(b24) = &self.planner else {
-            return Vec::new();
+        let call = format!("{pbx}/{}", event.call_id);
+        let steps = match &self.planner {
+            Planner::Bitrix24(b24) => {
+                let users = b24.portal.users();
+                lock(&b24.planner).on_event(&call, event, &users)
+            }
+            Planner::Webhook(webhook) => webhook.plan_event(pbx, event).into_iter().collect(),
+            Planner::AmoCrm(amo) => lock(&amo.planner)
+                .on_event(&call, event)
+                .into_iter()
+                .collect(),
         };
-        let users = b24.portal.users();
-        let steps =
-            portal::lock(&b24.planner).on_event(&format!("{pbx}/{}", event.call_id), event, &users);
-        self.rows(
-            pbx,
-            &event.call_id,
-            steps.into_iter().map(|s| (s.key, s.payload)).collect(),
-        )
+        self.rows(pbx, &event.call_id, steps)
     }
 
     /// The Bitrix24 parts, when this connector is a Bitrix24 portal.
     fn bitrix24(&self) -> Option<&portal::B24> {
         match &self.planner {
             Planner::Bitrix24(b24) => Some(b24),
-            Planner::Webhook(_) => None,
+            Planner::Webhook(_) | Planner::AmoCrm(_) => None,
         }
     }
 
@@ -310,16 +409,12 @@ impl Crm {
     /// ([`plan_recording`]): no `attachRecord`/`RECORD_URL`/`recording.ready` at call end, and
     /// Bitrix24's `finish` is not the last step (the connector keeps the `CALL_ID` that the
     /// later `attachRecord` needs). Unanswered calls leave header-only files: nothing follows.
-    fn leave_recording_out(
-        &self,
-        record: &CallRecord,
-        mut steps: Vec<(String, Value)>,
-    ) -> Vec<(String, Value)> {
+    fn leave_recording_out(&self, record: &CallRecord, mut steps: Vec<Step>) -> Vec<Step> {
         if !self.recordings_follow || record.recording.is_none() {
             return steps;
         }
-        steps.retain(|(kind, _)| kind != "attachRecord" && kind != RECORDING_READY);
-        for (kind, payload) in &mut steps {
+        steps.retain(|step| step.kind != "attachRecord" && step.kind != RECORDING_READY);
+        for Step { kind, payload, .. } in &mut steps {
             if let Some(payload) = payload.as_object_mut() {
                 if kind == "finish" {
                     payload.remove("RECORD_URL");
@@ -332,20 +427,18 @@ impl Crm {
         steps
     }
 
-    fn rows(&self, pbx: &str, call_id: &str, steps: Vec<(String, Value)>) -> Vec<NewOutboxRow> {
+    fn rows(&self, pbx: &str, call_id: &str, steps: Vec<Step>) -> Vec<NewOutboxRow> {
         steps
             .into_iter()
-            .map(|(kind, payload)| NewOutboxRow {
-                idempotency_key: format!("{}:{pbx}:{call_id}:{kind}", self.name),
+            .map(|step| NewOutboxRow {
+                idempotency_key: format!("{}:{pbx}:{call_id}:{}", self.name, step.key),
                 connector: self.name.clone(),
-                kind,
-                payload,
+                kind: step.kind,
+                payload: step.payload,
             })
             .collect()
     }
 }
-
-const RECORDING_READY: &str = "recording.ready";
 
 /// A converted recording, as the connectors get it.
 #[derive(Debug, Clone, Copy)]
@@ -363,7 +456,8 @@ pub struct RecordingReady<'a> {
 }
 
 /// The hand-over from the recordings worker: Bitrix24 `attachRecord` (the call's last step,
-/// see [`Crm::plan`]) and webhook `recording.ready`, queued with the recording's row.
+/// see [`Crm::plan`]) and webhook `recording.ready`, queued with the recording's row. amoCRM
+/// gets nothing: a logged call cannot be changed, its `link` is `record_url_base`'s.
 pub fn plan_recording(
     crms: &[Crm],
     pbx: &str,
@@ -389,7 +483,7 @@ pub fn plan_recording(
                             "RECORD_URL": ready.url,
                             "last": true,
                         });
-                        ("attachRecord".to_owned(), payload)
+                        Step::once("attachRecord", payload)
                     })
                 }
                 Planner::Webhook(webhook) if webhook.wants(RECORDING_READY) => {
@@ -403,9 +497,9 @@ pub fn plan_recording(
                         "duration_ms": ready.duration_ms,
                         "source": record.recording,
                     });
-                    Some((RECORDING_READY.to_owned(), payload))
+                    Some(Step::once(RECORDING_READY, payload))
                 }
-                Planner::Webhook(_) => None,
+                Planner::Webhook(_) | Planner::AmoCrm(_) => None,
             };
             crm.rows(pbx, &record.id, step.into_iter().collect())
         })
@@ -479,16 +573,32 @@ async fn refresh_users(crm: Crm) {
     }
 }
 
-fn secret(name: &str, value: Option<&String>, env: Option<&String>) -> anyhow::Result<String> {
+/// Locks a planner. Its maps stay whole at every step, so a lock poisoned by a panic
+/// elsewhere is still usable.
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A secret of `[[crm]]` `name`, from its `key` or the variable `{key}_env` names.
+fn secret(
+    name: &str,
+    key: &str,
+    value: Option<&String>,
+    env: Option<&String>,
+) -> anyhow::Result<String> {
     match (value, env) {
         (Some(value), _) => Ok(value.clone()),
         (None, Some(var)) => {
             std::env::var(var).with_context(|| format!("crm {name}: ${var} is not set"))
         }
-        (None, None) => anyhow::bail!("crm {name}: set webhook_url or webhook_url_env"),
+        (None, None) => anyhow::bail!("crm {name}: set {key} or {key}_env"),
     }
 }
 
+#[cfg(test)]
+mod fake_amocrm;
 #[cfg(test)]
 mod fake_bitrix24;
 #[cfg(test)]

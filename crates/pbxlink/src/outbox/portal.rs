@@ -22,7 +22,7 @@ use crm::DeliveryError;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{secret, Bitrix24Config, Crm};
+use super::{lock, secret, Bitrix24Config, Crm};
 use crate::ami_client::AmiClient;
 use crate::api::ApiError;
 
@@ -99,12 +99,12 @@ pub(super) fn build(c: &Bitrix24Config) -> anyhow::Result<B24> {
         .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
     let (auth, token_file) = match (&c.oauth, &c.webhook_url, &c.webhook_url_env) {
         (Some(oauth), None, None) => {
-            let client_secret = match (&oauth.client_secret, &oauth.client_secret_env) {
-                (None, None) => {
-                    anyhow::bail!("crm {name}: set oauth.client_secret or oauth.client_secret_env")
-                }
-                (value, env) => secret(name, value.as_ref(), env.as_ref())?,
-            };
+            let client_secret = secret(
+                name,
+                "oauth.client_secret",
+                oauth.client_secret.as_ref(),
+                oauth.client_secret_env.as_ref(),
+            )?;
             let tokens = load_tokens(name, oauth)?;
             let config = OAuthConfig {
                 endpoint: oauth.endpoint.clone(),
@@ -120,7 +120,7 @@ pub(super) fn build(c: &Bitrix24Config) -> anyhow::Result<B24> {
         (Some(_), _, _) => anyhow::bail!("crm {name}: oauth and webhook_url exclude each other"),
         (None, url, env) => (
             Auth::Webhook(
-                secret(name, url.as_ref(), env.as_ref())?
+                secret(name, "webhook_url", url.as_ref(), env.as_ref())?
                     .trim_end_matches('/')
                     .to_owned(),
             ),
@@ -129,7 +129,12 @@ pub(super) fn build(c: &Bitrix24Config) -> anyhow::Result<B24> {
     };
     let application_token = match (&c.application_token, &c.application_token_env) {
         (None, None) => None,
-        (value, env) => Some(secret(name, value.as_ref(), env.as_ref())?),
+        (value, env) => Some(secret(
+            name,
+            "application_token",
+            value.as_ref(),
+            env.as_ref(),
+        )?),
     };
     let portal = Arc::new(Bitrix24::with_auth(auth));
     let users = UserMap::from_pairs(c.users.clone());
@@ -455,11 +460,4 @@ async fn posted_event(
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The planner's maps stay whole at every step, so a poisoned lock is still usable.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -163,12 +163,25 @@ impl Worker {
                     .await
             }
             Ok(None) => match self.deliver(&row).await {
-                Ok(()) => self.store.mark_delivered(row.id, owner, Utc::now()).await,
+                Ok(()) => {
+                    metrics::counter!(crate::run::OUTBOX_DELIVERED, "crm" => row.connector.clone())
+                        .increment(1);
+                    self.store.mark_delivered(row.id, owner, Utc::now()).await
+                }
                 Err(error) => {
                     let failure = self.failure(&row, &error);
-                    if failure == Failure::Permanent {
+                    let kind = if failure == Failure::Permanent {
                         tracing::warn!(row = row.id, key = row.idempotency_key, %error, "outbox: dead letter");
-                    }
+                        "permanent"
+                    } else {
+                        "retriable"
+                    };
+                    metrics::counter!(
+                        crate::run::OUTBOX_DELIVERY_ERRORS,
+                        "crm" => row.connector.clone(),
+                        "kind" => kind
+                    )
+                    .increment(1);
                     self.store
                         .mark_failed(row.id, owner, failure, &error.to_string(), Utc::now())
                         .await
@@ -281,7 +294,7 @@ pub(crate) async fn send(
     let response = builder
         .send()
         .await
-        .map_err(|e| DeliveryError::retriable(format!("{}: {e}", request.url)))?;
+        .map_err(|e| transport_error(&request.url, e))?;
     let status = response.status().as_u16();
     let retry_after = response
         .headers()
@@ -290,10 +303,27 @@ pub(crate) async fn send(
     let body = response
         .text()
         .await
-        .map_err(|e| DeliveryError::retriable(format!("reading the answer: {e}")))?;
+        .map_err(|e| transport_error(&request.url, e))?;
     Ok(HttpResponse {
         status,
         retry_after,
         body,
     })
+}
+
+/// A failed exchange, as a retriable error naming the server only: a CRM URL's path may be
+/// the credential (Bitrix24's incoming webhook), and errors reach the log and the outbox's
+/// `last_error`.
+fn transport_error(url: &str, error: reqwest::Error) -> DeliveryError {
+    let server = url::Url::parse(url).map_or_else(
+        |_| "the CRM".to_owned(),
+        |url| url.origin().ascii_serialization(),
+    );
+    // reqwest says only "error sending request"; what went wrong is in its causes.
+    let error = error.without_url();
+    let causes = std::iter::successors(std::error::Error::source(&error), |e| e.source());
+    let reason: Vec<String> = std::iter::once(error.to_string())
+        .chain(causes.map(ToString::to_string))
+        .collect();
+    DeliveryError::retriable(format!("{server}: {}", reason.join(": ")))
 }
