@@ -542,7 +542,11 @@ async fn list_calls(
     let filter = CallFilter {
         since: q.since,
         until: q.until,
-        number: q.number,
+        // An unescaped `+` arrives as a space (form encoding); no number starts with one.
+        number: q.number.map(|n| match n.strip_prefix(' ') {
+            Some(rest) => format!("+{rest}"),
+            None => n,
+        }),
         extension: q.extension,
         disposition,
     };
@@ -585,11 +589,18 @@ fn call_json(pbx: &str, record: calls::CallRecord) -> serde_json::Value {
     v
 }
 
+/// `?pbx=` of a call's routes: which PBX's call, for an id that several PBXes have.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CallQuery {
+    pbx: Option<String>,
+}
+
 async fn get_call(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(q): Query<CallQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    match state.store.get_call(&id, None).await? {
+    match state.store.get_call(&id, q.pbx.as_deref()).await? {
         Some(c) => Ok(Json(call_json(&c.pbx, c.record))),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -1023,6 +1034,7 @@ mod tests {
             name: "olga".into(),
             scope: "control".into(),
             password_hash: crate::users::hash_password("correct horse"),
+            extension: None,
             created_at: Utc::now(),
         };
         state.store.add_user(&user).await.unwrap();
@@ -1187,6 +1199,189 @@ webhook_url = "https://portal.bitrix24.ru/rest/1/abcdef/"
             retry: 200 {"id":1,"state":"pending"}
             retry: 409 {"error":"no dead delivery 1: only dead ones are retried by hand"}
             bad state: 400 {"error":"unknown state \"lost\": expected pending, in_flight, delivered or dead"}"#]].assert_eq(&shown.join("\n"));
+    }
+
+    /// Four calls an hour apart on `office` (and one id on two PBXes): each journal filter
+    /// picks its own calls, newest first; one call reads back whole, with its story.
+    #[tokio::test]
+    async fn the_journal_filters_and_one_call_with_its_timeline() {
+        let (state, _dir) = state().await;
+        let at = DateTime::from_timestamp(1_795_388_070, 0).unwrap(); // 2026-11-22T22:54:30Z
+        let hours = |n| at + chrono::TimeDelta::hours(n);
+        let step = |seconds, what: &str, detail: &str| calls::TimelineEntry {
+            at: at + chrono::TimeDelta::seconds(seconds),
+            what: what.into(),
+            detail: detail.into(),
+        };
+        let answered = calls::CallRecord {
+            id: "1.1".into(),
+            timeline: vec![
+                step(0, "started", "call from +74951234567 to 84950000000"),
+                step(0, "ringing", "rang 201"),
+                step(5, "answered", "answered by 201"),
+                step(65, "hangup", "hung up by caller"),
+            ],
+            ..answered_call(at)
+        };
+        let missed = calls::CallRecord {
+            id: "1.2".into(),
+            from: Some("15551234567".into()),
+            answered_at: None,
+            answered_by: None,
+            talk_seconds: 0,
+            disposition: Disposition::NoAnswer,
+            rang: vec!["202".into(), "203".into()],
+            ..answered_call(hours(1))
+        };
+        let busy_outbound = calls::CallRecord {
+            id: "1.3".into(),
+            direction: calls::Direction::Outbound,
+            from: Some("201".into()),
+            to: Some("15557654321".into()),
+            answered_at: None,
+            answered_by: None,
+            talk_seconds: 0,
+            disposition: Disposition::Busy,
+            rang: Vec::new(),
+            ..answered_call(hours(2))
+        };
+        let internal = calls::CallRecord {
+            id: "1.4".into(),
+            direction: calls::Direction::Internal,
+            from: Some("202".into()),
+            to: Some("2010".into()),
+            answered_by: Some("2010".into()),
+            rang: vec!["2010".into()],
+            ..answered_call(hours(3))
+        };
+        let twice = calls::CallRecord {
+            id: "9.9".into(),
+            ..answered_call(hours(-1))
+        };
+        for (pbx, call) in [
+            ("office", &answered),
+            ("office", &missed),
+            ("office", &busy_outbound),
+            ("office", &internal),
+            ("office", &twice),
+            ("branch", &twice),
+        ] {
+            state.store.save_call(pbx, call, &[], at).await.unwrap();
+        }
+        let token = Some("secret-token");
+        let mut shown = Vec::new();
+        for query in [
+            "",
+            "since=2026-11-22T23:54:30Z",
+            "until=2026-11-22T23:54:30Z",
+            "since=2026-11-22T23:54:30Z&until=2026-11-23T01:54:30Z",
+            // Calls the extension placed, answered, or that rang it.
+            "extension=201",
+            "extension=2010",
+            "extension=20",
+            "disposition=no_answer",
+            "extension=201&disposition=answered",
+            "number=15551234567",
+            "number=84950000000",
+            "number=%2B74951234567",
+            // An unescaped `+` (a space in a query string) is read as the `+` it was.
+            "number=+74951234567",
+            "limit=2",
+        ] {
+            let (s, body) = get(app(state.clone()), &format!("/api/v1/calls?{query}"), token).await;
+            let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let calls: Vec<String> = page["calls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{}/{}",
+                        c["pbx"].as_str().unwrap(),
+                        c["id"].as_str().unwrap()
+                    )
+                })
+                .collect();
+            let more = if page["next_cursor"].is_null() {
+                ""
+            } else {
+                " (more)"
+            };
+            shown.push(format!("{query}: {} {}{more}", s.as_u16(), calls.join(" ")));
+        }
+        for uri in ["/api/v1/calls/9.9", "/api/v1/calls/9.9?pbx=branch"] {
+            let (s, body) = get(app(state.clone()), uri, token).await;
+            let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let what = body.get("error").unwrap_or(&body["pbx"]);
+            shown.push(format!("{uri}: {} {what}", s.as_u16()));
+        }
+        expect_test::expect![[r#"
+            : 200 office/1.4 office/1.3 office/1.2 office/1.1 office/9.9 branch/9.9
+            since=2026-11-22T23:54:30Z: 200 office/1.4 office/1.3 office/1.2
+            until=2026-11-22T23:54:30Z: 200 office/1.1 office/9.9 branch/9.9
+            since=2026-11-22T23:54:30Z&until=2026-11-23T01:54:30Z: 200 office/1.3 office/1.2
+            extension=201: 200 office/1.3 office/1.1 office/9.9 branch/9.9
+            extension=2010: 200 office/1.4
+            extension=20: 200 
+            disposition=no_answer: 200 office/1.2
+            extension=201&disposition=answered: 200 office/1.1 office/9.9 branch/9.9
+            number=15551234567: 200 office/1.2
+            number=84950000000: 200 office/1.2 office/1.1 office/9.9 branch/9.9
+            number=%2B74951234567: 200 office/1.1 office/9.9 branch/9.9
+            number=+74951234567: 200 office/1.1 office/9.9 branch/9.9
+            limit=2: 200 office/1.4 office/1.3 (more)
+            /api/v1/calls/9.9: 400 "call 9.9 exists on several PBXes (branch, office); name the PBX"
+            /api/v1/calls/9.9?pbx=branch: 200 "branch""#]]
+        .assert_eq(&shown.join("\n"));
+        let (s, body) = get(app(state), "/api/v1/calls/1.1", token).await;
+        assert_eq!(s, StatusCode::OK);
+        let call: serde_json::Value = serde_json::from_str(&body).unwrap();
+        expect_test::expect![[r#"
+            {
+              "answered_at": "2026-11-22T22:54:35Z",
+              "answered_by": "201",
+              "caller_name": null,
+              "direction": "inbound",
+              "disposition": "answered",
+              "ended_at": "2026-11-22T22:55:35Z",
+              "from": "+74951234567",
+              "id": "1.1",
+              "legs": [],
+              "pbx": "office",
+              "queue": null,
+              "rang": [
+                "201"
+              ],
+              "recording": null,
+              "ring_seconds": 5,
+              "started_at": "2026-11-22T22:54:30Z",
+              "talk_seconds": 60,
+              "timeline": [
+                {
+                  "at": "2026-11-22T22:54:30Z",
+                  "detail": "call from +74951234567 to 84950000000",
+                  "what": "started"
+                },
+                {
+                  "at": "2026-11-22T22:54:30Z",
+                  "detail": "rang 201",
+                  "what": "ringing"
+                },
+                {
+                  "at": "2026-11-22T22:54:35Z",
+                  "detail": "answered by 201",
+                  "what": "answered"
+                },
+                {
+                  "at": "2026-11-22T22:55:35Z",
+                  "detail": "hung up by caller",
+                  "what": "hangup"
+                }
+              ],
+              "to": "84950000000",
+              "transfers": []
+            }"#]]
+        .assert_eq(&serde_json::to_string_pretty(&call).unwrap());
     }
 
     #[tokio::test]

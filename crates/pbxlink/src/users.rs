@@ -1,4 +1,5 @@
-//! Web UI users: argon2id password hashes and `pbxlink user add|list|remove`.
+//! Web UI users: argon2id password hashes and `pbxlink user add|list|remove`; a user may
+//! have an extension (their phone), whose calls `/api/v1/events?user=NAME` streams.
 //!
 //! A password never comes from the command line (it would sit in the shell history and in
 //! `ps`): it is asked for on the terminal, or read from `PBXLINK_USER_PASSWORD`, or from the
@@ -59,8 +60,11 @@ enum UserCommand {
         /// What the user may do.
         #[arg(long, value_enum, default_value = "read")]
         scope: Scope,
+        /// The user's own extension: `/api/v1/events?user=NAME` streams its calls.
+        #[arg(long, value_parser = parse_extension)]
+        extension: Option<String>,
     },
-    /// List users (names, scopes; never the hashes).
+    /// List users (names, scopes, extensions; never the hashes).
     List,
     /// Remove a user: their sessions end at once.
     Remove {
@@ -76,7 +80,11 @@ pub async fn run(config: &Config, args: UserArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot open the database {url}"))?;
     match args.command {
-        UserCommand::Add { name, scope } => {
+        UserCommand::Add {
+            name,
+            scope,
+            extension,
+        } => {
             anyhow::ensure!(
                 !name.is_empty() && name.len() <= 64 && !name.chars().any(char::is_control),
                 "a user name is 1 to 64 printable characters"
@@ -86,6 +94,7 @@ pub async fn run(config: &Config, args: UserArgs) -> anyhow::Result<()> {
                 name,
                 scope: scope.as_str().to_owned(),
                 password_hash: hash_password(&password),
+                extension,
                 created_at: Utc::now(),
             };
             anyhow::ensure!(
@@ -97,7 +106,13 @@ pub async fn run(config: &Config, args: UserArgs) -> anyhow::Result<()> {
         }
         UserCommand::List => {
             for u in store.users().await? {
-                println!("{}\t{}\t{}", u.name, u.scope, u.created_at.to_rfc3339());
+                let extension = u.extension.as_deref().unwrap_or("-");
+                println!(
+                    "{}\t{}\t{extension}\t{}",
+                    u.name,
+                    u.scope,
+                    u.created_at.to_rfc3339()
+                );
             }
         }
         UserCommand::Remove { name } => {
@@ -106,6 +121,14 @@ pub async fn run(config: &Config, args: UserArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// An extension as the PBX numbers it (as the API takes it: 1 to 16 digits).
+fn parse_extension(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 16 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{s:?} is not an extension number (1 to 16 digits)"));
+    }
+    Ok(s.to_owned())
 }
 
 /// The new password: `PBXLINK_USER_PASSWORD`, else asked twice on the terminal, else the

@@ -1,6 +1,7 @@
 //! The live event stream of the running binary (demo PBX): click-to-call shows up on
-//! `/api/v1/events`, and a client that reconnects with `Last-Event-ID` gets the events it
-//! missed with no gap and no duplicate while traffic keeps flowing.
+//! `/api/v1/events`, and a client that was away while traffic kept flowing reconnects with
+//! `Last-Event-ID` and gets exactly the events it missed, then live ones, with no gap and no
+//! duplicate.
 
 use serde_json::Value;
 
@@ -93,9 +94,26 @@ async fn click_to_call_appears_on_the_stream_of_the_agents_extension() {
     assert_eq!(started.data["from"], "201", "{started:?}");
 }
 
+/// The next three events after `last_seen` off a stream that stays connected: what a client
+/// that left after `last_seen` misses.
+async fn missed_while_away(watcher: &mut Sse, last_seen: u64) -> Vec<SseEvent> {
+    let mut missed = Vec::new();
+    while missed.len() < 3 {
+        let ev = watcher.next().await;
+        if ev.id > Some(last_seen) {
+            assert_eq!(ev.id, Some(last_seen + 1 + missed.len() as u64), "{ev:?}");
+            missed.push(ev);
+        }
+    }
+    missed
+}
+
 #[tokio::test]
 async fn a_reconnecting_client_gets_exactly_the_events_it_missed() {
     let gw = Gateway::start(TOKEN);
+    // Connected first and throughout: sees every event the other client sees, and those it
+    // misses while away.
+    let mut watcher = Sse::open(&gw.base, "", None).await;
     let mut first = Sse::open(&gw.base, "", None).await;
     let mut last_seen = first.next().await.id.unwrap();
     for _ in 0..3 {
@@ -107,10 +125,21 @@ async fn a_reconnecting_client_gets_exactly_the_events_it_missed() {
         );
         last_seen += 1;
     }
-    // Disconnect; the demo PBX keeps producing events meanwhile.
+    // Disconnect, and stay away until the demo PBX has made three more events.
     drop(first);
+    let missed = missed_while_away(&mut watcher, last_seen).await;
     let mut resumed = Sse::open(&gw.base, "", Some(last_seen)).await;
-    for _ in 0..10 {
+    for missed in missed {
+        let ev = resumed.next().await;
+        assert_eq!(
+            (ev.id, &ev.name, &ev.data),
+            (missed.id, &missed.name, &missed.data),
+            "not the missed one"
+        );
+        last_seen += 1;
+    }
+    // Then live events, with no gap and no repeat after the replayed ones.
+    for _ in 0..3 {
         let ev = resumed.next().await;
         assert_eq!(ev.id, Some(last_seen + 1), "missed or repeated: {ev:?}");
         last_seen += 1;
@@ -155,6 +184,7 @@ async fn ws_next(
 #[tokio::test]
 async fn a_websocket_client_resumes_with_exactly_the_events_it_missed() {
     let gw = Gateway::start(TOKEN);
+    let mut watcher = Sse::open(&gw.base, "", None).await;
     let mut first = websocket(&gw.base, None).await;
     let (mut last_seen, _) = ws_next(&mut first).await;
     for _ in 0..3 {
@@ -162,12 +192,21 @@ async fn a_websocket_client_resumes_with_exactly_the_events_it_missed() {
         assert_eq!(seq, last_seen + 1, "a gap in one connection ({kind})");
         last_seen = seq;
     }
-    // Gone for a while; the demo PBX goes on making events.
+    // Gone while the demo PBX makes three more events.
     first.close(None).await.unwrap();
     drop(first);
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let missed = missed_while_away(&mut watcher, last_seen).await;
     let mut resumed = websocket(&gw.base, Some(last_seen)).await;
-    for _ in 0..10 {
+    for missed in missed {
+        let (seq, kind) = ws_next(&mut resumed).await;
+        assert_eq!(
+            (Some(seq), kind),
+            (missed.id, missed.name),
+            "not the missed one"
+        );
+        last_seen = seq;
+    }
+    for _ in 0..3 {
         let (seq, kind) = ws_next(&mut resumed).await;
         assert_eq!(seq, last_seen + 1, "missed or repeated ({kind})");
         last_seen = seq;

@@ -32,7 +32,7 @@ pub struct CallFilter {
     pub until: Option<DateTime<Utc>>,
     /// Calls from or to this number.
     pub number: Option<String>,
-    /// Calls this extension answered or that rang it.
+    /// Calls this extension placed, answered, or that rang it (or were dialled to it).
     pub extension: Option<String>,
     /// Calls that ended this way.
     pub disposition: Option<Disposition>,
@@ -287,6 +287,10 @@ fn push_filter(sql: &mut Sql, filter: &CallFilter) {
         // `rang` is a JSON array of strings: look for the extension as a whole JSON string.
         let pattern = format!("%{}%", escape_like(&to_json(extension)));
         sql.push(" AND (answered_by = ")
+            .bind(extension.as_str())
+            .push(" OR from_number = ")
+            .bind(extension.as_str())
+            .push(" OR to_number = ")
             .bind(extension.as_str())
             .push(" OR rang LIKE ")
             .bind(pattern)

@@ -1,6 +1,6 @@
-//! Web UI users (name, scope, argon2 password hash) and their sign-in sessions, kept by the
-//! SHA-256 of the session token. Hashing and checking passwords is the gateway's job; the
-//! store only keeps the strings.
+//! Web UI users (name, scope, argon2 password hash, extension) and their sign-in sessions,
+//! kept by the SHA-256 of the session token. Hashing and checking passwords is the gateway's
+//! job; the store only keeps the strings.
 
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
@@ -18,6 +18,8 @@ pub struct User {
     pub scope: String,
     /// PHC string (`$argon2id$v=19$...`); never the password.
     pub password_hash: String,
+    /// The user's extension (their phone), if they have one.
+    pub extension: Option<String>,
     /// When the user was added.
     pub created_at: DateTime<Utc>,
 }
@@ -37,12 +39,13 @@ impl Store {
     /// Adds a user; false (nothing changed) when the name is taken.
     pub async fn add_user(&self, user: &User) -> Result<bool> {
         let done = sqlx::query(
-            "INSERT INTO users (name, scope, password_hash, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO users (name, scope, password_hash, extension, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
         )
         .bind(&user.name)
         .bind(&user.scope)
         .bind(&user.password_hash)
+        .bind(&user.extension)
         .bind(micros(user.created_at))
         .execute(&self.pool)
         .await?
@@ -52,20 +55,22 @@ impl Store {
 
     /// The user called `name`.
     pub async fn user(&self, name: &str) -> Result<Option<User>> {
-        let row =
-            sqlx::query("SELECT name, scope, password_hash, created_at FROM users WHERE name = $1")
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query(
+            "SELECT name, scope, password_hash, extension, created_at FROM users WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
     /// Every user, by name.
     pub async fn users(&self) -> Result<Vec<User>> {
-        let rows =
-            sqlx::query("SELECT name, scope, password_hash, created_at FROM users ORDER BY name")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT name, scope, password_hash, extension, created_at FROM users ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(user_from_row).collect()
     }
 
@@ -153,6 +158,7 @@ fn user_from_row(row: &AnyRow) -> Result<User> {
         name: row.try_get("name")?,
         scope: row.try_get("scope")?,
         password_hash: row.try_get("password_hash")?,
+        extension: row.try_get("extension")?,
         created_at: from_micros("user created_at", row.try_get("created_at")?)?,
     })
 }

@@ -386,7 +386,8 @@ async fn journal_filters(store: &Store) {
         extension: Some("201".into()),
         ..Default::default()
     };
-    check(ext, expect!["b a (2)"]).await;
+    // Placed by 201 (c), answered by it (a), rang it (b).
+    check(ext, expect!["c b a (3)"]).await;
     let ext_rang = CallFilter {
         extension: Some("203".into()),
         ..Default::default()
@@ -921,6 +922,7 @@ async fn users_and_sessions(store: &Store) {
         name: name.into(),
         scope: scope.into(),
         password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$salt${name}"),
+        extension: (name == "olga").then(|| "201".to_owned()),
         created_at: at(0),
     };
     assert!(store.add_user(&user("olga", "admin")).await.unwrap());

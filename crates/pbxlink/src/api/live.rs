@@ -1,6 +1,7 @@
 //! The live event stream (call events, extension presence and forwarding changes): a bounded
 //! ring of recent, seq-numbered events, so a client that reconnects with `Last-Event-ID` gets
-//! exactly the events it missed, fanned out over SSE and WebSocket and filtered by extension.
+//! exactly the events it missed, fanned out over SSE and WebSocket and filtered by extension
+//! or by a web UI user's extension.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -182,6 +183,8 @@ impl LiveHub {
 pub struct StreamQuery {
     /// Only events of calls involving this extension.
     extension: Option<String>,
+    /// Only events of calls involving this web UI user's extension.
+    user: Option<String>,
     /// Resume after this event (for clients that cannot send the `Last-Event-ID` header).
     last_event_id: Option<u64>,
 }
@@ -205,7 +208,16 @@ pub async fn events(
         ),
         None => None,
     };
-    let extension = q.extension;
+    let extension = match (q.extension, q.user) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "give extension or user, not both",
+            ))
+        }
+        (None, Some(user)) => Some(user_extension(&state, &user).await?),
+        (extension, None) => extension,
+    };
     let items = state
         .live
         .stream(header_id.or(q.last_event_id))
@@ -221,6 +233,22 @@ pub async fn events(
                 .keep_alive(KeepAlive::default())
                 .into_response()
         }
+    })
+}
+
+/// The extension of web UI user `name` (`pbxlink user add --extension`), read when the
+/// stream opens.
+async fn user_extension(state: &AppState, name: &str) -> Result<String, ApiError> {
+    let user = state
+        .store
+        .user(name)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no user {name:?}")))?;
+    user.extension.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("user {name:?} has no extension (pbxlink user add --extension)"),
+        )
     })
 }
 
@@ -421,6 +449,50 @@ mod tests {
             1 call.ringing a
             3 call.ringing c"#]]
         .assert_eq(&only_101);
+    }
+
+    #[tokio::test]
+    async fn a_users_stream_follows_their_extension_and_unknown_users_are_refused() {
+        let (state, _dir) = state().await;
+        for (name, extension) in [("olga", Some("101")), ("ivan", None)] {
+            let user = store::User {
+                name: name.into(),
+                scope: "read".into(),
+                password_hash: String::new(),
+                extension: extension.map(Into::into),
+                created_at: DateTime::from_timestamp(1_795_388_070, 0).unwrap(),
+            };
+            state.store.add_user(&user).await.unwrap();
+        }
+        state.publish("pbx", ringing("a", "101"));
+        state.publish("pbx", ringing("b", "102"));
+        state.publish("pbx", ringing("c", "101"));
+        let olga = read_sse(&state, "/api/v1/events?user=olga", Some("0"), 2).await;
+        expect![[r#"
+            1 call.ringing a
+            3 call.ringing c"#]]
+        .assert_eq(&olga);
+        let mut refused = Vec::new();
+        for query in ["user=nobody", "user=ivan", "user=olga&extension=101"] {
+            let req = Request::get(format!("/api/v1/events?{query}"))
+                .header("Authorization", "Bearer secret-token")
+                .body(Body::empty())
+                .unwrap();
+            let resp = crate::api::app(state.clone()).oneshot(req).await.unwrap();
+            let status = resp.status().as_u16();
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            refused.push(format!(
+                "{query}: {status} {}",
+                String::from_utf8_lossy(&body)
+            ));
+        }
+        expect![[r#"
+            user=nobody: 404 {"error":"no user \"nobody\""}
+            user=ivan: 422 {"error":"user \"ivan\" has no extension (pbxlink user add --extension)"}
+            user=olga&extension=101: 400 {"error":"give extension or user, not both"}"#]]
+        .assert_eq(&refused.join("\n"));
     }
 
     #[tokio::test]

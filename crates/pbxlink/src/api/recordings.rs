@@ -2,7 +2,7 @@
 //! a link (no token: the signature is the credential). Range requests are answered by
 //! tower-http's `ServeFile`.
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -22,9 +22,10 @@ fn disabled() -> ApiError {
 pub(super) async fn call_recording(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(q): Query<super::CallQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let recordings = state.recordings.as_ref().ok_or_else(disabled)?;
-    let call = state.store.get_call(&id, None).await?;
+    let call = state.store.get_call(&id, q.pbx.as_deref()).await?;
     let call =
         call.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no call {id:?}")))?;
     let row = state.store.recording(&call.pbx, &id).await?;

@@ -224,7 +224,7 @@ fn files_are_found_where_freepbx_and_asterisk_put_them() {
     ]);
 }
 
-/// A store, a monitor folder and a worker with one webhook connector over them.
+/// A store, a monitor folder and a worker with one connector over them.
 struct Bench {
     store: Store,
     worker: Worker,
@@ -232,7 +232,18 @@ struct Bench {
     _data: tempfile::TempDir,
 }
 
+const WEBHOOK: &str = "kind = \"webhook\"\nname = \"erp\"\nurl = \"https://erp.example/hook\"\n";
+
+/// Bitrix24 with no `record_url_base`: the recordings worker hands it pbxlink's own links.
+const BITRIX24: &str = "kind = \"bitrix24\"\nname = \"b24\"\n\
+    webhook_url = \"https://portal.bitrix24.ru/rest/1/code\"\nusers = { \"202\" = 12 }\n";
+
 async fn bench() -> Bench {
+    bench_with(WEBHOOK).await
+}
+
+/// The bench with the `[[crm]]` section `crm`.
+async fn bench_with(crm: &str) -> Bench {
     let data = tempfile::tempdir().unwrap();
     let monitor = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/t.db?mode=rwc", data.path().display());
@@ -240,8 +251,7 @@ async fn bench() -> Bench {
     let config = crate::config::Config::parse(
         &format!(
             "[recordings]\ndir = {:?}\npbx_dir = \"/var/spool/asterisk/monitor\"\n\
-             public_url = \"https://pbx.example/\"\nretention_days = 30\n\n\
-             [[crm]]\nkind = \"webhook\"\nname = \"erp\"\nurl = \"https://erp.example/hook\"\n",
+             public_url = \"https://pbx.example/\"\nretention_days = 30\n\n[[crm]]\n{crm}",
             monitor.path().display().to_string()
         ),
         "<test>",
@@ -369,6 +379,71 @@ async fn the_worker_waits_for_a_complete_file_converts_hands_over_and_expires() 
         b.store.recording("pbx", "1795388070.0").await.unwrap(),
         None
     );
+}
+
+/// A Bitrix24 portal gets the recording as the call's last step, `attachRecord` after
+/// `finish`, with the signed link as `RECORD_URL` (what the portal fetches and keeps).
+#[tokio::test]
+async fn bitrix24_gets_attach_record_with_the_signed_link() {
+    let b = bench_with(BITRIX24).await;
+    let crm = &b.worker.crms[0];
+    let day = b.monitor.path().join("2026/11/22");
+    std::fs::create_dir_all(&day).unwrap();
+    std::fs::write(day.join("rg-600-1.wav"), tone_wav(8000, 1, 1.0)).unwrap();
+    let call = recorded_call("1795388070.0", "rg-600-1.wav");
+    let planned = crm.plan("pbx", &call);
+    b.store
+        .save_call("pbx", &call, &planned, at(12))
+        .await
+        .unwrap();
+    for t in [13, 15] {
+        b.worker.step(&b.store, at(t)).await.unwrap();
+    }
+    let sha256 = b
+        .store
+        .recording("pbx", &call.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .sha256;
+    let link = b.worker.recordings.link(&sha256.unwrap(), at(15));
+
+    // Each queued step through the connector, in order, answered as the portal would.
+    let mut sent = Vec::new();
+    for row in b.store.outbox_for_call("pbx", &call.id).await.unwrap() {
+        let item = crm::OutboxItem {
+            call_id: row.call_id,
+            kind: row.kind,
+            payload: row.payload,
+            idempotency_key: row.idempotency_key,
+        };
+        let request = crm.connector.next_request(&item, at(16)).unwrap();
+        let method = request.url.rsplit('/').next().unwrap().to_owned();
+        let body: serde_json::Value = serde_json::from_str(&request.body).unwrap();
+        let answer = match body.get("CALL_ID") {
+            Some(_) => serde_json::json!({ "result": true }),
+            None => serde_json::json!({ "result": { "CALL_ID": "externalCall.42" } }),
+        };
+        let response = crm::HttpResponse {
+            status: 200,
+            retry_after: None,
+            body: answer.to_string(),
+        };
+        assert_eq!(
+            crm.connector.on_response(&item, &response).unwrap(),
+            crm::Progress::Delivered,
+            "{method}"
+        );
+        let shown = match method.as_str() {
+            "telephony.externalcall.register.json" => String::new(),
+            _ => body.to_string().replace(&link.url, "<signed link>"),
+        };
+        sent.push(format!("{method} {shown}").trim_end().to_owned());
+    }
+    expect_test::expect![[r#"
+        telephony.externalcall.register.json
+        telephony.externalcall.finish.json {"CALL_ID":"externalCall.42","DURATION":8,"RECORD_URL":null,"STATUS_CODE":"200","USER_ID":12}
+        telephony.externalcall.attachRecord.json {"CALL_ID":"externalCall.42","FILENAME":"rg-600-1.mp3","RECORD_URL":"<signed link>"}"#]].assert_eq(&sent.join("\n"));
 }
 
 async fn http(

@@ -13,7 +13,7 @@ pub struct Gateway {
     child: Child,
     /// `http://127.0.0.1:PORT`, no trailing slash.
     pub base: String,
-    /// Its log (stderr) lines after the web UI address, as they come.
+    /// Its log (stderr) lines, as they come.
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     // The data directory, when the gateway owns it (see `start_in`).
     _dir: Option<tempfile::TempDir>,
@@ -61,16 +61,17 @@ impl Gateway {
             .unwrap();
         let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
         let mut demo_announced = false;
+        let mut startup = Vec::new();
         let base = log
             .by_ref()
             .map_while(Result::ok)
             .find_map(|line| {
                 demo_announced |= line.contains("DEMO MODE");
-                Some(
-                    line.strip_prefix("web UI: ")?
-                        .trim_end_matches('/')
-                        .to_owned(),
-                )
+                let base = line
+                    .strip_prefix("web UI: ")
+                    .map(|base| base.trim_end_matches('/').to_owned());
+                startup.push(line);
+                base
             })
             .expect("pbxlink run never printed its web UI address");
         assert_eq!(
@@ -80,7 +81,7 @@ impl Gateway {
         );
         // Keep reading the log: a gateway whose stderr pipe is full or closed is not the
         // gateway users run.
-        let lines: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(startup));
         let kept = std::sync::Arc::clone(&lines);
         std::thread::spawn(move || {
             log.map_while(Result::ok)
@@ -100,7 +101,7 @@ impl Gateway {
         self.child.wait().unwrap();
     }
 
-    /// The log lines written since the web UI address.
+    /// The log lines written so far.
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
