@@ -572,6 +572,9 @@ fn spawn_journal_writer(
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
             journaled.increment(rows.len() as u64);
+            if !live.is_empty() || outbox.iter().any(|o| !o.is_empty()) {
+                crate::outbox::rows_queued(&crms);
+            }
             batch.clear();
         }
     });

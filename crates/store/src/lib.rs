@@ -35,7 +35,8 @@ pub use customers::{Customer, CustomerDownloads, License};
 pub use events::RawEvent;
 pub use journal::{CallFilter, CallPage, StoredCall};
 pub use outbox::{
-    Failure, NewOutboxRow, OutboxCount, OutboxFilter, OutboxRow, OutboxStatus, Purge, Requeue,
+    Failure, NewOutboxRow, OutboxCount, OutboxFilter, OutboxRow, OutboxStatus, Outcome, Purge,
+    Requeue,
 };
 pub use recordings::{Recording, RecordingOutcome, RecordingState};
 pub use releases::{AuditEntry, NewRelease, Release, ReleaseCounts};

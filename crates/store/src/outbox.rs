@@ -84,6 +84,18 @@ pub enum Failure {
     Permanent,
 }
 
+/// What became of a claimed row, for [`Store::finish_outbox`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The CRM took it.
+    Delivered,
+    /// It failed: retried later or dead, with the error to show.
+    Failed { failure: Failure, error: String },
+    /// Never attempted (the worker is stopping): pending again, the claim's attempt not
+    /// counted.
+    Released,
+}
+
 const OUTBOX_COLUMNS: &str =
     "id, connector, pbx, call_id, kind, payload, idempotency_key, status, \
     attempts, next_attempt_at, lease_owner, lease_until, last_error, created_at, finished_at";
@@ -179,17 +191,7 @@ impl Store {
     /// Records a successful delivery. False when `owner` no longer holds the lease (it ran out
     /// and another worker claimed the row), in which case nothing changes.
     pub async fn mark_delivered(&self, id: i64, owner: &str, now: DateTime<Utc>) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE outbox SET status = 'delivered', lease_owner = NULL, lease_until = NULL, \
-             last_error = NULL, finished_at = $3 \
-             WHERE id = $1 AND lease_owner = $2 AND status = 'in_flight'",
-        )
-        .bind(id)
-        .bind(owner)
-        .bind(micros(now))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.finish_one(id, owner, Outcome::Delivered, now).await
     }
 
     /// Records a failed delivery: back to pending for a retry, or dead. False when `owner` no
@@ -202,43 +204,127 @@ impl Store {
         error: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let (status, next_attempt_at, finished_at) = match failure {
-            Failure::Retriable { next_attempt_at } => {
-                (OutboxStatus::Pending, Some(micros(next_attempt_at)), None)
-            }
-            Failure::Permanent => (OutboxStatus::Dead, None, Some(micros(now))),
-        };
-        let done = sqlx::query(
-            "UPDATE outbox SET status = $1, \
-             next_attempt_at = COALESCE($2, next_attempt_at), \
-             lease_owner = NULL, lease_until = NULL, last_error = $3, finished_at = $6 \
-             WHERE id = $4 AND lease_owner = $5 AND status = 'in_flight'",
-        )
-        .bind(to_name(&status))
-        .bind(next_attempt_at)
-        .bind(error)
-        .bind(id)
-        .bind(owner)
-        .bind(finished_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let error = error.to_owned();
+        self.finish_one(id, owner, Outcome::Failed { failure, error }, now)
+            .await
     }
 
     /// Hands back a claimed row that was never attempted (the worker is stopping): pending
     /// again, due as before, its claim's attempt not counted. False when `owner` no longer
     /// holds it.
     pub async fn release_outbox(&self, id: i64, owner: &str) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE outbox SET status = 'pending', lease_owner = NULL, lease_until = NULL, \
-             attempts = attempts - 1 \
-             WHERE id = $1 AND lease_owner = $2 AND status = 'in_flight'",
+        self.finish_one(id, owner, Outcome::Released, Utc::now())
+            .await
+    }
+
+    async fn finish_one(
+        &self,
+        id: i64,
+        owner: &str,
+        outcome: Outcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        Ok(self.finish_outbox(owner, &[(id, outcome)], now).await? == 1)
+    }
+
+    /// Records what became of claimed rows, all in one transaction (a busy worker's results
+    /// are written together: one commit, not one per row). Only rows `owner` still holds
+    /// change; the count says how many did.
+    pub async fn finish_outbox(
+        &self,
+        owner: &str,
+        results: &[(i64, Outcome)],
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut changed = 0;
+        // The common case, every delivered row in one statement.
+        let delivered: Vec<i64> = results
+            .iter()
+            .filter(|(_, o)| *o == Outcome::Delivered)
+            .map(|(id, _)| *id)
+            .collect();
+        for ids in delivered.chunks(500) {
+            let mut sql = Sql::new(
+                "UPDATE outbox SET status = 'delivered', lease_owner = NULL, lease_until = NULL, \
+                 last_error = NULL, finished_at = ",
+            );
+            sql.bind(micros(now))
+                .push(" WHERE lease_owner = ")
+                .bind(owner)
+                .push(" AND status = 'in_flight' AND id IN (");
+            for (i, id) in ids.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.bind(*id);
+            }
+            sql.push(")");
+            changed += sql.query().execute(&mut *tx).await?.rows_affected();
+        }
+        for (id, outcome) in results {
+            let done = match outcome {
+                Outcome::Delivered => continue,
+                Outcome::Failed { failure, error } => {
+                    let (status, next_attempt_at, finished_at) = match failure {
+                        Failure::Retriable { next_attempt_at } => {
+                            (OutboxStatus::Pending, Some(micros(*next_attempt_at)), None)
+                        }
+                        Failure::Permanent => (OutboxStatus::Dead, None, Some(micros(now))),
+                    };
+                    sqlx::query(
+                        "UPDATE outbox SET status = $1, \
+                         next_attempt_at = COALESCE($3, next_attempt_at), \
+                         lease_owner = NULL, lease_until = NULL, last_error = $4, finished_at = $5 \
+                         WHERE id = $6 AND lease_owner = $2 AND status = 'in_flight'",
+                    )
+                    .bind(to_name(&status))
+                    .bind(owner)
+                    .bind(next_attempt_at)
+                    .bind(error.as_str())
+                    .bind(finished_at)
+                    .bind(*id)
+                    .execute(&mut *tx)
+                    .await?
+                }
+                Outcome::Released => {
+                    sqlx::query(
+                        "UPDATE outbox SET status = 'pending', lease_owner = NULL, \
+                         lease_until = NULL, attempts = attempts - 1 \
+                         WHERE id = $1 AND lease_owner = $2 AND status = 'in_flight'",
+                    )
+                    .bind(*id)
+                    .bind(owner)
+                    .execute(&mut *tx)
+                    .await?
+                }
+            };
+            changed += done.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// When the earliest still-open (pending) step of a call for `connector` before row
+    /// `before` is due, if there is one: a later step must wait for it (the call's order).
+    pub async fn open_step_before(
+        &self,
+        connector: &str,
+        pbx: &str,
+        call_id: &str,
+        before: i64,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM outbox WHERE pbx = $1 AND call_id = $2 \
+             AND connector = $3 AND id < $4 AND status = 'pending'",
         )
-        .bind(id)
-        .bind(owner)
-        .execute(&self.pool)
+        .bind(pbx)
+        .bind(call_id)
+        .bind(connector)
+        .bind(before)
+        .fetch_one(&self.pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+        due.map(|us| from_micros("next_attempt_at", us)).transpose()
     }
 
     /// Every outbox row of a call, oldest first (for the journal and for inspection).

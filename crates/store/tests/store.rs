@@ -10,8 +10,8 @@ use expect_test::{expect, Expect};
 use serde_json::json;
 use sqlx::{Connection as _, Executor as _};
 use store::{
-    CallFilter, Failure, NewOutboxRow, OutboxFilter, OutboxStatus, Purge, RawEvent, Requeue, Store,
-    StoreError,
+    CallFilter, Failure, NewOutboxRow, OutboxFilter, OutboxStatus, Outcome, Purge, RawEvent,
+    Requeue, Store, StoreError,
 };
 
 /// A fresh database and whatever must be removed with it.
@@ -110,6 +110,7 @@ on_both_backends!(
     outbox_concurrent_claims_are_disjoint,
     outbox_lease_and_failures,
     outbox_release_at_shutdown,
+    outbox_results_saved_together,
     outbox_list_requeue_purge,
     raw_events_and_retention,
     real_call_records_round_trip,
@@ -547,6 +548,81 @@ async fn outbox_release_at_shutdown(store: &Store) {
         again[0].attempts, 1,
         "the released claim was not an attempt"
     );
+}
+
+/// A worker's results in one transaction: delivered, retried, dead and handed-back rows
+/// each end as they should; a row the worker no longer holds is not counted or changed. A
+/// later step of the call waits for an earlier one still in backoff.
+async fn outbox_results_saved_together(store: &Store) {
+    let call = bare_call("1700000000.3", 0, Disposition::Answered);
+    let rows: Vec<_> = ["s1", "s2", "s3", "s4", "s5"].map(delivery).into();
+    store.save_call("pbx1", &call, &rows, at(0)).await.unwrap();
+    let lease = TimeDelta::seconds(30);
+    let ids: Vec<i64> = store
+        .claim_outbox("w1", 10, lease, at(1))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    let retry = Failure::Retriable {
+        next_attempt_at: at(60),
+    };
+    let results = [
+        (ids[0], Outcome::Delivered),
+        (ids[1], Outcome::Delivered),
+        (
+            ids[2],
+            Outcome::Failed {
+                failure: retry,
+                error: "HTTP 503".into(),
+            },
+        ),
+        (
+            ids[3],
+            Outcome::Failed {
+                failure: Failure::Permanent,
+                error: "HTTP 400".into(),
+            },
+        ),
+        (ids[4], Outcome::Released),
+    ];
+    assert_eq!(store.finish_outbox("w1", &results, at(2)).await.unwrap(), 5);
+    assert_eq!(
+        store.finish_outbox("w1", &results, at(3)).await.unwrap(),
+        0,
+        "not held any more"
+    );
+    let connector = &rows[0].connector;
+    let open = |before| store.open_step_before(connector, "pbx1", &call.id, before);
+    assert_eq!(
+        open(ids[2]).await.unwrap(),
+        None,
+        "delivered steps do not hold anyone"
+    );
+    assert_eq!(
+        open(ids[4]).await.unwrap(),
+        Some(at(60)),
+        "the retried step holds the rest"
+    );
+    let states: Vec<String> = store
+        .outbox_for_call("pbx1", &call.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {:?} {} {:?}",
+                r.idempotency_key, r.status, r.attempts, r.last_error
+            )
+        })
+        .collect();
+    expect![[r#"
+        s1 Delivered 1 None
+        s2 Delivered 1 None
+        s3 Pending 1 Some("HTTP 503")
+        s4 Dead 1 Some("HTTP 400")
+        s5 Pending 0 None"#]].assert_eq(&states.join("\n"));
 }
 
 async fn outbox_lease_and_failures(store: &Store) {

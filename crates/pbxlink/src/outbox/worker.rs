@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{TimeDelta, Utc};
 use crm::{backoff, DeliveryError, HttpRequest, HttpResponse, OutboxItem, Progress};
-use store::{Failure, OutboxRow, OutboxStatus, Store};
+use store::{Failure, OutboxRow, Outcome, Store};
+use tokio::sync::mpsc;
 
 use super::lane::Lane;
 use super::Crm;
@@ -34,6 +35,8 @@ pub struct WorkerConfig {
     pub http_timeout: Duration,
     /// Once requested, no more rows are claimed; deliveries in flight finish.
     pub shutdown: crate::shutdown::Shutdown,
+    /// Rows were queued: claim now rather than after `idle`.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 impl WorkerConfig {
@@ -65,6 +68,7 @@ impl WorkerConfig {
             give_up_after: Duration::from_secs(24 * 3600),
             http_timeout: Duration::from_secs(20),
             shutdown: crate::shutdown::Shutdown::never(),
+            wake: Arc::default(),
         }
     }
 }
@@ -111,6 +115,7 @@ impl Worker {
             if rows.is_empty() {
                 tokio::select! {
                     () = tokio::time::sleep(self.config.idle) => {}
+                    () = self.config.wake.notified() => {}
                     () = self.config.shutdown.requested() => {}
                 }
                 continue;
@@ -122,97 +127,104 @@ impl Worker {
                 let call = (row.connector.clone(), row.pbx.clone(), row.call_id.clone());
                 by_call.entry(call).or_default().push(row);
             }
+            let (results, recorded) = mpsc::unbounded_channel();
+            let recorder = tokio::spawn(record_results(
+                self.store.clone(),
+                self.config.owner.clone(),
+                recorded,
+            ));
             let lanes = by_call.into_values().map(|rows| {
                 let worker = self.clone();
-                tokio::spawn(async move {
-                    for row in rows {
-                        // Stopping: the delivery under way finished; the call's later steps
-                        // are handed back, due at the next start rather than after the lease.
-                        if worker.config.shutdown.is_requested() {
-                            worker.release(row.id).await;
-                        } else {
-                            worker.handle(row).await;
-                        }
-                    }
-                })
+                let results = results.clone();
+                tokio::spawn(async move { worker.lane(rows, &results).await })
             });
             for lane in futures::future::join_all(lanes).await {
                 if let Err(e) = lane {
                     tracing::error!(error = %e, "outbox: delivery task failed");
                 }
             }
-        }
-    }
-
-    async fn handle(&self, row: OutboxRow) {
-        let owner = &self.config.owner;
-        let outcome = match self.waiting_for(&row).await {
-            Ok(Some(earlier)) => {
-                // Keep the call's order: try again when the earlier step is due.
-                let failure = Failure::Retriable {
-                    next_attempt_at: earlier.max(Utc::now() + TimeDelta::milliseconds(100)),
-                };
-                self.store
-                    .mark_failed(
-                        row.id,
-                        owner,
-                        failure,
-                        "waiting for an earlier step of the call",
-                        Utc::now(),
-                    )
-                    .await
+            // Every result is saved before the next claim: a call's next step sees this one.
+            drop(results);
+            if let Err(e) = recorder.await {
+                tracing::error!(error = %e, "outbox: result writer failed");
             }
-            Ok(None) => match self.deliver(&row).await {
-                Ok(()) => {
-                    metrics::counter!(crate::run::OUTBOX_DELIVERED, "crm" => row.connector.clone())
-                        .increment(1);
-                    self.store.mark_delivered(row.id, owner, Utc::now()).await
-                }
-                Err(error) => {
-                    let failure = self.failure(&row, &error);
-                    let kind = if failure == Failure::Permanent {
-                        tracing::warn!(row = row.id, key = row.idempotency_key, %error, "outbox: dead letter");
-                        "permanent"
-                    } else {
-                        "retriable"
-                    };
-                    metrics::counter!(
-                        crate::run::OUTBOX_DELIVERY_ERRORS,
-                        "crm" => row.connector.clone(),
-                        "kind" => kind
-                    )
-                    .increment(1);
-                    self.store
-                        .mark_failed(row.id, owner, failure, &error.to_string(), Utc::now())
-                        .await
-                }
-            },
-            Err(e) => Err(e),
+        }
+    }
+
+    /// One call's claimed rows for one connector, in order. A step waits while an earlier
+    /// one of the call is still open (in backoff), and so does everything after a step that
+    /// failed and will be retried.
+    async fn lane(&self, rows: Vec<OutboxRow>, results: &Results) {
+        let Some(first) = rows.first() else { return };
+        let earlier = self
+            .store
+            .open_step_before(&first.connector, &first.pbx, &first.call_id, first.id)
+            .await;
+        let mut wait = match earlier {
+            Ok(due) => due.map(|at| (at, "waiting for an earlier step of the call".to_owned())),
+            Err(e) => Some((
+                Utc::now() + TimeDelta::seconds(1),
+                format!("cannot check the call's earlier steps: {e}"),
+            )),
         };
-        match outcome {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(
-                row = row.id,
-                "outbox: lease lost before the result was saved"
-            ),
-            Err(e) => tracing::error!(row = row.id, error = %e, "outbox: cannot save the result"),
+        for row in rows {
+            // Stopping: the delivery under way finished; the call's later steps are handed
+            // back, due at the next start rather than after the lease.
+            let outcome = if self.config.shutdown.is_requested() {
+                Outcome::Released
+            } else if let Some((at, why)) = &wait {
+                let next_attempt_at = (*at).max(Utc::now() + TimeDelta::milliseconds(100));
+                Outcome::Failed {
+                    failure: Failure::Retriable { next_attempt_at },
+                    error: why.clone(),
+                }
+            } else {
+                let outcome = self.attempt(&row).await;
+                if let Outcome::Failed {
+                    failure: Failure::Retriable { next_attempt_at },
+                    ..
+                } = outcome
+                {
+                    wait = Some((
+                        next_attempt_at,
+                        "waiting for an earlier step of the call".to_owned(),
+                    ));
+                }
+                outcome
+            };
+            // The writer outlives every lane of the batch.
+            let _ = results.send((row.id, outcome));
         }
     }
 
-    async fn release(&self, id: i64) {
-        if let Err(e) = self.store.release_outbox(id, &self.config.owner).await {
-            tracing::warn!(row = id, error = %e, "outbox: cannot hand back a claimed row; it is retried when its lease ends");
+    /// Delivers one row, counting the outcome.
+    async fn attempt(&self, row: &OutboxRow) -> Outcome {
+        match self.deliver(row).await {
+            Ok(()) => {
+                metrics::counter!(crate::run::OUTBOX_DELIVERED, "crm" => row.connector.clone())
+                    .increment(1);
+                Outcome::Delivered
+            }
+            Err(error) => {
+                let failure = self.failure(row, &error);
+                let kind = if failure == Failure::Permanent {
+                    tracing::warn!(row = row.id, key = row.idempotency_key, %error, "outbox: dead letter");
+                    "permanent"
+                } else {
+                    "retriable"
+                };
+                metrics::counter!(
+                    crate::run::OUTBOX_DELIVERY_ERRORS,
+                    "crm" => row.connector.clone(),
+                    "kind" => kind
+                )
+                .increment(1);
+                Outcome::Failed {
+                    failure,
+                    error: error.to_string(),
+                }
+            }
         }
-    }
-
-    /// When an earlier step of the same call and connector is still open, when it is due.
-    async fn waiting_for(&self, row: &OutboxRow) -> store::Result<Option<DateTime<Utc>>> {
-        let steps = self.store.outbox_for_call(&row.pbx, &row.call_id).await?;
-        Ok(steps
-            .iter()
-            .filter(|step| step.connector == row.connector && step.id < row.id)
-            .find(|step| matches!(step.status, OutboxStatus::Pending))
-            .map(|step| step.next_attempt_at))
     }
 
     fn failure(&self, row: &OutboxRow, error: &DeliveryError) -> Failure {
@@ -258,6 +270,36 @@ impl Worker {
         Err(DeliveryError::retriable(
             "connector kept asking for more requests",
         ))
+    }
+}
+
+/// Where lanes report what became of their rows.
+type Results = mpsc::UnboundedSender<(i64, Outcome)>;
+
+/// Saves lanes' results as they come: whatever has arrived while the previous write ran goes
+/// in the next transaction (group commit), so a busy worker writes one transaction per many
+/// rows while a lone delivery is still recorded at once (the window in which a crash would
+/// send it again stays that of one write).
+async fn record_results(
+    store: Store,
+    owner: String,
+    mut recorded: mpsc::UnboundedReceiver<(i64, Outcome)>,
+) {
+    let mut batch = Vec::with_capacity(256);
+    while recorded.recv_many(&mut batch, 256).await > 0 {
+        match store.finish_outbox(&owner, &batch, Utc::now()).await {
+            Ok(saved) if saved < batch.len() as u64 => tracing::warn!(
+                lost = batch.len() as u64 - saved,
+                "outbox: lease lost before some results were saved"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::error!(
+                rows = batch.len(),
+                error = %e,
+                "outbox: cannot save delivery results; the rows go out again when their lease ends"
+            ),
+        }
+        batch.clear();
     }
 }
 

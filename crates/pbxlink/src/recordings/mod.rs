@@ -397,9 +397,13 @@ impl Worker {
                 "recording not converted"
             );
         }
-        store
+        let saved = store
             .finish_recording(&row.pbx, &row.call_id, &outcome, &outbox, now)
-            .await
+            .await;
+        if saved.is_ok() && !outbox.is_empty() {
+            crate::outbox::rows_queued(&self.crms);
+        }
+        saved
     }
 
     /// Converts and stores one WAV, off the async threads (LAME is CPU work).
