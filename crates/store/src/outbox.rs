@@ -305,26 +305,47 @@ impl Store {
         Ok(changed)
     }
 
-    /// When the earliest still-open (pending) step of a call for `connector` before row
-    /// `before` is due, if there is one: a later step must wait for it (the call's order).
-    pub async fn open_step_before(
+    /// For each `(connector, pbx, call_id, before)`: when the earliest still-open (pending)
+    /// step of that call for that connector before row `before` is due, if there is one (a
+    /// later step must wait for it: the call's order). One query for a whole claimed batch.
+    pub async fn open_steps_before(
         &self,
-        connector: &str,
-        pbx: &str,
-        call_id: &str,
-        before: i64,
-    ) -> Result<Option<DateTime<Utc>>> {
-        let due: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM outbox WHERE pbx = $1 AND call_id = $2 \
-             AND connector = $3 AND id < $4 AND status = 'pending'",
-        )
-        .bind(pbx)
-        .bind(call_id)
-        .bind(connector)
-        .bind(before)
-        .fetch_one(&self.pool)
-        .await?;
-        due.map(|us| from_micros("next_attempt_at", us)).transpose()
+        lanes: &[(&str, &str, &str, i64)],
+    ) -> Result<Vec<Option<DateTime<Utc>>>> {
+        let mut due = vec![None; lanes.len()];
+        for (chunk_at, chunk) in lanes.chunks(200).enumerate() {
+            let mut sql = Sql::new(
+                "SELECT connector, pbx, call_id, id, next_attempt_at FROM outbox \
+                 WHERE status = 'pending' AND (",
+            );
+            for (i, (_, pbx, call_id, _)) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(" OR ");
+                }
+                sql.push("(pbx = ")
+                    .bind(*pbx)
+                    .push(" AND call_id = ")
+                    .bind(*call_id)
+                    .push(")");
+            }
+            sql.push(")");
+            for row in sql.query().fetch_all(&self.pool).await? {
+                let (connector, pbx, call_id, id): (String, String, String, i64) = (
+                    row.try_get("connector")?,
+                    row.try_get("pbx")?,
+                    row.try_get("call_id")?,
+                    row.try_get("id")?,
+                );
+                let at = from_micros("next_attempt_at", row.try_get("next_attempt_at")?)?;
+                for (i, lane) in chunk.iter().enumerate() {
+                    if (lane.0, lane.1, lane.2) == (&connector, &pbx, &call_id) && id < lane.3 {
+                        let slot = &mut due[chunk_at * 200 + i];
+                        *slot = Some(slot.map_or(at, |d: DateTime<Utc>| d.min(at)));
+                    }
+                }
+            }
+        }
+        Ok(due)
     }
 
     /// Every outbox row of a call, oldest first (for the journal and for inspection).

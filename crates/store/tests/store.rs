@@ -593,18 +593,19 @@ async fn outbox_results_saved_together(store: &Store) {
         0,
         "not held any more"
     );
-    let connector = &rows[0].connector;
-    let open = |before| store.open_step_before(connector, "pbx1", &call.id, before);
-    assert_eq!(
-        open(ids[2]).await.unwrap(),
-        None,
-        "delivered steps do not hold anyone"
-    );
-    assert_eq!(
-        open(ids[4]).await.unwrap(),
-        Some(at(60)),
-        "the retried step holds the rest"
-    );
+    let connector = rows[0].connector.as_str();
+    let open = store
+        .open_steps_before(&[
+            (connector, "pbx1", &call.id, ids[2]),
+            (connector, "pbx1", &call.id, ids[4]),
+            ("elsewhere", "pbx1", &call.id, ids[4]),
+            (connector, "pbx2", &call.id, ids[4]),
+        ])
+        .await
+        .unwrap();
+    // Delivered steps hold nobody; the retried one holds what follows, of its connector and
+    // PBX only.
+    assert_eq!(open, [None, Some(at(60)), None, None]);
     let states: Vec<String> = store
         .outbox_for_call("pbx1", &call.id)
         .await
@@ -622,7 +623,8 @@ async fn outbox_results_saved_together(store: &Store) {
         s2 Delivered 1 None
         s3 Pending 1 Some("HTTP 503")
         s4 Dead 1 Some("HTTP 400")
-        s5 Pending 0 None"#]].assert_eq(&states.join("\n"));
+        s5 Pending 0 None"#]]
+    .assert_eq(&states.join("\n"));
 }
 
 async fn outbox_lease_and_failures(store: &Store) {

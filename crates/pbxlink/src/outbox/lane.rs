@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crm::{DeliveryError, HttpRequest, HttpResponse};
-use tokio::sync::{oneshot, Mutex, Notify};
+use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
 use super::Crm;
@@ -20,7 +20,7 @@ pub(super) struct Lane {
     pub(super) crm: Crm,
     http: reqwest::Client,
     /// The earliest instant the next request may leave.
-    next_slot: Mutex<Instant>,
+    next_slot: std::sync::Mutex<Instant>,
     /// Requests waiting for the batcher.
     waiting: std::sync::Mutex<Vec<Waiting>>,
     wake: Notify,
@@ -32,7 +32,7 @@ impl Lane {
         let lane = Arc::new(Self {
             crm,
             http,
-            next_slot: Mutex::new(Instant::now()),
+            next_slot: std::sync::Mutex::new(Instant::now()),
             waiting: std::sync::Mutex::default(),
             wake: Notify::new(),
         });
@@ -64,10 +64,25 @@ impl Lane {
             .unwrap_or_else(|_| Err(DeliveryError::retriable("the batcher stopped")))
     }
 
+    /// Waits for this request's slot under the rate limit. The slot is reserved under a
+    /// short lock and waited for outside it; without a limit nothing waits (a timer, even an
+    /// expired one, costs a tick of the timer wheel: about a millisecond per request).
     async fn wait_turn(&self) {
-        let mut next = self.next_slot.lock().await;
-        tokio::time::sleep_until(*next).await;
-        *next = Instant::now().max(*next) + self.crm.min_gap;
+        if self.crm.min_gap.is_zero() {
+            return;
+        }
+        let slot = {
+            let mut next = self
+                .next_slot
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let slot = Instant::now().max(*next);
+            *next = slot + self.crm.min_gap;
+            slot
+        };
+        if slot > Instant::now() {
+            tokio::time::sleep_until(slot).await;
+        }
     }
 
     fn waiting_list(&self) -> std::sync::MutexGuard<'_, Vec<Waiting>> {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use crm::{backoff, DeliveryError, HttpRequest, HttpResponse, OutboxItem, Progress};
 use store::{Failure, OutboxRow, Outcome, Store};
 use tokio::sync::mpsc;
@@ -127,16 +127,18 @@ impl Worker {
                 let call = (row.connector.clone(), row.pbx.clone(), row.call_id.clone());
                 by_call.entry(call).or_default().push(row);
             }
+            let lanes: Vec<Vec<OutboxRow>> = by_call.into_values().collect();
+            let waits = self.earlier_steps(&lanes).await;
             let (results, recorded) = mpsc::unbounded_channel();
             let recorder = tokio::spawn(record_results(
                 self.store.clone(),
                 self.config.owner.clone(),
                 recorded,
             ));
-            let lanes = by_call.into_values().map(|rows| {
+            let lanes = lanes.into_iter().zip(waits).map(|(rows, wait)| {
                 let worker = self.clone();
                 let results = results.clone();
-                tokio::spawn(async move { worker.lane(rows, &results).await })
+                tokio::spawn(async move { worker.lane(rows, wait, &results).await })
             });
             for lane in futures::future::join_all(lanes).await {
                 if let Err(e) = lane {
@@ -151,22 +153,46 @@ impl Worker {
         }
     }
 
+    /// For each lane (one call's rows for one connector), whether an earlier step of its
+    /// call is still open (in backoff): until when, and why.
+    async fn earlier_steps(
+        &self,
+        lanes: &[Vec<OutboxRow>],
+    ) -> Vec<Option<(DateTime<Utc>, String)>> {
+        let firsts: Vec<_> = lanes
+            .iter()
+            .map(|rows| {
+                let r = &rows[0];
+                (
+                    r.connector.as_str(),
+                    r.pbx.as_str(),
+                    r.call_id.as_str(),
+                    r.id,
+                )
+            })
+            .collect();
+        match self.store.open_steps_before(&firsts).await {
+            Ok(due) => due
+                .into_iter()
+                .map(|at| at.map(|at| (at, WAITING.to_owned())))
+                .collect(),
+            Err(e) => {
+                let why = format!("cannot check the call's earlier steps: {e}");
+                let at = Utc::now() + TimeDelta::seconds(1);
+                vec![Some((at, why)); lanes.len()]
+            }
+        }
+    }
+
     /// One call's claimed rows for one connector, in order. A step waits while an earlier
-    /// one of the call is still open (in backoff), and so does everything after a step that
+    /// one of the call is still open (`wait`), and so does everything after a step that
     /// failed and will be retried.
-    async fn lane(&self, rows: Vec<OutboxRow>, results: &Results) {
-        let Some(first) = rows.first() else { return };
-        let earlier = self
-            .store
-            .open_step_before(&first.connector, &first.pbx, &first.call_id, first.id)
-            .await;
-        let mut wait = match earlier {
-            Ok(due) => due.map(|at| (at, "waiting for an earlier step of the call".to_owned())),
-            Err(e) => Some((
-                Utc::now() + TimeDelta::seconds(1),
-                format!("cannot check the call's earlier steps: {e}"),
-            )),
-        };
+    async fn lane(
+        &self,
+        rows: Vec<OutboxRow>,
+        mut wait: Option<(DateTime<Utc>, String)>,
+        results: &Results,
+    ) {
         for row in rows {
             // Stopping: the delivery under way finished; the call's later steps are handed
             // back, due at the next start rather than after the lease.
@@ -185,10 +211,7 @@ impl Worker {
                     ..
                 } = outcome
                 {
-                    wait = Some((
-                        next_attempt_at,
-                        "waiting for an earlier step of the call".to_owned(),
-                    ));
+                    wait = Some((next_attempt_at, WAITING.to_owned()));
                 }
                 outcome
             };
@@ -273,20 +296,36 @@ impl Worker {
     }
 }
 
+/// Why a step waits for an earlier one.
+const WAITING: &str = "waiting for an earlier step of the call";
+/// How long a result waits for others to share its commit.
+const GROUP_WINDOW: Duration = Duration::from_millis(5);
+/// Most results written in one transaction.
+const RESULTS_PER_WRITE: usize = 512;
+
 /// Where lanes report what became of their rows.
 type Results = mpsc::UnboundedSender<(i64, Outcome)>;
 
-/// Saves lanes' results as they come: whatever has arrived while the previous write ran goes
-/// in the next transaction (group commit), so a busy worker writes one transaction per many
-/// rows while a lone delivery is still recorded at once (the window in which a crash would
-/// send it again stays that of one write).
+/// Saves lanes' results as they come, in group commits: a result waits at most
+/// [`GROUP_WINDOW`] for others to share its transaction, so a busy worker writes one commit
+/// per many rows while the window in which a crash would send a delivered step again stays a
+/// few milliseconds.
 async fn record_results(
     store: Store,
     owner: String,
     mut recorded: mpsc::UnboundedReceiver<(i64, Outcome)>,
 ) {
-    let mut batch = Vec::with_capacity(256);
-    while recorded.recv_many(&mut batch, 256).await > 0 {
+    let mut batch = Vec::with_capacity(RESULTS_PER_WRITE);
+    while recorded.recv_many(&mut batch, RESULTS_PER_WRITE).await > 0 {
+        // A commit costs a disk sync: let the results of the next few milliseconds join.
+        let deadline = tokio::time::Instant::now() + GROUP_WINDOW;
+        while batch.len() < RESULTS_PER_WRITE {
+            let room = RESULTS_PER_WRITE - batch.len();
+            match tokio::time::timeout_at(deadline, recorded.recv_many(&mut batch, room)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
         match store.finish_outbox(&owner, &batch, Utc::now()).await {
             Ok(saved) if saved < batch.len() as u64 => tracing::warn!(
                 lost = batch.len() as u64 - saved,
