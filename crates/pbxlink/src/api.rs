@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -35,6 +35,7 @@ use crate::ami_client::{AmiClient, AmiError};
 use crate::tokens::{digest, Scope};
 use live::LiveHub;
 
+use edge::ApiQuery;
 pub use edge::DEFAULT_CONTROL_PER_MINUTE;
 
 /// How many recent live events are kept for clients resuming after a reconnect (and how far
@@ -65,6 +66,8 @@ pub struct AppState {
     allow: Arc<Vec<ipnet::IpNet>>,
     /// Each PBX's extensions as its hint and queue events report them.
     presence: Arc<Mutex<HashMap<String, calls::Presence>>>,
+    /// Whether the AMI link of each PBX this process tracks is up, for `/health`.
+    links: Arc<Mutex<BTreeMap<String, bool>>>,
     /// `[extensions]`: how DND and forwarding are stored, extensions known besides hints.
     extensions: Arc<crate::extensions::ExtensionsConfig>,
     /// Failed password sign-ins, to slow guessing down.
@@ -128,6 +131,7 @@ impl AppState {
             metrics: None,
             allow: Arc::default(),
             presence: Arc::default(),
+            links: Arc::default(),
             extensions: Arc::default(),
             throttle: Arc::default(),
             settings: Arc::default(),
@@ -153,6 +157,26 @@ impl AppState {
     /// Shows `settings` (the config, secrets already masked) on the settings page.
     pub fn with_settings(mut self, settings: serde_json::Value) -> Self {
         self.settings = Arc::new(settings);
+        self
+    }
+
+    /// Records whether `pbx`'s AMI link is up (tracking reports each change).
+    pub fn link_changed(&self, pbx: &str, up: bool) {
+        self.links
+            .lock()
+            .expect("links lock poisoned")
+            .insert(pbx.to_owned(), up);
+    }
+
+    /// `pbx` is no longer tracked here (the process stops, or gave up the PBX's lease).
+    pub fn link_untracked(&self, pbx: &str) {
+        self.links.lock().expect("links lock poisoned").remove(pbx);
+    }
+
+    /// Numbers live events after `last_seq` (see [`LiveHub::numbered_after`]); before any
+    /// event is published.
+    pub fn with_live_numbering_after(mut self, last_seq: u64) -> Self {
+        self.live = Arc::new(LiveHub::numbered_after(LIVE_RING, last_seq));
         self
     }
 
@@ -352,16 +376,20 @@ pub fn app(state: AppState) -> Router {
     let metrics = Router::new()
         .route("/metrics", get(metrics))
         .route_layer(guard(Scope::Read));
-    Router::new()
+    let allow_listed = Router::new()
         .route("/", get(ui))
         .route("/health", get(health))
-        // The signed link is the credential: CRMs and players fetch it without a token.
-        .route("/recordings/{link}", get(recordings::download))
         .route("/api/v1/login", post(session::login))
         .nest("/api/v1", read.merge(control).merge(admin))
         .merge(metrics)
+        .layer(middleware::from_fn_with_state(state.clone(), allow_listed));
+    Router::new()
+        // The signed link is the credential: CRMs (a cloud Bitrix24 fetching attachRecord's
+        // URL) and players fetch it without a token, from anywhere, so the allow-list, which
+        // is for API and UI clients, does not apply.
+        .route("/recordings/{link}", get(recordings::download))
+        .merge(allow_listed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(middleware::from_fn_with_state(state.clone(), allow_listed))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
@@ -443,7 +471,7 @@ async fn allow_listed(
 async fn require_token(
     State((state, needs)): State<(AppState, Scope)>,
     headers: HeaderMap,
-    Query(q): Query<TokenQuery>,
+    ApiQuery(q): ApiQuery<TokenQuery>,
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
@@ -492,13 +520,21 @@ async fn ui() -> Html<&'static str> {
     Html(include_str!("../web/index.html"))
 }
 
+/// `GET /health` (open): `ok`, or `degraded` while the AMI link of a PBX this process tracks
+/// is down (200 either way: the process serves; a monitor alerts on `degraded`).
 async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
     let active = state
         .active
         .lock()
         .expect("active-calls lock poisoned")
         .len();
-    Json(serde_json::json!({ "status": "ok", "active_calls": active }))
+    let links = state.links.lock().expect("links lock poisoned").clone();
+    let status = if links.values().all(|up| *up) {
+        "ok"
+    } else {
+        "degraded"
+    };
+    Json(serde_json::json!({ "status": status, "active_calls": active, "ami_connected": links }))
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<String, ApiError> {
@@ -525,7 +561,7 @@ struct ListQuery {
 async fn list_calls(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
     let as_csv = export::wanted(q.format.as_deref(), &headers);
     let disposition = q
@@ -598,7 +634,7 @@ pub(crate) struct CallQuery {
 async fn get_call(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<CallQuery>,
+    ApiQuery(q): ApiQuery<CallQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     match state.store.get_call(&id, q.pbx.as_deref()).await? {
         Some(c) => Ok(Json(call_json(&c.pbx, c.record))),
@@ -803,9 +839,20 @@ mod tests {
                 },
             },
         );
+        let (s, body) = get(app(state.clone()), "/health", None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(
+            body,
+            r#"{"active_calls":1,"ami_connected":{},"status":"ok"}"#
+        );
+        state.link_changed("office", true);
+        state.link_changed("branch", false);
         let (s, body) = get(app(state), "/health", None).await;
         assert_eq!(s, StatusCode::OK);
-        assert_eq!(body, r#"{"active_calls":1,"status":"ok"}"#);
+        assert_eq!(
+            body,
+            r#"{"active_calls":1,"ami_connected":{"branch":false,"office":true},"status":"degraded"}"#
+        );
     }
 
     #[tokio::test]
@@ -1481,14 +1528,20 @@ webhook_url = "https://portal.bitrix24.ru/rest/1/abcdef/"
                     p.parse::<SocketAddr>().unwrap(),
                 ));
             }
-            let (s, _) = get(service, "/health", None).await;
-            shown.push(format!("{}: {}", peer.unwrap_or("unknown"), s.as_u16()));
+            let (s, _) = get(service.clone(), "/health", None).await;
+            // A recording link is checked by its signature alone, whoever asks.
+            let (link, body) = get(service, "/recordings/00.1.00.mp3", None).await;
+            shown.push(format!(
+                "{}: {} recording link {} {body}",
+                peer.unwrap_or("unknown"),
+                s.as_u16(),
+                link.as_u16()
+            ));
         }
         expect_test::expect![[r#"
-            10.1.2.3:5000: 200
-            [::ffff:10.9.9.9]:5000: 200
-            192.168.1.1:5000: 403
-            unknown: 403"#]]
-        .assert_eq(&shown.join("\n"));
+            10.1.2.3:5000: 200 recording link 404 {"error":"recordings are not enabled: add a [recordings] section to the config"}
+            [::ffff:10.9.9.9]:5000: 200 recording link 404 {"error":"recordings are not enabled: add a [recordings] section to the config"}
+            192.168.1.1:5000: 403 recording link 404 {"error":"recordings are not enabled: add a [recordings] section to the config"}
+            unknown: 403 recording link 404 {"error":"recordings are not enabled: add a [recordings] section to the config"}"#]].assert_eq(&shown.join("\n"));
     }
 }

@@ -90,6 +90,8 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
     let click_to_call_links = clients.clone();
     let state = AppState::new(store.clone(), std::slice::from_ref(&token), clients)
         .with_metrics(recorder)
+        // Event ids never repeat across runs: a client resuming after a restart resyncs.
+        .with_live_numbering_after(u64::try_from(Utc::now().timestamp_micros()).unwrap_or_default())
         .with_allow_list(config.http.allow.clone())
         .with_control_rate(
             config
@@ -262,7 +264,7 @@ fn spawn_outbox_metrics(
                 _ = every.tick() => {}
                 () = shutdown.requested() => return,
             }
-            let counts = match store.outbox_counts().await {
+            let counts = match store.open_outbox_counts().await {
                 Ok(counts) => counts,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot count outbox rows for /metrics");
@@ -368,6 +370,8 @@ pub async fn track(
         raw_log,
         seq: 0,
     };
+    // Down until the first login.
+    pbx.pipeline.state.link_changed(&pbx.pbx, false);
     if pbx.pipeline.resume {
         pbx.resume().await;
     }
@@ -393,6 +397,7 @@ pub async fn track(
         }
     };
     tokio::join!(client.shutdown(), drain);
+    pbx.pipeline.state.link_untracked(&pbx.pbx);
     drop(pbx);
     let _ = tokio::join!(journal_done, raw_log_done);
 }
@@ -419,12 +424,14 @@ impl PbxTracking {
             LinkEvent::Connected { ami_version } => {
                 tracing::info!(pbx, ami_version, "AMI connected; resyncing live channels");
                 self.connected.set(1.0);
+                self.pipeline.state.link_changed(pbx, true);
                 resync(&self.client, &mut self.tracker).await;
                 resync_presence(&self.client, &self.pipeline.state, pbx).await;
             }
             LinkEvent::Disconnected { reason } => {
                 tracing::warn!(pbx, %reason, "AMI link down; reconnecting");
                 self.connected.set(0.0);
+                self.pipeline.state.link_changed(pbx, false);
             }
             LinkEvent::Event(msg) => {
                 let now = Utc::now();

@@ -372,10 +372,21 @@ impl Store {
 
     /// How many rows each connector has in each state (states with no rows are left out).
     pub async fn outbox_counts(&self) -> Result<Vec<OutboxCount>> {
-        let rows = sqlx::query(
-            "SELECT connector, status, COUNT(*) AS n FROM outbox \
-             GROUP BY connector, status ORDER BY connector, status",
-        )
+        self.counts("").await
+    }
+
+    /// [`Store::outbox_counts`] of the rows not delivered (pending, in flight, dead): what
+    /// needs watching, counted by index without reading the delivered history.
+    pub async fn open_outbox_counts(&self) -> Result<Vec<OutboxCount>> {
+        self.counts("WHERE status IN ('pending', 'in_flight', 'dead')")
+            .await
+    }
+
+    async fn counts(&self, filter: &str) -> Result<Vec<OutboxCount>> {
+        let rows = sqlx::query(&format!(
+            "SELECT connector, status, COUNT(*) AS n FROM outbox {filter} \
+             GROUP BY connector, status ORDER BY connector, status"
+        ))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

@@ -833,6 +833,14 @@ async fn outbox_list_requeue_purge(store: &Store) {
         .map(|c| format!("{} {:?} {}", c.connector, c.status, c.rows))
         .collect();
     expect![[r#"["b24 Delivered 2", "hook Dead 2"]"#]].assert_eq(&format!("{counts:?}"));
+    let open: Vec<_> = store
+        .open_outbox_counts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| format!("{} {:?} {}", c.connector, c.status, c.rows))
+        .collect();
+    expect![[r#"["hook Dead 2"]"#]].assert_eq(&format!("{open:?}"));
 
     // Requeue: one dead row by id; a delivered row is not dead, so nothing happens to it.
     let hook1 = store.list_outbox(&dead, 10).await.unwrap()[1].id;

@@ -1,7 +1,7 @@
 //! The web UI's operator pages: CRM deliveries (outbox) with retry, the settings (secrets
 //! masked), and the FreePBX module releases the release server offers.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use store::{OutboxFilter, OutboxStatus, Requeue};
 
+use super::edge::ApiQuery;
 use super::{ApiError, AppState, DEFAULT_PAGE, MAX_PAGE};
 
 #[derive(Debug, Deserialize)]
@@ -27,7 +28,7 @@ pub(super) struct OutboxQuery {
 /// `GET /api/v1/outbox`: deliveries, newest first, and per-CRM counts by state.
 pub(super) async fn outbox(
     State(state): State<AppState>,
-    Query(q): Query<OutboxQuery>,
+    ApiQuery(q): ApiQuery<OutboxQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let status = q
         .state

@@ -6,14 +6,14 @@
 //! is sent. Presence changes and forwarding changes made here go out on the live stream as
 //! `extension.state` / `extension.forwarding`, filtered by extension like call events.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use calls::{ExtensionState, Presence};
 use chrono::Utc;
 use serde::Deserialize;
 
-use super::edge::ApiJson;
+use super::edge::{ApiJson, ApiQuery};
 use super::live::{ExtensionChange, ExtensionEvent, Live};
 use super::{ApiError, AppState};
 use crate::ami_client::AmiClient;
@@ -115,7 +115,7 @@ pub struct PbxQuery {
 /// `GET /api/v1/extensions`: every extension of every PBX (or of `?pbx=`), with its state.
 pub async fn list(
     State(state): State<AppState>,
-    Query(q): Query<PbxQuery>,
+    ApiQuery(q): ApiQuery<PbxQuery>,
 ) -> Json<Vec<serde_json::Value>> {
     let all = state.presence.lock().expect("presence lock poisoned");
     let mut out = Vec::new();
@@ -132,7 +132,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     Path(ext): Path<String>,
-    Query(q): Query<PbxQuery>,
+    ApiQuery(q): ApiQuery<PbxQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let all = state.presence.lock().expect("presence lock poisoned");
     all.iter()
@@ -151,7 +151,7 @@ fn with_pbx(pbx: &str, state: &ExtensionState) -> serde_json::Value {
 pub async fn forwarding(
     State(state): State<AppState>,
     Path(ext): Path<String>,
-    Query(q): Query<PbxQuery>,
+    ApiQuery(q): ApiQuery<PbxQuery>,
 ) -> Result<Json<Forwarding>, ApiError> {
     let (_, client) = state.extension_on(q.pbx.as_deref(), &ext)?;
     Ok(Json(extensions::read(&client, &ext).await?))
@@ -161,7 +161,7 @@ pub async fn forwarding(
 pub async fn dnd_on(
     State(state): State<AppState>,
     Path(ext): Path<String>,
-    Query(q): Query<PbxQuery>,
+    ApiQuery(q): ApiQuery<PbxQuery>,
 ) -> Result<Json<Forwarding>, ApiError> {
     let on = Some(extensions::DND_ON);
     change(&state, q.pbx.as_deref(), &ext, Setting::Dnd, on).await
@@ -171,7 +171,7 @@ pub async fn dnd_on(
 pub async fn dnd_off(
     State(state): State<AppState>,
     Path(ext): Path<String>,
-    Query(q): Query<PbxQuery>,
+    ApiQuery(q): ApiQuery<PbxQuery>,
 ) -> Result<Json<Forwarding>, ApiError> {
     change(&state, q.pbx.as_deref(), &ext, Setting::Dnd, None).await
 }
@@ -189,7 +189,7 @@ pub struct ForwardRequest {
 pub async fn forward_on(
     State(state): State<AppState>,
     Path((ext, kind)): Path<(String, String)>,
-    Query(q): Query<PbxQuery>,
+    ApiQuery(q): ApiQuery<PbxQuery>,
     ApiJson(req): ApiJson<ForwardRequest>,
 ) -> Result<Json<Forwarding>, ApiError> {
     let setting = forward_kind(&kind)?;
@@ -202,7 +202,7 @@ pub async fn forward_on(
 pub async fn forward_off(
     State(state): State<AppState>,
     Path((ext, kind)): Path<(String, String)>,
-    Query(q): Query<PbxQuery>,
+    ApiQuery(q): ApiQuery<PbxQuery>,
 ) -> Result<Json<Forwarding>, ApiError> {
     let setting = forward_kind(&kind)?;
     change(&state, q.pbx.as_deref(), &ext, setting, None).await
@@ -247,7 +247,7 @@ pub struct PauseRequest {
 pub async fn pause(
     State(state): State<AppState>,
     Path((queue, member)): Path<(String, String)>,
-    Query(q): Query<PbxQuery>,
+    ApiQuery(q): ApiQuery<PbxQuery>,
     body: axum::body::Bytes,
 ) -> Result<Json<QueuePause>, ApiError> {
     let reason = if body.is_empty() {
@@ -264,7 +264,7 @@ pub async fn pause(
 pub async fn unpause(
     State(state): State<AppState>,
     Path((queue, member)): Path<(String, String)>,
-    Query(q): Query<PbxQuery>,
+    ApiQuery(q): ApiQuery<PbxQuery>,
 ) -> Result<Json<QueuePause>, ApiError> {
     queue_pause(&state, q.pbx.as_deref(), &queue, &member, false, "").await
 }

@@ -105,12 +105,21 @@ struct Ring {
 }
 
 impl LiveHub {
-    /// A hub remembering the last `capacity` events (also how far a live client may lag).
+    /// A hub remembering the last `capacity` events (also how far a live client may lag),
+    /// numbering them from 1.
     pub fn new(capacity: usize) -> Self {
+        Self::numbered_after(capacity, 0)
+    }
+
+    /// A hub whose first event gets `last_seq + 1`. `pbxlink run` starts from the clock (in
+    /// microseconds), so the ids of an earlier run are all smaller than this run's: a client
+    /// resuming with one across a restart gets `resync`, never another run's events under the
+    /// ids it missed.
+    pub fn numbered_after(capacity: usize, last_seq: u64) -> Self {
         let (tx, _) = broadcast::channel(capacity);
         LiveHub {
             ring: Mutex::new(Ring {
-                last_seq: 0,
+                last_seq,
                 events: VecDeque::with_capacity(capacity),
                 capacity,
             }),
@@ -361,6 +370,11 @@ mod tests {
         // An id from an earlier run of the process: its numbering means nothing now.
         check_backlog(&hub, Some(7), expect![["resync"]]);
         check_backlog(&LiveHub::new(4), Some(1), expect![["resync"]]);
+        // A restarted process numbered from a later base: any id of the earlier run resyncs.
+        let restarted = LiveHub::numbered_after(4, 1_000);
+        restarted.publish("pbx", Live::Call(ringing("1", "101")), vec!["101".into()]);
+        check_backlog(&restarted, Some(6), expect![["resync 1001"]]);
+        check_backlog(&restarted, Some(1_000), expect![["1001"]]);
     }
 
     #[tokio::test]

@@ -2,13 +2,14 @@
 //! a link (no token: the signature is the credential). Range requests are answered by
 //! tower-http's `ServeFile`.
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
 use store::RecordingState;
 
+use super::edge::ApiQuery;
 use super::{ApiError, AppState};
 
 fn disabled() -> ApiError {
@@ -22,7 +23,7 @@ fn disabled() -> ApiError {
 pub(super) async fn call_recording(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<super::CallQuery>,
+    ApiQuery(q): ApiQuery<super::CallQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let recordings = state.recordings.as_ref().ok_or_else(disabled)?;
     let call = state.store.get_call(&id, q.pbx.as_deref()).await?;
