@@ -340,7 +340,14 @@ impl FakeBitrix24 {
             ))
         };
         let result = match method {
-            "user.get" => self.users.clone(),
+            // 50 a page from `start`, as Bitrix24 lists answer (a non-list answers whole).
+            "user.get" => match self.users.as_array() {
+                Some(users) => {
+                    let start = params["start"].as_u64().unwrap_or(0) as usize;
+                    json!(users.iter().skip(start).take(50).collect::<Vec<_>>())
+                }
+                None => self.users.clone(),
+            },
             "telephony.externalcall.register" => {
                 let user = match &params["USER_ID"] {
                     Value::Null => text(&params["USER_PHONE_INNER"]),

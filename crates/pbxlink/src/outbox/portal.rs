@@ -163,7 +163,8 @@ pub(super) fn build(c: &Bitrix24Config) -> anyhow::Result<B24> {
     })
 }
 
-/// The saved pair, else the configured first pair (saved at once, so the file is the truth).
+/// The saved pair, else the configured first pair. The file is written at the first renewal
+/// (from then on it is the truth); reading the config (`check-config`) writes nothing.
 fn load_tokens(name: &str, oauth: &OAuthSection) -> anyhow::Result<Tokens> {
     match std::fs::read(&oauth.token_file) {
         Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
@@ -181,13 +182,10 @@ fn load_tokens(name: &str, oauth: &OAuthSection) -> anyhow::Result<Tokens> {
                     oauth.token_file.display()
                 );
             };
-            let tokens = Tokens {
+            Ok(Tokens {
                 access_token: access_token.clone(),
                 refresh_token: refresh_token.clone(),
-            };
-            save_tokens(&oauth.token_file, &tokens)
-                .with_context(|| format!("crm {name}: cannot write the token file"))?;
-            Ok(tokens)
+            })
         }
         Err(e) => Err(e).with_context(|| {
             format!(
@@ -253,7 +251,13 @@ pub(super) async fn call(
     )))
 }
 
-/// `user.get` on top of the configured users; the map is replaced only when it answered.
+/// Users per `user.get` page: Bitrix24 lists answer 50 at a time (`start` pages on).
+const USERS_PER_PAGE: usize = 50;
+/// Pages read at most (a portal of 50,000 users).
+const MAX_USER_PAGES: usize = 1_000;
+
+/// `user.get` on top of the configured users, every page of it; the map is replaced only
+/// when every page answered.
 pub(super) async fn reload_users(
     crm: &Crm,
     http: &reqwest::Client,
@@ -261,10 +265,20 @@ pub(super) async fn reload_users(
     configured: &UserMap,
 ) -> Result<String, DeliveryError> {
     let request = portal.users_request();
-    let params: Value = serde_json::from_str(&request.body).unwrap_or_default();
-    let result = call(crm, http, portal, "user.get", &params).await?;
+    let mut params: Value = serde_json::from_str(&request.body).unwrap_or_default();
     let mut users = configured.clone();
-    users.extend(UserMap::from_user_get(&result)?);
+    for page in 0..MAX_USER_PAGES {
+        if page > 0 {
+            // Within Bitrix24's 2 requests a second, beside the deliveries.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        params["start"] = (page * USERS_PER_PAGE).into();
+        let result = call(crm, http, portal, "user.get", &params).await?;
+        users.extend(UserMap::from_user_get(&result)?);
+        if result.as_array().map_or(0, Vec::len) < USERS_PER_PAGE {
+            break;
+        }
+    }
     let found = users.len();
     portal.set_users(users);
     Ok(format!(

@@ -418,6 +418,28 @@ async fn oauth_tokens_that_expire_are_renewed_saved_and_survive_a_restart() {
     assert!(answer.is_ok(), "{answer:?}");
 }
 
+#[tokio::test(start_paused = true)]
+async fn every_page_of_users_is_read() {
+    let (fake, url) = fake_bitrix24::start(1e9, 1e9).await;
+    let users: Vec<Value> = (0..120)
+        .map(|n| json!({"ID": (1000 + n).to_string(), "UF_PHONE_INNER": (300 + n).to_string()}))
+        .collect();
+    fake.lock().unwrap().users = json!(users);
+    let crm = bitrix24(&url);
+    crm.test(&reqwest::Client::new()).await.unwrap();
+    let map = crm.bitrix24().unwrap().portal.users();
+    assert_eq!(
+        [
+            map.user("300"),
+            map.user("349"),
+            map.user("350"),
+            map.user("419")
+        ],
+        [Some(1000), Some(1049), Some(1050), Some(1119)],
+        "users past the first page of 50"
+    );
+}
+
 #[tokio::test]
 async fn a_failed_user_reload_keeps_the_map_it_had() {
     let (fake, url) = fake_bitrix24::start(1e9, 1e9).await;
