@@ -85,13 +85,16 @@ enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Decode { file } => {
+            use std::io::Write as _;
             let mut buf = bytes::BytesMut::from(&std::fs::read(&file)?[..]);
             let mut dec = ami::Decoder::new();
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             while let Some(frame) = dec.decode(&mut buf)? {
                 if let ami::Frame::Message(m) = frame {
-                    println!("{}", m.to_json());
+                    writeln!(out, "{}", m.to_json())?;
                 }
             }
+            out.flush()?;
             Ok(())
         }
         Command::Replay { file, events } => crate::replay::run(&file, events),

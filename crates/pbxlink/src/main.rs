@@ -36,7 +36,19 @@ fn main() -> anyhow::Result<()> {
     }
     let cli = cli::Cli::parse();
     init_logs(&cli);
-    cli::run(cli)
+    match cli::run(cli) {
+        // The reader went away (`pbxlink decode FILE | head`): not a failure.
+        Err(e) if stdout_closed(&e) => Ok(()),
+        done => done,
+    }
+}
+
+fn stdout_closed(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Logs go to stderr (stdout carries data: JSON lines, tables). Format: `--log-format` (or
