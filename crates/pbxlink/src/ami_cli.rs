@@ -95,7 +95,7 @@ struct ServeArgs {
     /// Milliseconds between events (0: as fast as the client reads).
     #[arg(long, default_value_t = 0)]
     pace_ms: u64,
-    /// Fault on the first connection: `drop:N` (close mid-message after N events),
+    /// Fault on the first connection that logs in with events on: `drop:N` (close mid-message after N events),
     /// `stall:N:SECS` (go silent for SECS after N events), `hold:N` (no events after N,
     /// actions still answered), `garbage:N`.
     #[arg(long, value_parser = parse_fault)]

@@ -121,6 +121,14 @@ impl ClientConfig {
         })
     }
 
+    /// [`ClientConfig::from_pbx`] with `Events: off`: a link for actions and their answers
+    /// only (a cluster instance that does not track the PBX still controls its calls).
+    pub fn actions_only(pbx: &PbxConfig) -> Result<ClientConfig, SetupError> {
+        let mut config = Self::from_pbx(pbx)?;
+        config.credentials.events = "off".into();
+        Ok(config)
+    }
+
     fn address(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }

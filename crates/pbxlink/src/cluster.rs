@@ -11,6 +11,7 @@ use std::time::Duration;
 use calls::CallEvent;
 use chrono::{TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use store::Store;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -31,7 +32,17 @@ const FANOUT_QUEUE: usize = 10_000;
 struct Fanned {
     instance: String,
     pbx: String,
-    event: CallEvent,
+    #[serde(flatten)]
+    what: Shared,
+}
+
+/// What the tracking instance shares: call events, and the AMI events that change presence
+/// (each instance folds those into its own view of the PBX's extensions).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Shared {
+    Event(CallEvent),
+    Presence(serde_json::Value),
 }
 
 /// Where tracked calls' live events go: this instance's API and, in a cluster, the others'.
@@ -64,7 +75,14 @@ impl Live {
             loop {
                 match listener.recv().await {
                     Ok(payload) => match serde_json::from_str::<Fanned>(&payload) {
-                        Ok(f) if *f.instance != *own => remote.publish(&f.pbx, f.event),
+                        Ok(f) if *f.instance != *own => match f.what {
+                            Shared::Event(event) => remote.publish(&f.pbx, event),
+                            Shared::Presence(Value::Object(fields)) => {
+                                let msg = crate::replay::message_from_json(&fields);
+                                remote.presence_event(&f.pbx, &msg);
+                            }
+                            Shared::Presence(_) => {}
+                        },
                         Ok(_) => {}
                         Err(e) => {
                             tracing::warn!(error = %e, "unreadable live event from another instance")
@@ -94,19 +112,33 @@ impl Live {
 
     /// Publishes an event of a call this instance tracks, here and to the other instances.
     pub fn publish(&self, pbx: &str, event: CallEvent) {
-        if let Some((instance, tx)) = &self.fanout {
-            let fanned = Fanned {
-                instance: instance.to_string(),
-                pbx: pbx.to_owned(),
-                event,
-            };
-            let payload = serde_json::to_string(&fanned).unwrap_or_default();
-            if tx.try_send(payload).is_err() {
-                metrics::counter!("pbxlink_live_fanout_dropped_total").increment(1);
-            }
-            self.state.publish(pbx, fanned.event);
-        } else {
-            self.state.publish(pbx, event);
+        self.share(pbx, || Shared::Event(event.clone()));
+        self.state.publish(pbx, event);
+    }
+
+    /// Folds an AMI event of a PBX this instance tracks into presence, here and (when it
+    /// concerns presence) at the other instances.
+    pub fn presence_event(&self, pbx: &str, msg: &ami::Message) {
+        if !calls::presence::concerns(msg) {
+            return;
+        }
+        self.share(pbx, || Shared::Presence(msg.to_json()));
+        self.state.presence_event(pbx, msg);
+    }
+
+    /// Queues `what` for the other instances (in a cluster); a full queue drops and counts.
+    fn share(&self, pbx: &str, what: impl FnOnce() -> Shared) {
+        let Some((instance, tx)) = &self.fanout else {
+            return;
+        };
+        let fanned = Fanned {
+            instance: instance.to_string(),
+            pbx: pbx.to_owned(),
+            what: what(),
+        };
+        let payload = serde_json::to_string(&fanned).unwrap_or_default();
+        if tx.try_send(payload).is_err() {
+            metrics::counter!("pbxlink_live_fanout_dropped_total").increment(1);
         }
     }
 
@@ -219,4 +251,27 @@ pub fn track_until_shutdown(
     crate::run::track(pbx, client, events, pipeline, async move {
         shutdown.requested().await;
     })
+}
+
+/// A cluster instance's actions-only link to a PBX it may not track: its events are only
+/// the link's own (connected, lost); at each login the PBX's extensions and queue members are
+/// read, so the API knows them wherever the PBX is tracked (changes then arrive from the
+/// tracking instance).
+pub async fn control_link(
+    pbx: String,
+    client: AmiClient,
+    mut events: mpsc::Receiver<crate::ami_client::LinkEvent>,
+    state: AppState,
+) {
+    while let Some(event) = events.recv().await {
+        match event {
+            crate::ami_client::LinkEvent::Connected { .. } => {
+                crate::run::resync_presence(&client, &state, &pbx).await;
+            }
+            crate::ami_client::LinkEvent::Disconnected { reason } => {
+                tracing::warn!(pbx, %reason, "AMI control link down; reconnecting");
+            }
+            crate::ami_client::LinkEvent::Event(_) => {}
+        }
+    }
 }

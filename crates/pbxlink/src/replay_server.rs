@@ -184,7 +184,8 @@ pub struct ReplayOptions {
     pub secret: String,
     /// Delay before each event; zero = as fast as the client reads.
     pub pace: Duration,
-    /// `faults[i]` applies to the i-th connection (0-based); later ones run clean.
+    /// `faults[i]` applies to the i-th connection (0-based) that logs in with events on;
+    /// later ones, and connections for actions alone (`Events: off`), run clean.
     pub faults: Vec<Option<Fault>>,
     /// Serve TLS instead of plain TCP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -219,6 +220,8 @@ struct Shared {
     options: ReplayOptions,
     /// Next transcript event to send, across connections.
     cursor: Mutex<usize>,
+    /// Logins with events on so far: which fault the next one gets.
+    event_logins: std::sync::atomic::AtomicUsize,
     log: Mutex<Vec<ConnectionLog>>,
     /// Every action received after login, whole, across connections.
     actions: Mutex<Vec<Message>>,
@@ -256,6 +259,7 @@ impl ReplayServer {
             transcript,
             options,
             cursor: Mutex::new(0),
+            event_logins: std::sync::atomic::AtomicUsize::new(0),
             log: Mutex::new(Vec::new()),
             actions: Mutex::new(Vec::new()),
             astdb: Mutex::new(BTreeMap::new()),
@@ -387,7 +391,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         logged_in: false,
         events_on: false,
         sent_here: 0,
-        fault: shared.options.faults.get(index).copied().flatten(),
+        fault: None,
         out: Vec::new(),
     };
     stream
@@ -546,6 +550,13 @@ impl Conn<'_> {
                 self.events_on = !action
                     .get("Events")
                     .is_some_and(|e| e.eq_ignore_ascii_case("off"));
+                if self.events_on {
+                    let nth = self
+                        .shared
+                        .event_logins
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.fault = self.shared.options.faults.get(nth).copied().flatten();
+                }
                 ok(&[("Message", "Authentication accepted".to_owned())]).encode(&mut self.out);
             }
             "logoff" => {

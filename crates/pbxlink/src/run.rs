@@ -77,11 +77,19 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
     };
     let mut clients = HashMap::new();
     let mut links = Vec::new();
-    // In a cluster, a PBX's link starts when its lease is taken (crate::cluster).
-    for pbx in pbxes.iter().filter(|_| config.cluster.is_none()) {
-        let (client, events) = AmiClient::start(ClientConfig::from_pbx(pbx)?);
-        clients.insert(pbx.name.clone(), client.clone());
-        links.push((pbx.name.clone(), client, events));
+    let mut control_links = Vec::new();
+    for pbx in &pbxes {
+        if config.cluster.is_none() {
+            let (client, events) = AmiClient::start(ClientConfig::from_pbx(pbx)?);
+            clients.insert(pbx.name.clone(), client.clone());
+            links.push((pbx.name.clone(), client, events));
+        } else {
+            // In a cluster a PBX is tracked where its lease is (crate::cluster), but calls are
+            // controlled from any instance: each keeps a link for actions alone.
+            let (client, events) = AmiClient::start(ClientConfig::actions_only(pbx)?);
+            clients.insert(pbx.name.clone(), client.clone());
+            control_links.push((pbx.name.clone(), client, events));
+        }
     }
     let (trigger, shutdown) = crate::shutdown::Trigger::new();
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -158,6 +166,14 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
         raw_events: config.journal.raw_events,
         resume: _demo.is_none(),
     };
+    for (name, client, events) in control_links {
+        tokio::spawn(crate::cluster::control_link(
+            name,
+            client,
+            events,
+            state.clone(),
+        ));
+    }
     for (name, client, events) in links {
         let tracking = crate::cluster::track_until_shutdown(
             name,
@@ -436,7 +452,7 @@ impl PbxTracking {
             LinkEvent::Event(msg) => {
                 let now = Utc::now();
                 self.tracker.handle(now, &msg);
-                self.pipeline.state.presence_event(pbx, &msg);
+                self.pipeline.live.presence_event(pbx, &msg);
                 self.events_total.increment(1);
                 self.seq += 1;
                 self.raw_log.log(pbx, self.seq, now, &msg);

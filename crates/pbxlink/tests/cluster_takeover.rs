@@ -4,7 +4,8 @@
 //! progress; the other instance takes the PBX over within the lease time, and every call of
 //! the stream is journaled exactly once, with one set of CRM deliveries, as `pbxlink replay`
 //! sees it.
-//! Meanwhile the second instance's live stream showed the calls the first one tracked.
+//! Meanwhile the second instance's live stream showed the calls the first one tracked, and it
+//! controlled the PBX it did not track (DND through its API, read back through the owner's).
 
 mod gateway;
 
@@ -204,6 +205,42 @@ async fn owner_killed_the_other_takes_over_and_no_call_is_lost_or_doubled() {
         .list_calls(&Default::default(), 1000, None)
         .await
         .unwrap();
+
+    // B does not track the PBX, yet knows its extensions and controls it (its actions-only
+    // link): DND set through B is what A reads back from the PBX.
+    let http = reqwest::Client::new();
+    let (http, b_base) = (&http, b.base.as_str());
+    wait_for(
+        "B to know extension 201",
+        Duration::from_secs(10),
+        || async move {
+            let r = http
+                .get(format!("{b_base}/api/v1/extensions/201"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())
+        },
+    )
+    .await;
+    let set = http
+        .put(format!("{}/api/v1/extensions/201/dnd", b.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200, "{}", set.text().await.unwrap());
+    let read: Value = http
+        .get(format!("{}/api/v1/extensions/201/forwarding", a.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["dnd"], true, "{read}");
     assert!(!before.calls.is_empty() && before.calls.len() < expected.len());
 
     a.kill_hard();
