@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Seeds fuzz/corpus/ami_decode from the shared fixtures at run time (they are never copied
-into the repository): each AMI transcript cut at message boundaries into pieces of at most
-~4 KiB (libFuzzer's default input size), the first piece keeping the banner, plus every AJAM
-body. Each seed starts with 8 read-size bytes, as the target expects."""
+"""Seeds fuzz/corpus/ami_decode and fuzz/corpus/agi_parse from the shared fixtures at run time
+(they are never copied into the repository). ami_decode: each AMI transcript cut at message
+boundaries into pieces of at most ~4 KiB (libFuzzer's default input size), the first piece
+keeping the banner, plus every AJAM body, each after 8 read-size bytes. agi_parse: what
+Asterisk sent in each recorded FastAGI session (environment, replies) and what the server
+sent (commands), each after 4 read-size bytes."""
 
 import hashlib
 import pathlib
@@ -11,6 +13,8 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 FIXTURES = HERE.parent.parent / "shared" / "fixtures"
 OUT = HERE / "corpus" / "ami_decode"
+AGI_OUT = HERE / "corpus" / "agi_parse"
+AGI_SIZES = [bytes([0xFF] * 4), bytes([0, 1, 2, 3])]
 PIECE = 4000
 SIZES = [bytes([0xFF] * 8), bytes([0, 1, 2, 3, 5, 8, 13, 21])]
 
@@ -44,6 +48,14 @@ def main() -> int:
             (OUT / hashlib.sha1(data).hexdigest()).write_bytes(data)
             n += 1
     print(f"{n} seeds in {OUT}")
+    AGI_OUT.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for raw in sorted(FIXTURES.glob("*/fastagi/*.raw")):
+        for sizes in AGI_SIZES:
+            data = sizes + raw.read_bytes()
+            (AGI_OUT / hashlib.sha1(data).hexdigest()).write_bytes(data)
+            n += 1
+    print(f"{n} seeds in {AGI_OUT}")
     return 0
 
 

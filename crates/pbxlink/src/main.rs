@@ -24,6 +24,8 @@ mod run;
 mod shutdown;
 mod simulate;
 mod stream_clock;
+#[cfg(test)]
+mod test_pbx;
 mod tokens;
 mod users;
 

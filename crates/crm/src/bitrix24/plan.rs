@@ -427,32 +427,7 @@ mod tests {
     use super::*;
     use expect_test::{expect, Expect};
 
-    fn at(s: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()
-    }
-
-    fn record(disposition: Disposition, rang: &[&str], answered_by: Option<&str>) -> CallRecord {
-        CallRecord {
-            id: "1700000000.7".into(),
-            direction: Direction::Inbound,
-            from: Some("79161234567".into()),
-            to: Some("74951112233".into()),
-            caller_name: None,
-            started_at: at(0),
-            answered_at: answered_by.map(|_| at(10)),
-            ended_at: at(70),
-            ring_seconds: 10,
-            talk_seconds: if answered_by.is_some() { 60 } else { 0 },
-            disposition,
-            answered_by: answered_by.map(Into::into),
-            rang: rang.iter().map(|e| e.to_string()).collect(),
-            transfers: Vec::new(),
-            queue: None,
-            recording: Some("/var/spool/asterisk/monitor/2023/11/14/in-1700000000.7.wav".into()),
-            legs: Vec::new(),
-            timeline: Vec::new(),
-        }
-    }
+    use crate::bitrix24::tests::{at, record};
 
     pub(crate) fn config() -> PlanConfig {
         PlanConfig {

@@ -32,8 +32,17 @@ fn user_map_skips_users_without_an_inner_phone() {
     assert!(UserMap::from_user_get(&json!({"error": "expired_token"})).is_err());
 }
 
-fn record(disposition: Disposition, rang: &[&str], answered_by: Option<&str>) -> CallRecord {
-    let at = |s: i64| DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap();
+/// `s` seconds into the test calls.
+pub(super) fn at(s: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()
+}
+
+/// An inbound test call with a recording (shared with the planner's tests).
+pub(super) fn record(
+    disposition: Disposition,
+    rang: &[&str],
+    answered_by: Option<&str>,
+) -> CallRecord {
     CallRecord {
         id: "1700000000.7".into(),
         direction: Direction::Inbound,

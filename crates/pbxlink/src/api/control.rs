@@ -248,81 +248,28 @@ fn checked_target<'a>(to: &str, context: Option<&'a str>) -> Result<&'a str, Api
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-    use std::sync::{Arc, Mutex};
 
     use axum::body::Body;
     use axum::http::Request;
-    use bytes::BytesMut;
     use calls::{CallEvent, CallEventKind};
     use chrono::DateTime;
     use expect_test::expect;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tower::ServiceExt;
 
     use super::*;
-    use crate::ami_client::ClientConfig;
-    use crate::config::Config;
 
     const CALL: &str = "1795388070.1";
     /// The call: the trunk leg (first channel) bridged to extension 101; and another call.
-    const CHANNELS: &[(&str, &str, &str)] = &[
+    const CHANNELS: &[crate::test_pbx::Channel] = &[
         ("PJSIP/trunk-00000001", "1795388070.1", CALL),
         ("PJSIP/101-00000002", "1795388070.2", CALL),
         ("PJSIP/102-00000003", "1795388070.3", "1795388070.3"),
     ];
 
-    /// A PBX that answers every action with success, lists [`CHANNELS`], and remembers
-    /// every action it was sent.
-    async fn fake_pbx() -> (std::net::SocketAddr, Arc<Mutex<Vec<ami::Message>>>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::clone(&seen);
-        tokio::spawn(async move {
-            let (mut sock, _) = listener.accept().await.unwrap();
-            sock.write_all(b"Asterisk Call Manager/11.0.0\r\n")
-                .await
-                .unwrap();
-            let mut decoder = ami::Decoder::without_banner();
-            let mut buf = BytesMut::new();
-            while sock.read_buf(&mut buf).await.unwrap_or(0) > 0 {
-                while let Ok(Some(ami::Frame::Message(action))) = decoder.decode(&mut buf) {
-                    let id = action.action_id().unwrap_or_default().to_owned();
-                    let mut out = format!("Response: Success\r\nActionID: {id}\r\n");
-                    if action.action() == Some("CoreShowChannels") {
-                        out.push_str("EventList: start\r\n\r\n");
-                        for (channel, uniqueid, linkedid) in CHANNELS {
-                            out.push_str(&format!(
-                                "Event: CoreShowChannel\r\nActionID: {id}\r\nChannel: {channel}\r\n\
-                                 Uniqueid: {uniqueid}\r\nLinkedid: {linkedid}\r\n\r\n"
-                            ));
-                        }
-                        out.push_str(&format!(
-                            "Event: CoreShowChannelsComplete\r\nActionID: {id}\r\n\
-                             EventList: Complete\r\nListItems: 3\r\n\r\n"
-                        ));
-                    } else {
-                        out.push_str("\r\n");
-                    }
-                    log.lock().unwrap().push(action);
-                    sock.write_all(out.as_bytes()).await.unwrap();
-                }
-            }
-        });
-        (addr, seen)
-    }
-
-    async fn state_with_pbx(addr: std::net::SocketAddr) -> (AppState, tempfile::TempDir) {
-        let text = format!(
-            "[[pbx]]\nname = \"pbx\"\nhost = \"{}\"\nport = {}\nusername = \"u\"\nsecret = \"s\"\n\
-             auth = \"plain\"\nping_interval = 3600\n",
-            addr.ip(),
-            addr.port()
-        );
-        let config = ClientConfig::from_pbx(&Config::parse(&text, "test").unwrap().pbx[0]).unwrap();
-        let (client, mut events) = AmiClient::start(config);
-        // Nobody tracks in this test; the link's events are drained so it never blocks.
-        tokio::spawn(async move { while events.recv().await.is_some() {} });
+    /// The API over a fake PBX that lists [`CHANNELS`], with the call in progress; the PBX's
+    /// actions.
+    async fn state_with_pbx() -> (AppState, crate::test_pbx::Actions, tempfile::TempDir) {
+        let (client, actions) = crate::test_pbx::start(CHANNELS).await;
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
         let store = store::Store::connect(&url).await.unwrap();
@@ -342,7 +289,7 @@ mod tests {
             let call_id = CALL.to_owned();
             state.publish("pbx", CallEvent { call_id, at, kind });
         }
-        (state, dir)
+        (state, actions, dir)
     }
 
     async fn post(state: &AppState, uri: &str, body: &str) -> String {
@@ -361,8 +308,7 @@ mod tests {
 
     #[tokio::test]
     async fn control_sends_the_exact_ami_action_on_the_right_channel() {
-        let (addr, seen) = fake_pbx().await;
-        let (state, _dir) = state_with_pbx(addr).await;
+        let (state, seen, _dir) = state_with_pbx().await;
         let calls = format!("/api/v1/calls/{CALL}");
         let mut replies = Vec::new();
         for (path, body) in [
@@ -395,19 +341,7 @@ mod tests {
             422 {"error":"Failed to deserialize the JSON body into the target type: kind: unknown variant `sideways`, expected `blind` or `attended` at line 1 column 18"}
             404 {"error":"no call \"nope\" in progress"}"#]]
         .assert_eq(&replies.join("\n"));
-        let sent: Vec<String> = seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|a| !matches!(a.action(), Some("Login" | "CoreShowChannels")))
-            .map(|a| {
-                a.iter()
-                    .filter(|(k, _)| *k != "ActionID")
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .collect();
+        let sent = crate::test_pbx::sent(&seen, &[]);
         expect![[r#"
             Action=BlindTransfer Channel=PJSIP/101-00000002 Context=from-internal Exten=102
             Action=Atxfer Channel=PJSIP/101-00000002 Exten=103 Context=ext-local
@@ -420,8 +354,7 @@ mod tests {
 
     #[tokio::test]
     async fn click_to_call_sends_one_exact_originate_and_refuses_injection() {
-        let (addr, seen) = fake_pbx().await;
-        let (state, _dir) = state_with_pbx(addr).await;
+        let (state, seen, _dir) = state_with_pbx().await;
         let mut replies = Vec::new();
         for body in [
             r#"{"extension":"201","number":"+15557654321","caller_name":"ACME deal 42","variables":{"CRM_DEAL":"42","__CRM_USER":"olga"}}"#,
@@ -448,19 +381,7 @@ mod tests {
             422 {"error":"extension \"20 1\" is not a number"}
             422 {"error":"number \"555-CALL-NOW\" is not a phone number"}"#]]
         .assert_eq(&replies.join("\n"));
-        let sent: Vec<String> = seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|a| a.action() != Some("Login"))
-            .map(|a| {
-                a.iter()
-                    .filter(|(k, _)| *k != "ActionID")
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .collect();
+        let sent = crate::test_pbx::sent(&seen, &["Originate"]);
         let sent = sent.join("\n");
         let id = regex_lite_c2c(&sent);
         expect![[r#"Action=Originate Channel=PJSIP/201 Context=from-internal Exten=15557654321 Priority=1 CallerID="ACME deal 42" <201> Async=yes Variable=CRM_DEAL=42 Variable=__CRM_USER=olga ChannelId=c2c-ID"#]]

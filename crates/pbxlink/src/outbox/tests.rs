@@ -6,14 +6,11 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use calls::{CallEvent, CallRecord, Direction, TrackerConfig};
 use serde_json::{json, Value};
 use store::{OutboxFilter, OutboxStatus, Store};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::*;
-use crate::ami_client::{AmiClient, ClientConfig};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures");
 
@@ -818,55 +815,9 @@ async fn amocrm_refusing_the_token_is_a_dead_letter_and_crm_test_says_why() {
     );
 }
 
-/// A PBX that takes every action (an Originate is queued) and keeps them.
-async fn fake_pbx() -> (AmiClient, Arc<Mutex<Vec<ami::Message>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let actions = Arc::new(Mutex::new(Vec::new()));
-    let seen = actions.clone();
-    tokio::spawn(async move {
-        let (mut sock, _) = listener.accept().await.unwrap();
-        sock.write_all(b"Asterisk Call Manager/11.0.0\r\n")
-            .await
-            .unwrap();
-        let mut decoder = ami::Decoder::without_banner();
-        let mut buf = BytesMut::new();
-        while sock.read_buf(&mut buf).await.unwrap_or(0) > 0 {
-            while let Ok(Some(ami::Frame::Message(action))) = decoder.decode(&mut buf) {
-                let id = action.action_id().unwrap_or_default().to_owned();
-                seen.lock().unwrap().push(action);
-                let reply = format!("Response: Success\r\nActionID: {id}\r\n\r\n");
-                sock.write_all(reply.as_bytes()).await.unwrap();
-            }
-        }
-    });
-    let text = format!(
-        "[[pbx]]\nname = \"pbx1\"\nhost = \"{}\"\nport = {}\nusername = \"u\"\nsecret = \"s\"\n\
-         auth = \"plain\"\nping_interval = 3600\n",
-        addr.ip(),
-        addr.port()
-    );
-    let pbx = &crate::config::Config::parse(&text, "test").unwrap().pbx[0];
-    let (client, mut events) = AmiClient::start(ClientConfig::from_pbx(pbx).unwrap());
-    // Nobody tracks this PBX; its link's events are drained so it never blocks.
-    tokio::spawn(async move { while events.recv().await.is_some() {} });
-    (client, actions)
-}
-
 /// The Originates the PBX got, one line each (ActionID left out).
-fn originates(actions: &Mutex<Vec<ami::Message>>) -> Vec<String> {
-    let actions = actions.lock().unwrap();
-    actions
-        .iter()
-        .filter(|a| a.action() == Some("Originate"))
-        .map(|a| {
-            let fields = a.iter().filter(|(k, _)| *k != "ActionID");
-            fields
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect()
+fn originates(actions: &crate::test_pbx::Actions) -> Vec<String> {
+    crate::test_pbx::sent(actions, &["Originate"])
 }
 
 /// The PBX places a click-to-call: a tracked call like any other, its id the Originate's
@@ -920,7 +871,7 @@ async fn bitrix24_click_to_call_needs_the_application_token_and_is_finished_unde
     let (fake, url) = fake_bitrix24::start(1e9, 1e9).await;
     let event = fake.lock().unwrap().click_to_call(11, "+1 (555) 765-4321");
     let crm = bitrix24_with(&url, 1000.0, r#"application_token = "app-token""#);
-    let (client, actions) = fake_pbx().await;
+    let (client, actions) = crate::test_pbx::start(&[]).await;
     let crms: Arc<[Crm]> = Arc::from(vec![crm.clone()]);
     let c2c = portal::ClickToCall::new(crms, HashMap::from([("pbx1".to_owned(), client)]));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -989,7 +940,7 @@ async fn bitrix24_offline_click_to_call_is_polled_placed_once_and_finished() {
         fake.offline.push((1, event));
     }
     let crm = bitrix24_with(&url, 1000.0, "offline_events_poll = 5");
-    let (client, actions) = fake_pbx().await;
+    let (client, actions) = crate::test_pbx::start(&[]).await;
     let crms: Arc<[Crm]> = Arc::from(vec![crm.clone()]);
     let c2c = portal::ClickToCall::new(crms, HashMap::from([("pbx1".to_owned(), client)]));
     let http = reqwest::Client::new();
