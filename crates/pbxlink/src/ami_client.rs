@@ -296,7 +296,18 @@ struct Stats {
     malformed: AtomicU64,
 }
 
-type Reply = oneshot::Sender<Result<ActionResult, AmiError>>;
+type Reply = oneshot::Sender<Result<InStream, AmiError>>;
+
+/// An action's result with its place in the event stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InStream {
+    pub result: ActionResult,
+    /// How many [`LinkEvent::Event`]s the receiver gets, since the link started, before this
+    /// result came in: the events Asterisk sent before answering. State the action reads
+    /// (a channel list) holds after exactly those events, not after the ones still queued
+    /// when the answer is handed over.
+    pub events_before: u64,
+}
 
 #[derive(Debug)]
 enum Command {
@@ -344,6 +355,12 @@ impl AmiClient {
     /// Sends `action` and waits for its result (the whole list, for list actions), up to
     /// the configured action timeout. Actions sent while disconnected wait for the login.
     pub async fn send(&self, action: Action) -> Result<ActionResult, AmiError> {
+        self.send_in_stream(action).await.map(|r| r.result)
+    }
+
+    /// [`send`](Self::send), also telling where in the event stream the result came: for a
+    /// consumer that applies it in order with the events (a resync).
+    pub async fn send_in_stream(&self, action: Action) -> Result<InStream, AmiError> {
         let name = action.name().to_owned();
         let (tx, rx) = oneshot::channel();
         let deadline = Instant::now() + self.action_timeout;
@@ -549,7 +566,11 @@ impl Link {
                         } else if logoff.as_ref().is_some_and(|(l, ..)| *l == id) {
                             return LinkError::Shutdown;
                         } else if let Some((_, reply)) = self.waiters.remove(&id) {
-                            let _ = reply.send(Ok(result));
+                            let events_before = self.events_handed_over();
+                            let _ = reply.send(Ok(InStream {
+                                result,
+                                events_before,
+                            }));
                         }
                     }
                     SessionEvent::UnmatchedResponse(m) => {
@@ -701,6 +722,17 @@ impl Link {
             // Nobody listens for events: nothing to deliver to, nothing lost to anyone.
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
+    }
+
+    /// Events delivered or queued for delivery (never the dropped ones): the position in
+    /// the receiver's stream of whatever is delivered next.
+    fn events_handed_over(&self) -> u64 {
+        let queued = self
+            .pending
+            .iter()
+            .filter(|e| matches!(e, LinkEvent::Event(_)))
+            .count();
+        self.stats.events_delivered.load(Ordering::Relaxed) + queued as u64
     }
 
     fn count_dropped(&self) {

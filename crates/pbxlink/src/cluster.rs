@@ -26,6 +26,10 @@ use crate::shutdown::Shutdown;
 /// Live events waiting for `NOTIFY`; beyond this they are dropped (and counted): the live
 /// view is best-effort across instances, the journal is not.
 const FANOUT_QUEUE: usize = 10_000;
+/// Live events shared per `NOTIFY` round trip at most.
+const NOTIFY_BATCH: usize = 256;
+/// PostgreSQL refuses a `NOTIFY` payload of this many bytes or more.
+const NOTIFY_MAX_PAYLOAD: usize = 8000;
 
 /// A live event as it travels between instances.
 #[derive(Debug, Serialize, Deserialize)]
@@ -98,10 +102,13 @@ impl Live {
         let (tx, mut rx) = mpsc::channel::<String>(FANOUT_QUEUE);
         let sender = store.clone();
         tokio::spawn(async move {
-            while let Some(payload) = rx.recv().await {
-                if let Err(e) = sender.notify(store::LIVE_CHANNEL, &payload).await {
-                    tracing::warn!(error = %e, "cannot share a live event with other instances");
+            // Whatever queued during the last round trip goes in the next one, in order.
+            let mut batch = Vec::with_capacity(NOTIFY_BATCH);
+            while rx.recv_many(&mut batch, NOTIFY_BATCH).await > 0 {
+                if let Err(e) = sender.notify(store::LIVE_CHANNEL, &batch).await {
+                    tracing::warn!(error = %e, events = batch.len(), "cannot share live events with other instances");
                 }
+                batch.clear();
             }
         });
         Ok(Self {
@@ -137,7 +144,14 @@ impl Live {
             what: what(),
         };
         let payload = serde_json::to_string(&fanned).unwrap_or_default();
-        if tx.try_send(payload).is_err() {
+        if payload.len() >= NOTIFY_MAX_PAYLOAD {
+            tracing::warn!(
+                pbx,
+                bytes = payload.len(),
+                "live event too large for NOTIFY; not shared"
+            );
+            metrics::counter!("pbxlink_live_fanout_dropped_total").increment(1);
+        } else if tx.try_send(payload).is_err() {
             metrics::counter!("pbxlink_live_fanout_dropped_total").increment(1);
         }
     }

@@ -2,12 +2,12 @@
 //! HTTP API and web UI. With no `[[pbx]]` configured it runs the demo: the built-in simulated
 //! PBX on loopback feeds real (generated) calls through the very same path.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ami::{Action, Message};
+use ami::{Action, ActionResult, Message};
 use anyhow::Context;
 use calls::{Tracker, TrackerConfig};
 use chrono::{TimeDelta, Utc};
@@ -385,6 +385,7 @@ pub async fn track(
         journal,
         raw_log,
         seq: 0,
+        snapshots: VecDeque::new(),
     };
     // Down until the first login.
     pbx.pipeline.state.link_changed(&pbx.pbx, false);
@@ -399,7 +400,7 @@ pub async fn track(
             e = events.recv() => e,
         };
         let Some(link_event) = link_event else { break };
-        if !pbx.handle(link_event).await {
+        if !pbx.handle(link_event, &mut events).await {
             return;
         }
     }
@@ -407,7 +408,7 @@ pub async fn track(
     tracing::info!(pbx = pbx.pbx, "stopping: journaling the calls that ended");
     let drain = async {
         while let Some(link_event) = events.recv().await {
-            if !pbx.handle(link_event).await {
+            if !pbx.handle(link_event, &mut events).await {
                 break;
             }
         }
@@ -426,45 +427,155 @@ struct PbxTracking {
     tracker: Tracker,
     journal: mpsc::Sender<JournalItem>,
     raw_log: RawEventLog,
+    /// Events received from the link so far (the raw log's sequence). The link is started
+    /// with this tracking, so this is the count [`crate::ami_client::InStream::events_before`] is measured in.
     seq: u64,
+    /// State lists read after a login, each waiting for the event it was answered after.
+    snapshots: VecDeque<(u64, Snapshot, ActionResult)>,
     events_total: metrics::Counter,
     connected: metrics::Gauge,
     active_calls: metrics::Gauge,
 }
 
 impl PbxTracking {
-    /// Tracks one link event; `false` when calls can no longer be journaled.
-    async fn handle(&mut self, link_event: LinkEvent) -> bool {
-        let pbx = &self.pbx;
+    /// Tracks one link event; `false` when calls can no longer be journaled. `events` is
+    /// the link's stream, read on while a login's state lists are awaited.
+    async fn handle(
+        &mut self,
+        link_event: LinkEvent,
+        events: &mut mpsc::Receiver<LinkEvent>,
+    ) -> bool {
         match link_event {
             LinkEvent::Connected { ami_version } => {
+                let pbx = &self.pbx;
                 tracing::info!(pbx, ami_version, "AMI connected; resyncing live channels");
                 self.connected.set(1.0);
                 self.pipeline.state.link_changed(pbx, true);
-                resync(&self.client, &mut self.tracker).await;
-                resync_presence(&self.client, &self.pipeline.state, pbx).await;
+                return self.read_snapshots(events).await;
             }
             LinkEvent::Disconnected { reason } => {
+                let pbx = &self.pbx;
                 tracing::warn!(pbx, %reason, "AMI link down; reconnecting");
                 self.connected.set(0.0);
                 self.pipeline.state.link_changed(pbx, false);
+                // Each answer came before its connection ended, so all were applied by now;
+                // none may wait into the next connection's stream.
+                self.snapshots.clear();
             }
-            LinkEvent::Event(msg) => {
-                let now = Utc::now();
-                self.tracker.handle(now, &msg);
-                self.pipeline.live.presence_event(pbx, &msg);
-                self.events_total.increment(1);
-                self.seq += 1;
-                self.raw_log.log(pbx, self.seq, now, &msg);
-            }
+            LinkEvent::Event(msg) => self.observe(&msg),
         }
+        self.flush().await
+    }
+
+    /// Feeds one AMI event to the tracker, presence and the raw log.
+    fn observe(&mut self, msg: &Message) {
+        let now = Utc::now();
+        self.tracker.handle(now, msg);
+        self.pipeline.live.presence_event(&self.pbx, msg);
+        self.events_total.increment(1);
+        self.seq += 1;
+        self.raw_log.log(&self.pbx, self.seq, now, msg);
+        self.apply_due_snapshots();
+    }
+
+    /// Publishes the tracker's live events and journals its finished calls; `false` when
+    /// calls can no longer be journaled.
+    async fn flush(&mut self) -> bool {
         while let Some(ev) = self.tracker.poll_event() {
             if !self.queue_live_steps(&ev).await {
                 return false;
             }
-            self.pipeline.live.publish(pbx, ev);
+            self.pipeline.live.publish(&self.pbx, ev);
         }
         self.journal_finished().await
+    }
+
+    /// After a (re)connect, reads which channels exist (so calls that went on while the link
+    /// was down are neither lost nor invented) and every hint's and queue member's state
+    /// (with the paused flag). Each answer is applied where it sits in the event stream:
+    /// Asterisk sent the events before it first, and a channel list applied ahead of them
+    /// would end, unanswered, a call they answer and hang up. Events keep being read (and
+    /// held) meanwhile: a full queue must not keep the link from reading the answer.
+    async fn read_snapshots(&mut self, events: &mut mpsc::Receiver<LinkEvent>) -> bool {
+        let reads = [
+            (Action::core_show_channels(), Snapshot::Channels),
+            (Action::extension_state_list(), Snapshot::Presence),
+            (Action::queue_status(None), Snapshot::Presence),
+        ];
+        let mut held = Vec::new();
+        let mut link_changed = false;
+        for (action, snapshot) in reads {
+            let name = action.name().to_owned();
+            let answer = self.client.send_in_stream(action);
+            tokio::pin!(answer);
+            let answer = loop {
+                tokio::select! {
+                    answer = &mut answer => break Some(answer),
+                    link_event = events.recv() => match link_event {
+                        Some(LinkEvent::Event(msg)) => held.push(LinkEvent::Event(msg)),
+                        // The connection is gone, and its answers are moot: the next
+                        // login reads them again.
+                        Some(other) => {
+                            held.push(other);
+                            link_changed = true;
+                            break None;
+                        }
+                        None => break None,
+                    },
+                }
+            };
+            match answer {
+                Some(Ok(answer)) => {
+                    self.snapshots
+                        .push_back((answer.events_before, snapshot, answer.result))
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(pbx = self.pbx, action = name, error = %e, "resync read failed; tracking from the events alone")
+                }
+                None => {}
+            }
+            if link_changed {
+                break;
+            }
+        }
+        self.apply_due_snapshots();
+        for link_event in held {
+            match link_event {
+                LinkEvent::Event(msg) => {
+                    self.observe(&msg);
+                    if !self.flush().await {
+                        return false;
+                    }
+                }
+                other => return Box::pin(self.handle(other, events)).await,
+            }
+        }
+        self.flush().await
+    }
+
+    /// Applies the state lists whose events before them are all tracked.
+    fn apply_due_snapshots(&mut self) {
+        while self
+            .snapshots
+            .front()
+            .is_some_and(|(events_before, ..)| *events_before <= self.seq)
+        {
+            let Some((_, snapshot, result)) = self.snapshots.pop_front() else {
+                break;
+            };
+            match snapshot {
+                Snapshot::Channels => {
+                    let now = Utc::now();
+                    for item in result.items.iter().chain(&result.complete) {
+                        self.tracker.handle(now, item);
+                    }
+                }
+                Snapshot::Presence => self
+                    .pipeline
+                    .state
+                    .presence_resync(&self.pbx, &result.items),
+            }
+        }
     }
 
     /// Queues the CRM steps a live call event gives (Bitrix24 register, cards) through the
@@ -604,21 +715,13 @@ fn spawn_journal_writer(
     (tx, task)
 }
 
-/// After a (re)connect, tells the tracker which channels exist, so calls that went on
-/// while the link was down are neither lost nor invented.
-async fn resync(client: &AmiClient, tracker: &mut Tracker) {
-    match client.send(Action::core_show_channels()).await {
-        Ok(result) => {
-            let now = Utc::now();
-            for item in &result.items {
-                tracker.handle(now, item);
-            }
-            if let Some(complete) = &result.complete {
-                tracker.handle(now, complete);
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "CoreShowChannels failed; tracking from now on"),
-    }
+/// What a state list read after a login sets.
+#[derive(Debug, Clone, Copy)]
+enum Snapshot {
+    /// `CoreShowChannels`: the tracker's channels.
+    Channels,
+    /// `ExtensionStateList`, `QueueStatus`: extension and queue member states.
+    Presence,
 }
 
 /// After a (re)connect, reads every hint's state and every queue member (with its paused
@@ -716,3 +819,6 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutting down");
 }
+
+#[cfg(test)]
+mod tests;

@@ -104,13 +104,17 @@ impl Store {
         rows.iter().map(event_from_row).collect()
     }
 
-    /// Sends `payload` to every instance listening on `channel` (PostgreSQL `NOTIFY`; at most
-    /// ~8000 bytes). On SQLite there are no other instances: nothing to do.
-    pub async fn notify(&self, channel: &str, payload: &str) -> Result<()> {
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify($1, $2)")
+    /// Sends `payloads`, in order, to every instance listening on `channel` (PostgreSQL
+    /// `NOTIFY`, each payload under 8000 bytes). One round trip for the lot: a burst of live
+    /// events must not queue behind one database round trip each. On SQLite there are no
+    /// other instances: nothing to do.
+    pub async fn notify(&self, channel: &str, payloads: &[String]) -> Result<()> {
+        if self.backend == Backend::Postgres && !payloads.is_empty() {
+            // The pool is `Any` (no array binds): the batch travels as one JSON array.
+            let batch = serde_json::to_string(payloads).expect("strings serialize");
+            sqlx::query("SELECT pg_notify($1, value) FROM json_array_elements_text($2::json)")
                 .bind(channel)
-                .bind(payload)
+                .bind(batch)
                 .execute(&self.pool)
                 .await?;
         }

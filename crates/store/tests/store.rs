@@ -1167,16 +1167,18 @@ async fn unfinished_calls_for_a_takeover(store: &Store) {
     assert_eq!(seqs, [3, 7]);
 }
 
-/// PostgreSQL: a NOTIFY from one store reaches a LISTEN of another (two instances). SQLite
-/// has a single instance: no listener, and notify is a no-op.
+/// PostgreSQL: NOTIFYs from one store reach a LISTEN of another (two instances), in order,
+/// a batch in one round trip. SQLite has a single instance: no listener, and notify is a
+/// no-op.
 async fn live_events_between_instances(store: &Store) {
+    let batch: Vec<String> = (1..=3).map(|n| format!("{{\"call\":\"{n}\"}}")).collect();
     let Some(mut listener) = store.listen(store::LIVE_CHANNEL).await.unwrap() else {
-        store.notify(store::LIVE_CHANNEL, "x").await.unwrap();
+        store.notify(store::LIVE_CHANNEL, &batch).await.unwrap();
         return;
     };
-    store
-        .notify(store::LIVE_CHANNEL, "{\"call\":\"1\"}")
-        .await
-        .unwrap();
-    assert_eq!(listener.recv().await.unwrap(), "{\"call\":\"1\"}");
+    store.notify(store::LIVE_CHANNEL, &batch).await.unwrap();
+    store.notify(store::LIVE_CHANNEL, &[]).await.unwrap();
+    for want in &batch {
+        assert_eq!(&listener.recv().await.unwrap(), want);
+    }
 }

@@ -405,6 +405,30 @@ async fn slow_consumer_drop_newest_policy_counts_drops() {
     }
 }
 
+/// An answer knows its place in the event stream: the events sent before it, counted
+/// whether or not the consumer has read them yet (a resync applies the channel list there).
+#[tokio::test]
+async fn an_answer_counts_the_events_before_it_read_or_not() {
+    let mut options = ReplayOptions::new(USER, SECRET);
+    options.faults = vec![Some(Fault::Hold { after: 9 })];
+    let server = serve("01_inbound_answered", options).await;
+    let config = client_config(server.local_addr(), "md5", SECRET);
+    let (client, mut rx) = AmiClient::start(config);
+    eventually("nine events sent", || server.events_sent() == 9).await;
+    let answer = client
+        .send_in_stream(Action::core_show_channels())
+        .await
+        .unwrap();
+    assert!(answer.result.is_success());
+    assert_eq!(answer.events_before, 9);
+    expect_connected(&mut rx).await;
+    for _ in 0..3 {
+        assert!(matches!(next(&mut rx).await, LinkEvent::Event(_)));
+    }
+    let again = client.send_in_stream(Action::ping()).await.unwrap();
+    assert_eq!(again.events_before, 9);
+}
+
 #[test]
 fn backoff_doubles_up_to_the_max_with_jitter_in_the_upper_half() {
     let ms = Duration::from_millis;
