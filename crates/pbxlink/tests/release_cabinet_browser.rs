@@ -66,7 +66,7 @@ async fn customer_sees_its_modules_and_admin_sees_downloads_move() {
     b.wait_gone("#adminView").await;
     let license = text_of(&b, "#licenseRows tr").await;
     assert!(
-        license.starts_with("paid stable no end 5 valid"),
+        license.starts_with("paid stable no end 0 / 5 valid"),
         "{license}"
     );
     let versions: Vec<String> = {

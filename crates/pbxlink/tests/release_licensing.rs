@@ -203,7 +203,7 @@ fn licensed_modules_reach_only_their_live_license_holders() {
         .find_map(|l| l.strip_prefix("token: "))
         .unwrap()
         .trim();
-    let downloads = eventually("the download counts reaching the database", || {
+    let (downloads, seats) = eventually("the download counts reaching the database", || {
         let view = curl(
             &site.cert(),
             &[
@@ -214,10 +214,33 @@ fn licensed_modules_reach_only_their_live_license_holders() {
         );
         let view: serde_json::Value = serde_json::from_str(&view).unwrap();
         let downloads = view["downloads"].to_string();
-        downloads.contains("acme").then_some(downloads)
+        // Installations in use against the seats: the addresses that checked each licensed
+        // module for updates (here all from loopback, so one each).
+        let seats: Vec<String> = view["customers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| {
+                c["licenses"].as_array().unwrap().iter().map(move |l| {
+                    format!(
+                        "{} {} {}/{}",
+                        c["name"], l["rawname"], l["seen"], l["seats"]
+                    )
+                })
+            })
+            .collect();
+        (downloads.contains("acme") && seats.iter().any(|s| s.ends_with("1/1")))
+            .then_some((downloads, seats))
     });
     expect![[r#"[{"customer":"acme","downloads":2,"rawname":"paid","version":"1.1.0"}]"#]]
         .assert_eq(&downloads);
+    expect![[r#"
+        [
+            "\"acme\" \"paid\" 1/1",
+            "\"globex\" \"paid\" 1/1",
+        ]
+    "#]]
+    .assert_debug_eq(&seats);
     let audit = site.ok(&["release", "audit"]);
     let lines: Vec<&str> = audit
         .lines()

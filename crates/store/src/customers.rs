@@ -272,6 +272,68 @@ impl Store {
     }
 }
 
+/// One address a customer's licensed module was checked for updates from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallationSeen {
+    /// The customer's name.
+    pub customer: String,
+    /// The module.
+    pub rawname: String,
+    /// The client's IP address.
+    pub address: String,
+    /// When (the latest check since the last flush).
+    pub at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Records where licensed modules were checked for updates from (the server's gathering
+    /// since its last flush): a new address is added, a known one gets its `last_seen`.
+    pub async fn note_installations(&self, seen: &[InstallationSeen]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for s in seen {
+            sqlx::query(
+                "INSERT INTO customer_installations \
+                 (customer, rawname, address, first_seen, last_seen) \
+                 VALUES ($1, $2, $3, $4, $4) ON CONFLICT (customer, rawname, address) \
+                 DO UPDATE SET last_seen = CASE \
+                   WHEN excluded.last_seen > customer_installations.last_seen \
+                   THEN excluded.last_seen ELSE customer_installations.last_seen END",
+            )
+            .bind(&s.customer)
+            .bind(&s.rawname)
+            .bind(&s.address)
+            .bind(micros(s.at))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// How many addresses checked each (customer, module) for updates at or after `since`.
+    pub async fn installations_seen(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, String, u64)>> {
+        let rows = sqlx::query(
+            "SELECT customer, rawname, COUNT(*) AS seen FROM customer_installations \
+             WHERE last_seen >= $1 GROUP BY customer, rawname ORDER BY customer, rawname",
+        )
+        .bind(micros(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("customer")?,
+                    row.try_get("rawname")?,
+                    to_u64("installations seen", row.try_get("seen")?)?,
+                ))
+            })
+            .collect()
+    }
+}
+
 fn customer_line<'a>(
     action: &'a str,
     customer: &'a str,

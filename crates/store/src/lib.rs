@@ -31,7 +31,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use cluster::{Lease, Listener, LIVE_CHANNEL};
-pub use customers::{Customer, CustomerDownloads, License};
+pub use customers::{Customer, CustomerDownloads, InstallationSeen, License};
 pub use events::RawEvent;
 pub use journal::{CallFilter, CallPage, StoredCall};
 pub use outbox::{

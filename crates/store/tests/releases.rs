@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{Connection as _, Executor as _};
-use store::{CustomerDownloads, License, NewRelease, ReleaseCounts, Store};
+use store::{CustomerDownloads, InstallationSeen, License, NewRelease, ReleaseCounts, Store};
 
 fn at(seconds: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_764_000_000 + seconds, 0).unwrap()
@@ -204,6 +204,27 @@ async fn customers(store: &Store) {
         store.customer_downloads().await.unwrap(),
         [count("acme", "1.1.0", 5), count("globex", "1.1.0", 1)]
     );
+
+    // Addresses that checked for updates: a repeat (even flushed out of order) is one
+    // installation; those not seen since the cut-off are not counted.
+    let seen = |address: &str, seconds| InstallationSeen {
+        customer: "acme".into(),
+        rawname: "pbxlink".into(),
+        address: address.into(),
+        at: at(seconds),
+    };
+    store
+        .note_installations(&[seen("192.0.2.1", 20), seen("192.0.2.2", 5)])
+        .await
+        .unwrap();
+    store
+        .note_installations(&[seen("192.0.2.1", 18), seen("192.0.2.3", 21)])
+        .await
+        .unwrap();
+    let acme = |n| vec![("acme".to_owned(), "pbxlink".to_owned(), n)];
+    assert_eq!(store.installations_seen(at(20)).await.unwrap(), acme(2));
+    assert_eq!(store.installations_seen(at(0)).await.unwrap(), acme(3));
+    assert_eq!(store.installations_seen(at(22)).await.unwrap(), vec![]);
 
     let audit: Vec<String> = store
         .release_audit()

@@ -5,6 +5,7 @@
 //! `/cabinet/api/admin` with an admin API token (`pbxlink token create --scope admin`):
 //! customers, licenses, downloads per customer and version, releases, the audit log.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -16,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use store::{AuditEntry, CustomerDownloads, License};
 
-use super::licensing::{self, channel_named};
+use super::licensing::{self, channel_named, installations_in_use};
 use super::server::ReleaseServer;
 use super::version;
 use crate::api::ApiError;
@@ -56,12 +57,15 @@ struct LicenseView {
     channel: String,
     valid_until: Option<DateTime<Utc>>,
     seats: u64,
+    /// Addresses the module was checked for updates from lately ([`installations_in_use`]):
+    /// installations as near as FreePBX lets us tell (it sends no identity).
+    seen: u64,
     /// `valid`, `expired` or `revoked`.
     state: &'static str,
 }
 
 impl LicenseView {
-    fn of(l: License, now: DateTime<Utc>) -> Self {
+    fn of(l: License, now: DateTime<Utc>, seen: &HashMap<(String, String), u64>) -> Self {
         let state = if l.revoked_at.is_some() {
             "revoked"
         } else if l.is_valid_at(now) {
@@ -69,11 +73,16 @@ impl LicenseView {
         } else {
             "expired"
         };
+        let seen = seen
+            .get(&(l.customer, l.rawname.clone()))
+            .copied()
+            .unwrap_or(0);
         Self {
             rawname: l.rawname,
             channel: l.channel,
             valid_until: l.valid_until,
             seats: l.seats,
+            seen,
             state,
         }
     }
@@ -129,13 +138,14 @@ async fn customer(
             )
         })?
         .name;
+    let seen = installations_in_use(server.store(), now).await?;
     let licenses = server
         .store()
         .licenses()
         .await?
         .into_iter()
         .filter(|l| l.customer == name)
-        .map(|l| LicenseView::of(l, now))
+        .map(|l| LicenseView::of(l, now, &seen))
         .collect();
     let licensing = server.licensing();
     let releases = server.snapshot();
@@ -231,6 +241,7 @@ async fn admin(
     }
     let now = Utc::now();
     let licenses = store.licenses().await?;
+    let seen = installations_in_use(store, now).await?;
     let customers = store
         .customers()
         .await?
@@ -239,7 +250,7 @@ async fn admin(
             licenses: licenses
                 .iter()
                 .filter(|l| l.customer == c.name)
-                .map(|l| LicenseView::of(l.clone(), now))
+                .map(|l| LicenseView::of(l.clone(), now, &seen))
                 .collect(),
             name: c.name,
             created_at: c.created_at,

@@ -10,7 +10,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use clap::Subcommand;
 use store::{License, Store};
 
-use super::licensing::{channel_name, token_hash};
+use super::licensing::{channel_name, installations_in_use, token_hash};
 use super::ChannelArg;
 use crate::config::Config;
 
@@ -41,8 +41,9 @@ pub enum LicenseCommand {
         /// 3339 time; none: no end.
         #[arg(long, value_parser = parse_until)]
         until: Option<DateTime<Utc>>,
-        /// Installations it covers (recorded and shown; FreePBX sends nothing that tells
-        /// installations apart, so it is not enforced).
+        /// Installations it covers. Shown against those in use (the addresses that checked
+        /// for updates in the last 30 days); FreePBX sends nothing that tells installations
+        /// apart, so it is not enforced.
         #[arg(long, default_value_t = 1)]
         seats: u64,
     },
@@ -185,9 +186,13 @@ pub async fn license(store: &Store, actor: &str, command: LicenseCommand) -> any
             println!("revoked the license of {customer} for {rawname}");
         }
         LicenseCommand::List => {
+            let in_use = installations_in_use(store, now).await?;
             for l in store.licenses().await? {
+                let seen = in_use
+                    .get(&(l.customer.clone(), l.rawname.clone()))
+                    .unwrap_or(&0);
                 println!(
-                    "{}\t{}\t{}\t{}\t{} seats\t{}",
+                    "{}\t{}\t{}\t{}\t{seen}/{} seats in use\t{}",
                     l.customer,
                     l.rawname,
                     l.channel,

@@ -74,6 +74,25 @@ impl fmt::Display for Denied {
     }
 }
 
+/// How far back an update check counts as an installation in use.
+const IN_USE_DAYS: i64 = 30;
+
+/// Installations in use per (customer, module): the addresses that checked it for updates in
+/// the last 30 days. FreePBX sends no identity, so this is as near as one can tell (NAT
+/// merges installations, a new address adds one); shown against the seats, not enforced.
+pub async fn installations_in_use(
+    store: &Store,
+    now: DateTime<Utc>,
+) -> store::Result<HashMap<(String, String), u64>> {
+    let since = now - chrono::TimeDelta::days(IN_USE_DAYS);
+    Ok(store
+        .installations_seen(since)
+        .await?
+        .into_iter()
+        .map(|(customer, rawname, n)| ((customer, rawname), n))
+        .collect())
+}
+
 /// Hex SHA-256 of a customer token: what the database keeps (the API tokens' hash).
 pub fn token_hash(token: &str) -> String {
     hex::encode(crate::tokens::digest(token))

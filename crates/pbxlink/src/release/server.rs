@@ -9,20 +9,21 @@
 //! by hyper itself: FreePBX's HEAD helper reads until the server closes.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::rejection::ExtensionRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, on, post, MethodFilter};
 use axum::Router;
-use chrono::Utc;
-use store::{CustomerDownloads, Release, ReleaseCounts, Store};
+use chrono::{DateTime, Utc};
+use store::{CustomerDownloads, InstallationSeen, Release, ReleaseCounts, Store};
 
 use super::customize::{self, Digests};
 use super::licensing::{self, Access, Denied, Licensing};
@@ -51,6 +52,9 @@ pub struct ReleaseServer {
     licensing: RwLock<Arc<Licensing>>,
     /// Downloads through customer URLs since the last flush, by customer, module, version.
     customer_downloads: Mutex<HashMap<(String, String, String), u64>>,
+    /// Where licensed modules were checked for updates from since the last flush: the latest
+    /// check by customer, module and client address.
+    installations: Mutex<HashMap<(String, String, String), DateTime<Utc>>>,
     /// Digests of customer copies of licensed releases, by token hash and published sha256.
     copies: Mutex<HashMap<(String, String), Arc<Digests>>>,
 }
@@ -123,6 +127,7 @@ impl ReleaseServer {
             retired: Mutex::default(),
             licensing: RwLock::new(Arc::new(licensing)),
             customer_downloads: Mutex::default(),
+            installations: Mutex::default(),
             copies: Mutex::default(),
         }))
     }
@@ -163,11 +168,37 @@ impl ReleaseServer {
             }
         }
         self.flush_customer_downloads().await?;
+        self.flush_installations().await?;
         let fresh = listed(self.store.releases().await?);
         let licensing = Arc::new(Licensing::load(&self.store).await?);
         let old = std::mem::replace(&mut *self.releases.write().unwrap(), fresh);
         *self.retired.lock().unwrap() = Some(old);
         *self.licensing.write().unwrap() = licensing;
+        Ok(())
+    }
+
+    async fn flush_installations(&self) -> anyhow::Result<()> {
+        let gathered = std::mem::take(&mut *self.installations.lock().unwrap());
+        if gathered.is_empty() {
+            return Ok(());
+        }
+        let seen: Vec<InstallationSeen> = gathered
+            .iter()
+            .map(|((customer, rawname, address), &at)| InstallationSeen {
+                customer: customer.clone(),
+                rawname: rawname.clone(),
+                address: address.clone(),
+                at,
+            })
+            .collect();
+        if let Err(e) = self.store.note_installations(&seen).await {
+            // Put them back (a newer check meanwhile wins): the next round writes them.
+            let mut pending = self.installations.lock().unwrap();
+            for (key, at) in gathered {
+                pending.entry(key).or_insert(at);
+            }
+            return Err(e.into());
+        }
         Ok(())
     }
 
@@ -363,22 +394,25 @@ async fn update(
 
 async fn customer_update(
     State(server): State<Arc<ReleaseServer>>,
+    peer: Result<ConnectInfo<SocketAddr>, ExtensionRejection>,
     Path((token, rawname, installed)): Path<(String, String, String)>,
 ) -> Response {
-    offer(&server, Some(&token), &rawname, &installed).await
+    let from = peer.ok().map(|ConnectInfo(addr)| addr.ip().to_canonical());
+    offer(&server, Some((&token, from)), &rawname, &installed).await
 }
 
 /// The update JSON for the newest release above `installed` that the caller may have, or
-/// plain text.
+/// plain text. `customer`: the token of a per-customer URL and the client's address.
 async fn offer(
     server: &ReleaseServer,
-    token: Option<&str>,
+    customer: Option<(&str, Option<IpAddr>)>,
     rawname: &str,
     installed: &str,
 ) -> Response {
     if !super::module::is_valid_rawname(rawname) || !version::is_valid(installed) {
         return text(StatusCode::BAD_REQUEST, "bad module name or version");
     }
+    let token = customer.map(|(token, _)| token);
     let (via, channel) = match Via::check(server, token, rawname) {
         Ok(allowed) => allowed,
         Err(why) => return denied(why),
@@ -397,6 +431,17 @@ async fn offer(
         .collect();
     if !known {
         return text(StatusCode::NOT_FOUND, format!("unknown module {rawname}"));
+    }
+    // An installation checking a licensed module it may have: where from, for the seats.
+    if let (Via::Customer { access, .. }, Some((_, Some(from)))) = (&via, customer) {
+        if access.licensed {
+            let key = (
+                access.customer.clone(),
+                rawname.to_owned(),
+                from.to_string(),
+            );
+            server.installations.lock().unwrap().insert(key, Utc::now());
+        }
     }
     newer.sort_by(|a, b| version::compare(&a.release.version, &b.release.version));
     let Some(latest) = newer.pop() else {
