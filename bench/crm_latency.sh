@@ -5,6 +5,7 @@
 #      `pbxlink run`; for every call the sink measures the time from the call's last AMI
 #      Hangup (the record's ended_at, stamped when the gateway read it) to the `call.ended`
 #      request arriving: p50/p90/p99.
+#      On SQLite and (with POSTGRES_URL) on PostgreSQL.
 #   2. Outbox throughput, on SQLite and (with POSTGRES_URL, a server where this user may
 #      CREATE DATABASE) on PostgreSQL: CALLS calls are journaled while the sink refuses
 #      everything (HTTP 400: the rows go dead at once); then the sink accepts,
@@ -62,19 +63,30 @@ sink() { # PORT ARGS... -> starts the sink, output in $WORK/sink.out, sets SK
     until grep -q listening "$WORK/sink.out" 2>/dev/null; do sleep 0.1; done
 }
 
-echo "== Hangup -> CRM request latency, $CPS calls/s for ${DURATION}s (SQLite journal)"
+latency() { # DB_URL LABEL
+    local ami hook
+    echo "== Hangup -> CRM request latency, $CPS calls/s for ${DURATION}s ($2 journal)"
+    ami=$(free_port); hook=$(free_port)
+    sink "$hook" --idle 5
+    # Concurrency high enough that the rate, not the cap on calls up at once, sets the pace.
+    "$BIN" simulate --listen "127.0.0.1:$ami" --seed 7 --calls-per-second "$CPS" \
+        --concurrency $((CPS * 300)) --duration "$DURATION" --username bench --secret bench-secret \
+        2>"$WORK/simulate.log" &
+    pids+=($!)
+    gateway "$(config "$1" "$ami" "$hook")"
+    wait "$SK" || true
+    tail -n 1 "$WORK/sink.out"
+    kill "$GW" 2>/dev/null; wait "$GW" 2>/dev/null || true
+}
+
 mkdir -p "$WORK/data"
-ami=$(free_port); hook=$(free_port)
-sink "$hook" --idle 5
-# Concurrency high enough that the rate, not the cap on calls up at once, sets the pace.
-"$BIN" simulate --listen "127.0.0.1:$ami" --seed 7 --calls-per-second "$CPS" \
-    --concurrency $((CPS * 300)) --duration "$DURATION" --username bench --secret bench-secret \
-    2>"$WORK/simulate.log" &
-pids+=($!)
-gateway "$(config "sqlite://$WORK/data/latency.db?mode=rwc" "$ami" "$hook")"
-wait "$SK" || true
-tail -n 1 "$WORK/sink.out"
-kill "$GW" 2>/dev/null; wait "$GW" 2>/dev/null || true
+latency "sqlite://$WORK/data/latency.db?mode=rwc" SQLite
+if [[ -n ${POSTGRES_URL:-} ]]; then
+    db="pbxlink_latency_$$"
+    psql "$POSTGRES_URL" -qc "CREATE DATABASE $db" >/dev/null
+    latency "${POSTGRES_URL%/*}/$db" PostgreSQL
+    psql "$POSTGRES_URL" -qc "DROP DATABASE $db WITH (FORCE)" >/dev/null
+fi
 
 throughput() { # DB_URL LABEL
     local ami hook cfg

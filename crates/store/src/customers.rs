@@ -72,6 +72,7 @@ impl Store {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let added = sqlx::query(
             "INSERT INTO customers (name, sha256, created_at, revoked_at) \
@@ -100,6 +101,7 @@ impl Store {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let revoked = sqlx::query(
             "UPDATE customers SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
@@ -150,6 +152,7 @@ impl Store {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let live = sqlx::query("SELECT 1 FROM customers WHERE name = $1 AND revoked_at IS NULL")
             .bind(&license.customer)
@@ -200,6 +203,7 @@ impl Store {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let revoked = sqlx::query(
             "UPDATE licenses SET revoked_at = $1 \
@@ -233,6 +237,7 @@ impl Store {
 
     /// Adds the server's per-customer download counts since its last flush.
     pub async fn add_customer_downloads(&self, counts: &[CustomerDownloads]) -> Result<()> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         for c in counts {
             sqlx::query(
@@ -289,6 +294,7 @@ impl Store {
     /// Records where licensed modules were checked for updates from (the server's gathering
     /// since its last flush): a new address is added, a known one gets its `last_seen`.
     pub async fn note_installations(&self, seen: &[InstallationSeen]) -> Result<()> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         for s in seen {
             sqlx::query(

@@ -172,6 +172,7 @@ impl Store {
              WHERE id IN (SELECT id FROM outbox WHERE {DUE} ORDER BY id LIMIT $4{lock}) \
              RETURNING {OUTBOX_COLUMNS}"
         );
+        let _turn = self.write_turn().await;
         let rows = sqlx::query(&sql)
             .bind(owner)
             .bind(micros(lease_until))
@@ -236,6 +237,7 @@ impl Store {
         results: &[(i64, Outcome)],
         now: DateTime<Utc>,
     ) -> Result<u64> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let mut changed = 0;
         // The common case, every delivered row in one statement.

@@ -101,6 +101,7 @@ impl Store {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(&format!(
             "INSERT INTO releases ({RELEASE_COLUMNS}) \
@@ -151,6 +152,7 @@ impl Store {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let yanked = sqlx::query(
             "UPDATE releases SET yanked_at = $1 \
@@ -189,6 +191,7 @@ impl Store {
 
     /// Adds the server's counts since its last flush.
     pub async fn add_release_counts(&self, counts: &[ReleaseCounts]) -> Result<()> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         for c in counts {
             sqlx::query(
