@@ -72,8 +72,7 @@ impl Store {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let added = sqlx::query(
             "INSERT INTO customers (name, sha256, created_at, revoked_at) \
              VALUES ($1, $2, $3, NULL) ON CONFLICT (name) DO NOTHING",
@@ -101,8 +100,7 @@ impl Store {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let revoked = sqlx::query(
             "UPDATE customers SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
         )
@@ -152,8 +150,7 @@ impl Store {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let live = sqlx::query("SELECT 1 FROM customers WHERE name = $1 AND revoked_at IS NULL")
             .bind(&license.customer)
             .fetch_optional(&mut *tx)
@@ -203,8 +200,7 @@ impl Store {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let revoked = sqlx::query(
             "UPDATE licenses SET revoked_at = $1 \
              WHERE customer = $2 AND rawname = $3 AND revoked_at IS NULL",
@@ -237,8 +233,7 @@ impl Store {
 
     /// Adds the server's per-customer download counts since its last flush.
     pub async fn add_customer_downloads(&self, counts: &[CustomerDownloads]) -> Result<()> {
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         for c in counts {
             sqlx::query(
                 "INSERT INTO customer_downloads (customer, rawname, version, downloads) \
@@ -294,8 +289,7 @@ impl Store {
     /// Records where licensed modules were checked for updates from (the server's gathering
     /// since its last flush): a new address is added, a known one gets its `last_seen`.
     pub async fn note_installations(&self, seen: &[InstallationSeen]) -> Result<()> {
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         for s in seen {
             sqlx::query(
                 "INSERT INTO customer_installations \

@@ -34,8 +34,7 @@ impl Store {
         // at 1000 rows per statement that lookup took half of the gateway's CPU under load).
         // 64 rows keep statements few and binding cheap.
         const ROWS_PER_INSERT: usize = 64;
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         for chunk in events.chunks(ROWS_PER_INSERT) {
             let mut sql = Sql::new(
                 "INSERT INTO ami_events (pbx, seq, received_at, event, linkedid, message) VALUES ",

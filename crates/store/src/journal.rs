@@ -89,8 +89,7 @@ impl Store {
         calls: &[(&CallRecord, &[NewOutboxRow])],
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         for (call_id, outbox) in live {
             insert_outbox_rows(&mut tx, pbx, call_id, outbox, now).await?;
         }

@@ -114,6 +114,9 @@ impl Backend {
 // turns before that ([`Store::write_turn`]).
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
 
+/// This process's turn to write to SQLite (`None` on PostgreSQL); see [`Store::write_turn`].
+pub(crate) type WriteTurn = Option<tokio::sync::OwnedMutexGuard<()>>;
+
 /// The journal and outbox over one connection pool.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -171,11 +174,20 @@ impl Store {
     /// behind the journal and the raw event log, a CRM delivery's claim or result waited up
     /// to hundreds of milliseconds (Hangup -> CRM p99 at 200 calls/s: 80-300 ms on SQLite,
     /// 11 ms on PostgreSQL). PostgreSQL locks rows, not the database: no turn to wait for.
-    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    pub(crate) async fn write_turn(&self) -> WriteTurn {
         match &self.writers {
             Some(writers) => Some(writers.clone().lock_owned().await),
             None => None,
         }
+    }
+
+    /// A write transaction, begun in this process's turn ([`Store::write_turn`]); the turn
+    /// ends when the guard is dropped, after the commit.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<(WriteTurn, sqlx::Transaction<'static, sqlx::Any>)> {
+        let turn = self.write_turn().await;
+        Ok((turn, self.pool.begin().await?))
     }
 
     /// Closes every connection (waits for queries in progress).

@@ -237,8 +237,7 @@ impl Store {
         results: &[(i64, Outcome)],
         now: DateTime<Utc>,
     ) -> Result<u64> {
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let mut changed = 0;
         // The common case, every delivered row in one statement.
         let delivered: Vec<i64> = results

@@ -174,8 +174,7 @@ impl Store {
                 (RecordingState::Failed, None, None, None, Some(why.as_str()))
             }
         };
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let mut sql = Sql::new("UPDATE recordings SET state = ");
         sql.bind(to_name(&state))
             .push(", sha256 = ")
@@ -217,8 +216,7 @@ impl Store {
     /// Deletes every recording row created before `before`; returns the MP3 digests that no
     /// remaining row names, whose files can go (two calls may share one file).
     pub async fn expire_recordings(&self, before: DateTime<Utc>) -> Result<Vec<String>> {
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let expired: Vec<Option<String>> =
             sqlx::query_scalar("DELETE FROM recordings WHERE created_at < $1 RETURNING sha256")
                 .bind(micros(before))

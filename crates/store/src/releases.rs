@@ -101,8 +101,7 @@ impl Store {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let inserted = sqlx::query(&format!(
             "INSERT INTO releases ({RELEASE_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, NULL, 0, 0) \
@@ -152,8 +151,7 @@ impl Store {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let yanked = sqlx::query(
             "UPDATE releases SET yanked_at = $1 \
              WHERE rawname = $2 AND version = $3 AND yanked_at IS NULL",
@@ -191,8 +189,7 @@ impl Store {
 
     /// Adds the server's counts since its last flush.
     pub async fn add_release_counts(&self, counts: &[ReleaseCounts]) -> Result<()> {
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         for c in counts {
             sqlx::query(
                 "UPDATE releases SET downloads = downloads + $1, \

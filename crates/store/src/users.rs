@@ -76,8 +76,7 @@ impl Store {
 
     /// Removes a user and ends their sessions; false when there is no such user.
     pub async fn remove_user(&self, name: &str) -> Result<bool> {
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         sqlx::query("DELETE FROM user_sessions WHERE user_name = $1")
             .bind(name)
             .execute(&mut *tx)
@@ -100,8 +99,7 @@ impl Store {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<()> {
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         sqlx::query("DELETE FROM user_sessions WHERE expires_at <= $1")
             .bind(micros(now))
             .execute(&mut *tx)
