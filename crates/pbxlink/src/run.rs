@@ -497,11 +497,9 @@ impl PbxTracking {
     /// would end, unanswered, a call they answer and hang up. Events keep being read (and
     /// held) meanwhile: a full queue must not keep the link from reading the answer.
     async fn read_snapshots(&mut self, events: &mut mpsc::Receiver<LinkEvent>) -> bool {
-        let reads = [
-            (Action::core_show_channels(), Snapshot::Channels),
-            (Action::extension_state_list(), Snapshot::Presence),
-            (Action::queue_status(None), Snapshot::Presence),
-        ];
+        let presence = presence_reads().map(|action| (action, Snapshot::Presence));
+        let reads =
+            std::iter::once((Action::core_show_channels(), Snapshot::Channels)).chain(presence);
         let mut held = Vec::new();
         let mut link_changed = false;
         for (action, snapshot) in reads {
@@ -724,10 +722,17 @@ enum Snapshot {
     Presence,
 }
 
-/// After a (re)connect, reads every hint's state and every queue member (with its paused
-/// flag), so presence is right from the start and after changes missed while away.
+/// What presence is read from after a login: every hint's state and every queue member
+/// (with its paused flag).
+fn presence_reads() -> [Action; 2] {
+    [Action::extension_state_list(), Action::queue_status(None)]
+}
+
+/// After a (re)connect, reads [`presence_reads`] and applies them at once (a link with no
+/// events to order them with), so presence is right from the start and after changes
+/// missed while away.
 pub(crate) async fn resync_presence(client: &AmiClient, state: &AppState, pbx: &str) {
-    for action in [Action::extension_state_list(), Action::queue_status(None)] {
+    for action in presence_reads() {
         let name = action.name().to_owned();
         match client.send(action).await {
             Ok(result) => state.presence_resync(pbx, &result.items),

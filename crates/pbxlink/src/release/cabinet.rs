@@ -5,7 +5,6 @@
 //! `/cabinet/api/admin` with an admin API token (`pbxlink token create --scope admin`):
 //! customers, licenses, downloads per customer and version, releases, the audit log.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -17,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use store::{AuditEntry, CustomerDownloads, License};
 
-use super::licensing::{self, channel_named, installations_in_use};
+use super::licensing::{self, channel_named, InUse};
 use super::server::ReleaseServer;
 use super::version;
 use crate::api::ApiError;
@@ -57,7 +56,7 @@ struct LicenseView {
     channel: String,
     valid_until: Option<DateTime<Utc>>,
     seats: u64,
-    /// Addresses the module was checked for updates from lately ([`installations_in_use`]):
+    /// Addresses the module was checked for updates from lately ([`InUse`]):
     /// installations as near as FreePBX lets us tell (it sends no identity).
     seen: u64,
     /// `valid`, `expired` or `revoked`.
@@ -65,7 +64,7 @@ struct LicenseView {
 }
 
 impl LicenseView {
-    fn of(l: License, now: DateTime<Utc>, seen: &HashMap<(String, String), u64>) -> Self {
+    fn of(l: License, now: DateTime<Utc>, in_use: &InUse) -> Self {
         let state = if l.revoked_at.is_some() {
             "revoked"
         } else if l.is_valid_at(now) {
@@ -73,10 +72,7 @@ impl LicenseView {
         } else {
             "expired"
         };
-        let seen = seen
-            .get(&(l.customer, l.rawname.clone()))
-            .copied()
-            .unwrap_or(0);
+        let seen = in_use.of(&l);
         Self {
             rawname: l.rawname,
             channel: l.channel,
@@ -138,14 +134,14 @@ async fn customer(
             )
         })?
         .name;
-    let seen = installations_in_use(server.store(), now).await?;
+    let in_use = InUse::load(server.store(), now).await?;
     let licenses = server
         .store()
         .licenses()
         .await?
         .into_iter()
         .filter(|l| l.customer == name)
-        .map(|l| LicenseView::of(l, now, &seen))
+        .map(|l| LicenseView::of(l, now, &in_use))
         .collect();
     let licensing = server.licensing();
     let releases = server.snapshot();
@@ -241,7 +237,7 @@ async fn admin(
     }
     let now = Utc::now();
     let licenses = store.licenses().await?;
-    let seen = installations_in_use(store, now).await?;
+    let in_use = InUse::load(store, now).await?;
     let customers = store
         .customers()
         .await?
@@ -250,7 +246,7 @@ async fn admin(
             licenses: licenses
                 .iter()
                 .filter(|l| l.customer == c.name)
-                .map(|l| LicenseView::of(l.clone(), now, &seen))
+                .map(|l| LicenseView::of(l.clone(), now, &in_use))
                 .collect(),
             name: c.name,
             created_at: c.created_at,

@@ -10,7 +10,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use clap::Subcommand;
 use store::{License, Store};
 
-use super::licensing::{channel_name, installations_in_use, token_hash};
+use super::licensing::{channel_name, token_hash, InUse};
 use super::ChannelArg;
 use crate::config::Config;
 
@@ -186,11 +186,9 @@ pub async fn license(store: &Store, actor: &str, command: LicenseCommand) -> any
             println!("revoked the license of {customer} for {rawname}");
         }
         LicenseCommand::List => {
-            let in_use = installations_in_use(store, now).await?;
+            let in_use = InUse::load(store, now).await?;
             for l in store.licenses().await? {
-                let seen = in_use
-                    .get(&(l.customer.clone(), l.rawname.clone()))
-                    .unwrap_or(&0);
+                let seen = in_use.of(&l);
                 println!(
                     "{}\t{}\t{}\t{}\t{seen}/{} seats in use\t{}",
                     l.customer,

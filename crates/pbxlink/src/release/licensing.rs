@@ -80,17 +80,28 @@ const IN_USE_DAYS: i64 = 30;
 /// Installations in use per (customer, module): the addresses that checked it for updates in
 /// the last 30 days. FreePBX sends no identity, so this is as near as one can tell (NAT
 /// merges installations, a new address adds one); shown against the seats, not enforced.
-pub async fn installations_in_use(
-    store: &Store,
-    now: DateTime<Utc>,
-) -> store::Result<HashMap<(String, String), u64>> {
-    let since = now - chrono::TimeDelta::days(IN_USE_DAYS);
-    Ok(store
-        .installations_seen(since)
-        .await?
-        .into_iter()
-        .map(|(customer, rawname, n)| ((customer, rawname), n))
-        .collect())
+#[derive(Debug, Default)]
+pub struct InUse(HashMap<(String, String), u64>);
+
+impl InUse {
+    /// Reads the counts as of `now`.
+    pub async fn load(store: &Store, now: DateTime<Utc>) -> store::Result<Self> {
+        let since = now - chrono::TimeDelta::days(IN_USE_DAYS);
+        Ok(Self(
+            store
+                .installations_seen(since)
+                .await?
+                .into_iter()
+                .map(|(customer, rawname, n)| ((customer, rawname), n))
+                .collect(),
+        ))
+    }
+
+    /// Installations in use under `license`.
+    pub fn of(&self, license: &License) -> u64 {
+        let key = (license.customer.clone(), license.rawname.clone());
+        self.0.get(&key).copied().unwrap_or(0)
+    }
 }
 
 /// Hex SHA-256 of a customer token: what the database keeps (the API tokens' hash).
