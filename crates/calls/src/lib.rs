@@ -43,7 +43,7 @@ pub mod tracker;
 pub use party::{Kind, TrackerConfig};
 pub use presence::{ExtensionState, HintState, Presence, QueueMembership};
 pub use record::{
-    CallEvent, CallEventKind, CallRecord, Direction, Disposition, TimelineEntry, Transfer,
-    TransferKind,
+    CallEvent, CallEventKind, CallRecord, Direction, Disposition, Gap, Provenance, Source,
+    TimelineEntry, Transfer, TransferKind,
 };
 pub use tracker::Tracker;

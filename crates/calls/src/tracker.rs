@@ -10,8 +10,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::party::{local_partner, Kind, TrackerConfig};
 use crate::record::{
-    CallEvent, CallEventKind, CallRecord, Direction, Disposition, TimelineEntry, Transfer,
-    TransferKind,
+    CallEvent, CallEventKind, CallRecord, Direction, Disposition, Gap, Provenance, Source,
+    TimelineEntry, Transfer, TransferKind,
 };
 
 /// Turns the AMI event stream into calls. Pure: no clock, no I/O.
@@ -117,6 +117,9 @@ struct Call {
     announced: bool,
     /// An Originate is still ringing the caller's own side (the click-to-call agent).
     originating: bool,
+    /// The answer / the end happened while pbxlink received no events (see [`Gap`]).
+    answered_in_gap: Option<Gap>,
+    ended_in_gap: Option<Gap>,
 }
 
 impl Call {
@@ -439,6 +442,8 @@ impl Tracker {
             hangup_noted: false,
             announced: false,
             originating: false,
+            answered_in_gap: None,
+            ended_in_gap: None,
         };
         let detail = match (&call.from, &call.to) {
             (Some(from), Some(to)) => format!("call from {from} to {to}"),
@@ -965,6 +970,11 @@ impl Tracker {
             recording: call.recording,
             legs: call.legs,
             timeline: call.timeline,
+            provenance: Provenance {
+                source: Source::Ami,
+                ended_in_gap: call.ended_in_gap,
+                answered_in_gap: call.answered_in_gap,
+            },
         };
         self.records.push_back(record);
     }

@@ -1053,6 +1053,7 @@ mod tests {
             queue: None,
             recording: None,
             legs: Vec::new(),
+            provenance: Default::default(),
             timeline: Vec::new(),
         }
     }
