@@ -121,6 +121,11 @@ pub struct Provenance {
     /// What the record was built from.
     #[serde(default)]
     pub source: Source,
+    /// The call began inside this gap (or before pbxlink first listened): it was found in
+    /// progress in the PBX's channel list, `started_at` is what the PBX says of the channel's
+    /// age, and what happened before the listing is not in the timeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_in_gap: Option<Gap>,
     /// The call ended inside this gap: `ended_at` is `from`, the last moment the call was
     /// known alive, so talk time is never inflated by the outage.
     #[serde(default, skip_serializing_if = "Option::is_none")]

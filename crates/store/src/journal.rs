@@ -320,7 +320,7 @@ fn gaps_json(provenance: &Provenance) -> Option<String> {
         source: Source::Ami,
         ..provenance.clone()
     };
-    (gaps.ended_in_gap.is_some() || gaps.answered_in_gap.is_some()).then(|| to_json(&gaps))
+    (gaps != Provenance::default()).then(|| to_json(&gaps))
 }
 
 fn provenance_from_row(row: &AnyRow) -> Result<Provenance> {

@@ -165,6 +165,7 @@ fn full_call(id: &str) -> CallRecord {
                 to: at(110),
             }),
             answered_in_gap: None,
+            started_in_gap: None,
         },
         timeline: vec![
             entry(0, "started", "from +74951234567"),
@@ -950,12 +951,15 @@ async fn raw_events_and_retention(store: &Store) {
         event(3, 20, Some("L1")),
         event(4, 30, Some("L2")),
     ];
+    assert_eq!(store.last_event_at("pbx1").await.unwrap(), None);
     store.append_events(&events).await.unwrap();
 
     assert_eq!(
         store.events_for_call("pbx1", "L1").await.unwrap(),
         [events[0].clone(), events[2].clone()]
     );
+    assert_eq!(store.last_event_at("pbx1").await.unwrap(), Some(at(30)));
+    assert_eq!(store.last_event_at("pbx2").await.unwrap(), None);
     assert_eq!(store.purge_events(at(20)).await.unwrap(), 2);
     assert_eq!(
         store.events_for_call("pbx1", "L1").await.unwrap(),
