@@ -59,6 +59,8 @@ struct Channel {
     up_at: Option<DateTime<Utc>>,
     /// Order of creation (see `Tracker::created`).
     seq: u64,
+    /// Asterisk reuses channel names after a restart; the Uniqueid tells them apart.
+    uniqueid: Box<str>,
 }
 
 impl Channel {
@@ -366,6 +368,11 @@ impl Tracker {
         else {
             return;
         };
+        if let Some(old) = self.channels.remove(name) {
+            // Names are unique among live channels: one reused (the PBX restarted, its
+            // counters too) means the old channel is gone, its Hangup unseen.
+            self.hang_up_unseen(now, name, old);
+        }
         let kind = self.config.classify(name);
         let caller_num = non_empty(msg.get("CallerIDNum")).map(str::to_owned);
         if !self.calls.contains_key(linkedid) {
@@ -403,6 +410,7 @@ impl Tracker {
                 busy_tone: false,
                 up_at: None,
                 seq: self.created,
+                uniqueid: uniqueid.into(),
             },
         );
     }

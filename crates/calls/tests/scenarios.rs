@@ -479,3 +479,35 @@ fn link_gap_calls_that_began_in_it_are_taken_from_the_list() {
         "#]],
     );
 }
+
+#[test]
+fn pbx_restart_ends_calls_at_the_drop_and_names_are_reused() {
+    // The PBX restarts mid-call: the link drops, the new PBX lists no channels, and its
+    // first call reuses the old channel name with a new Uniqueid. The old call ends when
+    // the link dropped (talk time not stretched by the outage); the new one is its own call.
+    check(
+        "
+        Newchannel Channel=PJSIP/201-1 Uniqueid=9.1 Linkedid=9.1 CallerIDNum=201 Exten=202
+        Newchannel Channel=PJSIP/202-2 Uniqueid=9.2 Linkedid=9.1 CallerIDNum=202 Exten=s
+        DialBegin Channel=PJSIP/201-1 DestChannel=PJSIP/202-2 DialString=202
+        DialEnd Channel=PJSIP/201-1 DestChannel=PJSIP/202-2 DialStatus=ANSWER
+        LinkDown
+        Newchannel Channel=PJSIP/201-1 Uniqueid=20.1 Linkedid=20.1 CallerIDNum=201 Exten=203
+        Response=Success EventList=start Message=Channels~will~follow
+        CoreShowChannel Channel=PJSIP/201-1 Uniqueid=20.1 Linkedid=20.1 ChannelStateDesc=Ring Duration=00:00:01
+        CoreShowChannelsComplete ListItems=1
+        Hangup Channel=PJSIP/201-1
+        ",
+        expect![[r#"
+            event {"type":"call.started","direction":"internal","from":"201","to":"202"}
+            event {"type":"call.ringing","extensions":["202"]}
+            event {"type":"call.answered","by":"202"}
+            event {"type":"call.started","direction":"internal","from":"201","to":"203"}
+            event {"type":"call.ended","disposition":"answered"}
+            record 9.1 Internal Some("201")->Some("202") Answered by=Some("202") rang=["202"] ring=3 talk=1 ended_in_gap=4..8 ended_at=4
+            event {"type":"call.ended","disposition":"cancelled"}
+            record 20.1 Internal Some("201")->Some("203") Cancelled by=None rang=[] ring=4 talk=0
+            in progress: 0
+        "#]],
+    );
+}

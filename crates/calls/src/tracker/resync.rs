@@ -42,6 +42,14 @@ impl Listed<'_> {
         self.msg.get("ChannelStateDesc") == Some("Up")
     }
 
+    /// Whether this is the channel the tracker holds under the same name (not a namesake
+    /// after a PBX restart).
+    fn is(&self, chan: &Channel) -> bool {
+        self.msg
+            .get("Uniqueid")
+            .is_none_or(|u| *u == *chan.uniqueid)
+    }
+
     fn bridge(&self) -> Option<&str> {
         self.get("BridgeId")
     }
@@ -95,12 +103,12 @@ impl Tracker {
             })
             .collect();
         listed.sort_by_key(|l| l.uniqueid);
-        let names: FxHashSet<&str> = listed.iter().map(|l| l.name).collect();
-        self.end_gone(now, gap, snapshot.since, &names);
+        let by_name: FxHashMap<&str, &Listed> = listed.iter().map(|l| (l.name, l)).collect();
+        self.end_gone(now, gap, snapshot.since, &by_name);
         for l in &listed {
             self.take_in(now, gap, l, &listed, &dialed_ids);
         }
-        self.answers_in_gap(now, gap, &listed);
+        self.answers_in_gap(now, gap, &listed, &by_name);
     }
 
     /// Tracked channels the PBX no longer lists hung up while we were away.
@@ -109,34 +117,47 @@ impl Tracker {
         now: DateTime<Utc>,
         gap: Option<Gap>,
         since: u64,
-        listed: &FxHashSet<&str>,
+        listed: &FxHashMap<&str, &Listed>,
     ) {
         let mut gone: Vec<String> = self
             .channels
             .iter()
-            .filter(|(name, chan)| chan.seq <= since && !listed.contains(name.as_str()))
+            .filter(|(name, chan)| {
+                chan.seq <= since && !listed.get(name.as_str()).is_some_and(|l| l.is(chan))
+            })
             .map(|(name, _)| name.clone())
             .collect();
         gone.sort();
         for name in gone {
-            let Some(chan) = self.channels.remove(&name) else {
-                continue;
-            };
-            // Without a known gap (a listing replayed from a transcript) there is nothing
-            // better than now.
-            let at = match (gap, self.calls.get_mut(&chan.call)) {
-                (Some(gap), Some(call)) => {
-                    call.ended_in_gap = Some(gap);
-                    // Not before what was seen of the call after the reconnect.
-                    let seen = call.timeline.last().map_or(gap.from, |e| e.at);
-                    gap.from.max(seen).max(call.answered_at.unwrap_or(gap.from))
-                }
-                _ => now,
-            };
-            self.hang_up(at, &name, chan);
+            if let Some(chan) = self.channels.remove(&name) {
+                self.hang_up_in(now, gap, &name, chan);
+            }
         }
-        // A call with channels left did not end in the gap.
-        for call in self.calls.values_mut() {
+    }
+
+    /// `chan` is gone and its Hangup was not seen: it hung up in the open gap, if there is
+    /// one, else just now.
+    pub(super) fn hang_up_unseen(&mut self, now: DateTime<Utc>, name: &str, chan: Channel) {
+        let gap = self.gap_from.map(|from| Gap { from, to: now });
+        self.hang_up_in(now, gap, name, chan);
+    }
+
+    /// `chan` hung up within `gap`: at its start, the last moment it was known alive (not
+    /// before what was seen of its call since). Without a known gap (a listing replayed
+    /// from a transcript) there is nothing better than `now`.
+    fn hang_up_in(&mut self, now: DateTime<Utc>, gap: Option<Gap>, name: &str, chan: Channel) {
+        let call_id = chan.call.clone();
+        let at = match (gap, self.calls.get_mut(&call_id)) {
+            (Some(gap), Some(call)) => {
+                call.ended_in_gap = Some(gap);
+                let seen = call.timeline.last().map_or(gap.from, |e| e.at);
+                gap.from.max(seen).max(call.answered_at.unwrap_or(gap.from))
+            }
+            _ => now,
+        };
+        self.hang_up(at, name, chan);
+        // The call goes on with other channels: it did not end in the gap.
+        if let Some(call) = self.calls.get_mut(&call_id) {
             call.ended_in_gap = None;
         }
     }
@@ -150,11 +171,9 @@ impl Tracker {
         listed: &[Listed],
         dialed_ids: &FxHashMap<String, String>,
     ) {
-        if self.channels.contains_key(l.name) {
+        if let Some(chan) = self.channels.get_mut(l.name) {
             if l.is_up() {
-                if let Some(chan) = self.channels.get_mut(l.name) {
-                    chan.up_at.get_or_insert(now);
-                }
+                chan.up_at.get_or_insert(now);
             }
             return;
         }
@@ -230,6 +249,7 @@ impl Tracker {
                 busy_tone: false,
                 up_at: l.is_up().then_some(now),
                 seq: self.created,
+                uniqueid: l.get("Uniqueid").unwrap_or_default().into(),
             },
         );
         if let Some(ext) = rings {
@@ -239,8 +259,13 @@ impl Tracker {
 
     /// Calls not answered yet whose caller is now talking to somebody were answered in the
     /// gap.
-    fn answers_in_gap(&mut self, now: DateTime<Utc>, gap: Option<Gap>, listed: &[Listed]) {
-        let by_name: FxHashMap<&str, &Listed> = listed.iter().map(|l| (l.name, l)).collect();
+    fn answers_in_gap(
+        &mut self,
+        now: DateTime<Utc>,
+        gap: Option<Gap>,
+        listed: &[Listed],
+        by_name: &FxHashMap<&str, &Listed>,
+    ) {
         let mut bridges: FxHashMap<&str, Vec<&str>> = FxHashMap::default();
         for l in listed {
             if let Some(bridge) = l.bridge() {
@@ -273,7 +298,7 @@ impl Tracker {
                     .and_then(|d| d.split(',').next())
                     .map(str::to_owned)
             } else {
-                self.bridged_party(call, caller.name, &by_name, &bridges)
+                self.bridged_party(call, caller.name, by_name, &bridges)
             };
             if let Some(party) = party {
                 let rang = !room && self.config.is_extension(&party);
