@@ -51,4 +51,4 @@ pub use record::{
     CallEvent, CallEventKind, CallRecord, Direction, Disposition, Gap, Provenance, Source,
     TimelineEntry, Transfer, TransferKind,
 };
-pub use tracker::Tracker;
+pub use tracker::{Resync, Tracker};

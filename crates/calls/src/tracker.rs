@@ -16,6 +16,8 @@ use crate::record::{
 
 mod resync;
 
+pub use resync::Resync;
+
 /// Turns the AMI event stream into calls. Pure: no clock, no I/O.
 #[derive(Debug, Default)]
 pub struct Tracker {
@@ -34,6 +36,8 @@ pub struct Tracker {
     gap_from: Option<DateTime<Utc>>,
     /// `DNID` of the channels a `Status` answer listed, for the listing that follows.
     dialed_ids: FxHashMap<String, String>,
+    /// What the last reconciliation found, until taken.
+    resync: Option<Resync>,
 }
 
 /// A `CoreShowChannels` listing being received.

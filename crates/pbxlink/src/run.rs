@@ -386,6 +386,7 @@ pub async fn track(
         raw_log,
         seq: 0,
         snapshots: VecDeque::new(),
+        logged_in_at: None,
     };
     // Down until the first login.
     pbx.pipeline.state.link_changed(&pbx.pbx, false);
@@ -432,6 +433,8 @@ struct PbxTracking {
     seq: u64,
     /// State lists read after a login, each waiting for the event it was answered after.
     snapshots: VecDeque<(u64, Snapshot, ActionResult)>,
+    /// When the last login happened (how long the reconciliation took is logged).
+    logged_in_at: Option<std::time::Instant>,
     events_total: metrics::Counter,
     connected: metrics::Gauge,
     active_calls: metrics::Gauge,
@@ -449,6 +452,7 @@ impl PbxTracking {
             LinkEvent::Connected { ami_version } => {
                 let pbx = &self.pbx;
                 tracing::info!(pbx, ami_version, "AMI connected; resyncing live channels");
+                self.logged_in_at = Some(std::time::Instant::now());
                 self.connected.set(1.0);
                 self.pipeline.state.link_changed(pbx, true);
                 return self.read_snapshots(events).await;
@@ -575,6 +579,9 @@ impl PbxTracking {
                     for item in result.items.iter().chain(&result.complete) {
                         self.tracker.handle(now, item);
                     }
+                    if let Some(resync) = self.tracker.take_resync() {
+                        self.log_resync(&resync);
+                    }
                 }
                 Snapshot::Presence => self
                     .pipeline
@@ -582,6 +589,26 @@ impl PbxTracking {
                     .presence_resync(&self.pbx, &result.items),
             }
         }
+    }
+
+    /// What the reconciliation after a login found, and how long after the login it was
+    /// done (`bench/gap.sh` reads this line).
+    fn log_resync(&self, resync: &calls::Resync) {
+        let since_login_ms = self.logged_in_at.map(|t| t.elapsed().as_secs_f64() * 1e3);
+        let gap_seconds = resync
+            .gap
+            .map(|g| (g.to - g.from).num_milliseconds() as f64 / 1e3);
+        tracing::info!(
+            pbx = self.pbx,
+            listed = resync.listed,
+            ended_in_gap = resync.ended,
+            taken_in = resync.taken_in,
+            answered_in_gap = resync.answered,
+            gap_seconds,
+            since_login_ms,
+            calls = self.tracker.calls_in_progress(),
+            "reconciled with the PBX's channel list"
+        );
     }
 
     /// Queues the CRM steps a live call event gives (Bitrix24 register, cards) through the

@@ -26,6 +26,21 @@ use super::{non_empty, Call, Channel, Snapshot, Tracker};
 use crate::party::{local_partner, Kind};
 use crate::record::Gap;
 
+/// What one reconciliation found (for the log and the metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resync {
+    /// The gap it closed, if one was open.
+    pub gap: Option<Gap>,
+    /// Channels the PBX listed.
+    pub listed: usize,
+    /// Tracked channels it no longer listed: they hung up in the gap.
+    pub ended: usize,
+    /// Listed channels the tracker did not know: they joined or started a call.
+    pub taken_in: usize,
+    /// Calls found answered.
+    pub answered: usize,
+}
+
 /// One channel as the PBX lists it.
 struct Listed<'a> {
     name: &'a str,
@@ -87,9 +102,15 @@ impl Tracker {
         }
     }
 
+    /// What the last reconciliation found, once: `None` until another one happens.
+    pub fn take_resync(&mut self) -> Option<Resync> {
+        self.resync.take()
+    }
+
     /// The listing is complete: reconcile (see the module docs).
     pub(super) fn reconcile(&mut self, now: DateTime<Utc>, snapshot: Snapshot) {
         let gap = self.gap_from.take().map(|from| Gap { from, to: now });
+        let channels_before = self.channels.len();
         let dialed_ids = std::mem::take(&mut self.dialed_ids);
         let mut listed: Vec<Listed> = snapshot
             .listed
@@ -105,10 +126,20 @@ impl Tracker {
         listed.sort_by_key(|l| l.uniqueid);
         let by_name: FxHashMap<&str, &Listed> = listed.iter().map(|l| (l.name, l)).collect();
         self.end_gone(now, gap, snapshot.since, &by_name);
+        let ended = channels_before - self.channels.len();
+        let channels_before = self.channels.len();
         for l in &listed {
             self.take_in(now, gap, l, &listed, &dialed_ids);
         }
-        self.answers_in_gap(now, gap, &listed, &by_name);
+        let taken_in = self.channels.len() - channels_before;
+        let answered = self.answers_in_gap(now, gap, &listed, &by_name);
+        self.resync = Some(Resync {
+            gap,
+            listed: listed.len(),
+            ended,
+            taken_in,
+            answered,
+        });
     }
 
     /// Tracked channels the PBX no longer lists hung up while we were away.
@@ -258,14 +289,14 @@ impl Tracker {
     }
 
     /// Calls not answered yet whose caller is now talking to somebody were answered in the
-    /// gap.
+    /// gap; returns how many.
     fn answers_in_gap(
         &mut self,
         now: DateTime<Utc>,
         gap: Option<Gap>,
         listed: &[Listed],
         by_name: &FxHashMap<&str, &Listed>,
-    ) {
+    ) -> usize {
         let mut bridges: FxHashMap<&str, Vec<&str>> = FxHashMap::default();
         for l in listed {
             if let Some(bridge) = l.bridge() {
@@ -306,6 +337,7 @@ impl Tracker {
             }
         }
         answered.sort();
+        let count = answered.len();
         for (id, party, started_at, rang) in answered {
             let unseen = gap.unwrap_or(Gap {
                 from: started_at,
@@ -322,6 +354,7 @@ impl Tracker {
                 call.answered_in_gap = Some(unseen);
             }
         }
+        count
     }
 
     /// The party at the far end of the bridges from `start`, through Local channel pairs:
