@@ -965,6 +965,14 @@ impl Tracker {
     }
 
     fn finish(&mut self, mut call: Call, now: DateTime<Utc>) {
+        if let Some(gap) = call.ended_in_gap {
+            let detail = format!(
+                "ended while pbxlink received no events from the PBX (between {} and {})",
+                gap.from.format("%H:%M:%S"),
+                gap.to.format("%H:%M:%S")
+            );
+            call.note(now, "gap", detail);
+        }
         let disposition = call.disposition();
         Self::announce(&mut self.events, &mut call, now);
         self.emit(&call.id, now, CallEventKind::Ended { disposition });

@@ -352,6 +352,12 @@ impl Tracker {
             self.answer(now, &id, party);
             if let Some(call) = self.calls.get_mut(&id) {
                 call.answered_in_gap = Some(unseen);
+                let detail = format!(
+                    "the answer fell in a gap (between {} and {}): seen in the PBX's channel list",
+                    unseen.from.format("%H:%M:%S"),
+                    unseen.to.format("%H:%M:%S")
+                );
+                call.note(now, "gap", detail);
             }
         }
         count
