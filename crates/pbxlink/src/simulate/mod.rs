@@ -324,6 +324,21 @@ mod tests {
         "#]].assert_eq(&out);
     }
 
+    /// Once every call ended, no channel is left up for CoreShowChannels to list: Dial's
+    /// result VarSets that follow a caller's Hangup do not bring it back.
+    #[test]
+    fn no_channel_outlives_its_call() {
+        let opts = Options {
+            calls_per_second: 2.0,
+            duration_secs: Some(120.0),
+            ..Options::default()
+        };
+        let mut gen = Generator::new(opts);
+        while gen.next_event().is_some() {}
+        let left: Vec<&str> = gen.live().map(|l| l.chan.name.as_str()).collect();
+        assert!(left.is_empty(), "channels left up: {left:?}");
+    }
+
     /// What the AMI actions change: DND (busy, no ringing), CF (the external number answers),
     /// paused queue members (not rung).
     #[test]
