@@ -170,7 +170,9 @@ impl Generator {
         if let Some(cs) = self.calls.get_mut(&call) {
             cs.pending -= 1;
             if cs.pending == 0 {
-                if let Some(cs) = self.calls.remove(&call) {
+                if let Some(mut cs) = self.calls.remove(&call) {
+                    // An AMI Hangup or transfer may have moved the end the scenario planned.
+                    cs.truth.ended_ms = t;
                     self.finished.push_back(cs.truth);
                 }
             }

@@ -33,7 +33,8 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 20)]
     concurrency: usize,
     /// Seconds of virtual time during which calls start (default: forever when serving,
-    /// 60 with --write alone).
+    /// 60 with --write alone). A server then says "all calls ended" once they have, and
+    /// stays up, idle.
     #[arg(long)]
     duration: Option<f64>,
     /// Random seed: the same seed gives the same byte stream.
@@ -60,6 +61,10 @@ pub struct SimulateArgs {
     /// Send events as fast as the client reads (timestamps stay virtual) instead of in real time.
     #[arg(long)]
     fast: bool,
+    /// Play the calls this many times faster than real time (without --fast): the PBX goes
+    /// on at that pace whether a client reads or not.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_speed)]
+    speed: f64,
 }
 
 /// Runs `pbxlink simulate`.
@@ -91,14 +96,19 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 username: args.username,
                 secret: args.secret,
                 fast: args.fast,
+                speed: args.speed,
                 write: write.clone(),
                 monitor_dir: None,
             };
             tokio::runtime::Runtime::new()?.block_on(async {
-                let handle = start(*addr, opts, server).await?;
+                let mut handle = start(*addr, opts, server).await?;
                 eprintln!("simulated Asterisk AMI on {}", handle.local_addr());
                 handle.wait().await;
-                Ok(())
+                // An idle PBX, as after a working day: its clients keep their connections and
+                // read the last events (ground truth written, for whoever compares), rather
+                // than lose them to a process that exits under them.
+                eprintln!("all calls ended");
+                std::future::pending::<anyhow::Result<()>>().await
             })
         }
     }
@@ -161,6 +171,13 @@ pub fn truth_path(file: &Path) -> PathBuf {
     let mut name = file.as_os_str().to_owned();
     name.push(".truth.jsonl");
     PathBuf::from(name)
+}
+
+fn parse_speed(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(speed) if speed.is_finite() && speed > 0.0 => Ok(speed),
+        _ => Err(format!("expected a positive number, got '{s}'")),
+    }
 }
 
 /// "201-220,300" -> ["201", ..., "220", "300"].

@@ -136,6 +136,10 @@ pub struct Truth {
     pub recording: bool,
     pub talk_seconds_approx: u64,
     pub ring_seconds_approx: u64,
+    /// Virtual times (ms since the Unix epoch) of the call's first and last event: when the
+    /// PBX had the call up, to tell a client's downtime that covered it.
+    pub started_ms: u64,
+    pub ended_ms: u64,
 }
 
 // Callers from the PSTN.
@@ -379,6 +383,8 @@ pub fn build(b: &mut CallBuilder, scenario: Scenario) -> Truth {
         recording: b.recording.is_some(),
         talk_seconds_approx: (talk + 500) / 1000,
         ring_seconds_approx: (ring + 500) / 1000,
+        started_ms: story.start,
+        ended_ms: end,
     }
 }
 
@@ -1516,6 +1522,8 @@ pub fn click_to_call_truth(b: &mut CallBuilder, ext: &str, number: &str, action_
         recording: b.recording.is_some(),
         talk_seconds_approx: (end - answered + 500) / 1000,
         ring_seconds_approx: (answered - story.start + 500) / 1000,
+        started_ms: story.start,
+        ended_ms: end,
     }
 }
 
