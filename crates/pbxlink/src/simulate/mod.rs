@@ -356,6 +356,43 @@ mod tests {
         assert!(left.is_empty(), "channels left up: {left:?}");
     }
 
+    /// A call's truth spans its events: `started_ms` is its first event's time (a
+    /// click-to-call's too, whose ring time starts later), `ended_ms` its last one's.
+    #[test]
+    fn truth_times_are_the_first_and_last_event() {
+        let opts = Options {
+            calls_per_second: 2.0,
+            duration_secs: Some(60.0),
+            ..Options::default()
+        };
+        let mut gen = Generator::new(opts);
+        let mut spans: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        let mut truths = Vec::new();
+        while let Some((t, m)) = gen.next_event() {
+            if let Some(id) = m.get("Linkedid") {
+                spans.entry(id.to_owned()).or_insert((t, t)).1 = t;
+            }
+            truths.extend(gen.take_finished());
+        }
+        let wrong: Vec<String> = truths
+            .iter()
+            .filter(|t| {
+                spans
+                    .get(&t.linkedid)
+                    .is_none_or(|&(first, last)| t.started_ms != first || t.ended_ms < last)
+            })
+            .map(|t| {
+                format!(
+                    "{} {}: {:?}",
+                    t.scenario,
+                    t.linkedid,
+                    spans.get(&t.linkedid)
+                )
+            })
+            .collect();
+        assert!(!truths.is_empty() && wrong.is_empty(), "{wrong:#?}");
+    }
+
     /// What the AMI actions change: DND (busy, no ringing), CF (the external number answers),
     /// paused queue members (not rung).
     #[test]
