@@ -318,6 +318,7 @@ async fn start_demo_pbx(
         username: "pbxlink".into(),
         secret: secret.clone(),
         fast: false,
+        speed: 1.0,
         write: None,
         monitor_dir: Some(crate::recordings::RecordingsConfig::demo(data_dir).dir),
     };

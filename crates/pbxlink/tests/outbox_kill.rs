@@ -16,18 +16,18 @@
 mod gateway;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use gateway::Gateway;
+use gateway::{eventually, Gateway, Simulator};
 use store::{OutboxFilter, OutboxStatus, Store};
 use tokio::sync::watch;
 
 const TOKEN: &str = "kill-test-token";
+/// Bounds a hung wait; nothing asserts on time.
+const LIMIT: Duration = Duration::from_secs(120);
 
 /// A CRM behind a Standard Webhooks endpoint. It acts on a request as soon as it arrives
 /// (once per `webhook-id`: a repeat is acknowledged and ignored), then answers at once, or,
@@ -75,61 +75,6 @@ async fn hook(
     StatusCode::OK
 }
 
-/// `pbxlink simulate` serving AMI on a free port, killed when dropped.
-struct Simulator {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Simulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Simulator {
-    /// Calls without end, sent as fast as the gateway reads them.
-    fn start() -> Simulator {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pbxlink"))
-            .args([
-                "simulate",
-                "--listen",
-                "127.0.0.1:0",
-                "--fast",
-                "--seed",
-                "4",
-            ])
-            .env_remove("PBXLINK_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
-        let port = log
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|line| {
-                let addr = line.strip_prefix("simulated Asterisk AMI on ")?;
-                addr.rsplit(':').next()?.parse().ok()
-            })
-            .expect("pbxlink simulate never said where it listens");
-        std::thread::spawn(move || log.for_each(drop));
-        Simulator { child, port }
-    }
-}
-
-/// Polls until `done` holds: a hang guard, not a timing assertion.
-async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    for _ in 0..1200 {
-        if done().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_delivery_loses_nothing_and_applies_nothing_twice() {
     let (release, released) = watch::channel(false);
@@ -144,18 +89,13 @@ async fn sigkill_mid_delivery_loses_nothing_and_applies_nothing_twice() {
     let crm_url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    let simulator = Simulator::start();
+    // Calls without end, sent as fast as the gateway reads them.
+    let simulator = Simulator::start(&["--fast", "--seed", "4"]);
     let dir = tempfile::tempdir().unwrap();
     // A short lease, so that the second process takes over the killed one's rows quickly.
     let config = format!(
         r#"
-        [[pbx]]
-        name = "sim"
-        host = "127.0.0.1"
-        port = {port}
-        username = "admin"
-        secret = "amp111"
-
+        {pbx}
         [outbox]
         lease = 3
 
@@ -165,11 +105,11 @@ async fn sigkill_mid_delivery_loses_nothing_and_applies_nothing_twice() {
         url = "{crm_url}"
         secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
         "#,
-        port = simulator.port,
+        pbx = simulator.pbx_config("sim"),
     );
     let first = Gateway::start_in(dir.path(), TOKEN, Some(&config));
-    until("the CRM holds requests in flight", async || {
-        crm.lock().unwrap().held >= 5
+    eventually("the CRM holds requests in flight", LIMIT, async || {
+        (crm.lock().unwrap().held >= 5).then_some(())
     })
     .await;
     first.kill_hard();
@@ -208,11 +148,12 @@ async fn sigkill_mid_delivery_loses_nothing_and_applies_nothing_twice() {
     release.send(true).unwrap();
 
     let second = Gateway::start_in(dir.path(), TOKEN, Some(&config));
-    until("every outbox row is delivered", async || {
+    eventually("every outbox row is delivered", LIMIT, async || {
         let counts = store.outbox_counts().await.unwrap();
         counts
             .iter()
             .all(|count| count.status == OutboxStatus::Delivered)
+            .then_some(())
     })
     .await;
     second.kill_hard();

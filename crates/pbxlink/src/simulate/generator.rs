@@ -170,7 +170,9 @@ impl Generator {
         if let Some(cs) = self.calls.get_mut(&call) {
             cs.pending -= 1;
             if cs.pending == 0 {
-                if let Some(cs) = self.calls.remove(&call) {
+                if let Some(mut cs) = self.calls.remove(&call) {
+                    // An AMI Hangup or transfer may have moved the end the scenario planned.
+                    cs.truth.ended_ms = t;
                     self.finished.push_back(cs.truth);
                 }
             }
@@ -437,19 +439,27 @@ impl Generator {
                 self.live.remove(&chan.name);
                 self.dials.remove(&chan.name);
             }
-            Some(ev) => {
-                let entry = self
-                    .live
-                    .entry(chan.name.clone())
-                    .or_insert_with(|| LiveChan {
-                        chan: chan.clone(),
+            Some("Newchannel") => {
+                self.live.insert(
+                    chan.name.clone(),
+                    LiveChan {
+                        chan,
                         call,
                         created_ms: t,
                         // Until it runs dialplan, a dialed channel sits in AppDial.
                         app: "AppDial".to_owned(),
                         app_data: "(Outgoing Line)".to_owned(),
                         bridge: String::new(),
-                    });
+                    },
+                );
+            }
+            Some(ev) => {
+                // Only a Newchannel makes a channel: Dial's result VarSets reach a caller
+                // that already hung up, and must not bring it back into CoreShowChannels
+                // (a resyncing client would keep the finished call up for ever).
+                let Some(entry) = self.live.get_mut(&chan.name) else {
+                    return;
+                };
                 entry.chan = chan;
                 match ev {
                     "Newexten" => {

@@ -33,7 +33,8 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 20)]
     concurrency: usize,
     /// Seconds of virtual time during which calls start (default: forever when serving,
-    /// 60 with --write alone).
+    /// 60 with --write alone). A server then says "all calls ended" once they have, and
+    /// stays up, idle.
     #[arg(long)]
     duration: Option<f64>,
     /// Random seed: the same seed gives the same byte stream.
@@ -60,6 +61,10 @@ pub struct SimulateArgs {
     /// Send events as fast as the client reads (timestamps stay virtual) instead of in real time.
     #[arg(long)]
     fast: bool,
+    /// Play the calls this many times faster than real time (without --fast): the PBX goes
+    /// on at that pace whether a client reads or not.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_speed)]
+    speed: f64,
 }
 
 /// Runs `pbxlink simulate`.
@@ -91,14 +96,19 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 username: args.username,
                 secret: args.secret,
                 fast: args.fast,
+                speed: args.speed,
                 write: write.clone(),
                 monitor_dir: None,
             };
             tokio::runtime::Runtime::new()?.block_on(async {
-                let handle = start(*addr, opts, server).await?;
+                let mut handle = start(*addr, opts, server).await?;
                 eprintln!("simulated Asterisk AMI on {}", handle.local_addr());
                 handle.wait().await;
-                Ok(())
+                // An idle PBX, as after a working day: its clients keep their connections and
+                // read the last events (ground truth written, for whoever compares), rather
+                // than lose them to a process that exits under them.
+                eprintln!("all calls ended");
+                std::future::pending::<anyhow::Result<()>>().await
             })
         }
     }
@@ -161,6 +171,13 @@ pub fn truth_path(file: &Path) -> PathBuf {
     let mut name = file.as_os_str().to_owned();
     name.push(".truth.jsonl");
     PathBuf::from(name)
+}
+
+fn parse_speed(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(speed) if speed.is_finite() && speed > 0.0 => Ok(speed),
+        _ => Err(format!("expected a positive number, got '{s}'")),
+    }
 }
 
 /// "201-220,300" -> ["201", ..., "220", "300"].
@@ -322,6 +339,58 @@ mod tests {
             local_inbound_busy: 93 events (56% noise) Inbound 14128260183->15550001000 Busy by None rang ["205"] [] ring 4s talk 0s
             local_click_to_call: 99 events (49% noise) Outbound 205->14128260183 Answered by Some("14128260183") rang ["205"] [] ring 8s talk 38s
         "#]].assert_eq(&out);
+    }
+
+    /// Once every call ended, no channel is left up for CoreShowChannels to list: Dial's
+    /// result VarSets that follow a caller's Hangup do not bring it back.
+    #[test]
+    fn no_channel_outlives_its_call() {
+        let opts = Options {
+            calls_per_second: 2.0,
+            duration_secs: Some(120.0),
+            ..Options::default()
+        };
+        let mut gen = Generator::new(opts);
+        while gen.next_event().is_some() {}
+        let left: Vec<&str> = gen.live().map(|l| l.chan.name.as_str()).collect();
+        assert!(left.is_empty(), "channels left up: {left:?}");
+    }
+
+    /// A call's truth spans its events: `started_ms` is its first event's time (a
+    /// click-to-call's too, whose ring time starts later), `ended_ms` its last one's.
+    #[test]
+    fn truth_times_are_the_first_and_last_event() {
+        let opts = Options {
+            calls_per_second: 2.0,
+            duration_secs: Some(60.0),
+            ..Options::default()
+        };
+        let mut gen = Generator::new(opts);
+        let mut spans: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        let mut truths = Vec::new();
+        while let Some((t, m)) = gen.next_event() {
+            if let Some(id) = m.get("Linkedid") {
+                spans.entry(id.to_owned()).or_insert((t, t)).1 = t;
+            }
+            truths.extend(gen.take_finished());
+        }
+        let wrong: Vec<String> = truths
+            .iter()
+            .filter(|t| {
+                spans
+                    .get(&t.linkedid)
+                    .is_none_or(|&(first, last)| t.started_ms != first || t.ended_ms < last)
+            })
+            .map(|t| {
+                format!(
+                    "{} {}: {:?}",
+                    t.scenario,
+                    t.linkedid,
+                    spans.get(&t.linkedid)
+                )
+            })
+            .collect();
+        assert!(!truths.is_empty() && wrong.is_empty(), "{wrong:#?}");
     }
 
     /// What the AMI actions change: DND (busy, no ringing), CF (the external number answers),

@@ -136,6 +136,10 @@ pub struct Truth {
     pub recording: bool,
     pub talk_seconds_approx: u64,
     pub ring_seconds_approx: u64,
+    /// Virtual times (ms since the Unix epoch) of the call's first and last event: when the
+    /// PBX had the call up, to tell a client's downtime that covered it.
+    pub started_ms: u64,
+    pub ended_ms: u64,
 }
 
 // Callers from the PSTN.
@@ -233,6 +237,9 @@ impl Story {
 
 /// Builds one call of `scenario` into `b`; returns its ground truth.
 pub fn build(b: &mut CallBuilder, scenario: Scenario) -> Truth {
+    // The call's first event; `story.start` may move on (a click-to-call's ring time starts
+    // when the agent answers).
+    let started_ms = b.t;
     let mut story = Story::new(b.t);
     let ext = pick_ext(b);
     let (direction, from, to) = match scenario {
@@ -379,6 +386,8 @@ pub fn build(b: &mut CallBuilder, scenario: Scenario) -> Truth {
         recording: b.recording.is_some(),
         talk_seconds_approx: (talk + 500) / 1000,
         ring_seconds_approx: (ring + 500) / 1000,
+        started_ms,
+        ended_ms: end,
     }
 }
 
@@ -1494,6 +1503,7 @@ fn outbound(
 /// Click-to-call: Originate rings the agent's phone first (DialBegin with no Channel), then the
 /// answered phone runs the outbound route. `action_id` is set when an AMI client asked for it.
 pub fn click_to_call_truth(b: &mut CallBuilder, ext: &str, number: &str, action_id: &str) -> Truth {
+    let started_ms = b.t;
     let mut story = Story::new(b.t);
     click_to_call(b, &mut story, ext, number, Some(action_id));
     let end = b
@@ -1516,6 +1526,8 @@ pub fn click_to_call_truth(b: &mut CallBuilder, ext: &str, number: &str, action_
         recording: b.recording.is_some(),
         talk_seconds_approx: (end - answered + 500) / 1000,
         ring_seconds_approx: (answered - story.start + 500) / 1000,
+        started_ms,
+        ended_ms: end,
     }
 }
 

@@ -28,6 +28,9 @@ pub struct ServerOptions {
     pub secret: String,
     /// As fast as the clients read instead of at the events' virtual timestamps.
     pub fast: bool,
+    /// Virtual seconds played per wall-clock second when not `fast` (1: real time): calls
+    /// minutes long pass in seconds, and the PBX still goes on while no client reads.
+    pub speed: f64,
     /// Also write the streamed transcript and its ground truth here.
     pub write: Option<PathBuf>,
     /// Write each call's MixMonitor recording (a short tone) under this folder.
@@ -60,8 +63,9 @@ impl SimulatorHandle {
         self.addr
     }
 
-    /// Runs until the generator has nothing left to send (forever without a duration).
-    pub async fn wait(mut self) {
+    /// Runs until the generator has nothing left to send (forever without a duration): every
+    /// call has ended. The server goes on answering its clients until dropped.
+    pub async fn wait(&mut self) {
         let _ = (&mut self.pump).await;
     }
 }
@@ -137,7 +141,8 @@ async fn pump(shared: Arc<Shared>) -> anyhow::Result<()> {
             return Ok(());
         };
         if !shared.opts.fast {
-            let due = started + Duration::from_millis(at.saturating_sub(first_ms));
+            let virtual_ms = at.saturating_sub(first_ms) as f64;
+            let due = started + Duration::from_secs_f64(virtual_ms / 1000.0 / shared.opts.speed);
             // An Originate may add earlier events meanwhile: wake up for those too.
             tokio::select! {
                 _ = tokio::time::sleep_until(due) => {}
