@@ -121,6 +121,11 @@ pub struct Provenance {
     /// What the record was built from.
     #[serde(default)]
     pub source: Source,
+    /// Every gap in the event stream while the call was in progress: what happened in
+    /// them (a transfer, a second ring) is not in the story. The three fields below say which
+    /// of the call's moments fell in one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<Gap>,
     /// The call began inside this gap (or before pbxlink first listened): it was found in
     /// progress in the PBX's channel list, `started_at` is what the PBX says of the channel's
     /// age, and what happened before the listing is not in the timeline.

@@ -132,6 +132,7 @@ struct Call {
     originating: bool,
     /// The start / the answer / the end happened while pbxlink received no events (see
     /// [`Gap`]).
+    gaps: Vec<Gap>,
     started_in_gap: Option<Gap>,
     answered_in_gap: Option<Gap>,
     ended_in_gap: Option<Gap>,
@@ -476,6 +477,7 @@ impl Tracker {
             hangup_noted: false,
             announced: false,
             originating: false,
+            gaps: Vec::new(),
             started_in_gap: None,
             answered_in_gap: None,
             ended_in_gap: None,
@@ -1000,6 +1002,7 @@ impl Tracker {
             timeline: call.timeline,
             provenance: Provenance {
                 source: Source::Ami,
+                gaps: call.gaps,
                 started_in_gap: call.started_in_gap,
                 ended_in_gap: call.ended_in_gap,
                 answered_in_gap: call.answered_in_gap,

@@ -166,6 +166,10 @@ fn full_call(id: &str) -> CallRecord {
             }),
             answered_in_gap: None,
             started_in_gap: None,
+            gaps: vec![Gap {
+                from: at(90),
+                to: at(110),
+            }],
         },
         timeline: vec![
             entry(0, "started", "from +74951234567"),

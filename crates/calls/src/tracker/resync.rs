@@ -110,6 +110,11 @@ impl Tracker {
     /// The listing is complete: reconcile (see the module docs).
     pub(super) fn reconcile(&mut self, now: DateTime<Utc>, snapshot: Snapshot) {
         let gap = self.gap_from.take().map(|from| Gap { from, to: now });
+        if let Some(gap) = gap {
+            for call in self.calls.values_mut() {
+                call.gaps.push(gap);
+            }
+        }
         let channels_before = self.channels.len();
         let dialed_ids = std::mem::take(&mut self.dialed_ids);
         let mut listed: Vec<Listed> = snapshot
@@ -127,6 +132,11 @@ impl Tracker {
         let by_name: FxHashMap<&str, &Listed> = listed.iter().map(|l| (l.name, l)).collect();
         self.end_gone(now, gap, snapshot.since, &by_name);
         let ended = channels_before - self.channels.len();
+        if let Some(gap) = gap {
+            for call in self.calls.values_mut() {
+                call.gaps.push(gap);
+            }
+        }
         let channels_before = self.channels.len();
         for l in &listed {
             self.take_in(now, gap, l, &listed, &dialed_ids);
@@ -238,6 +248,7 @@ impl Tracker {
                 to,
             );
             if let Some(call) = self.calls.get_mut(linkedid) {
+                call.gaps.extend(gap);
                 call.started_in_gap = Some(Gap {
                     from: gap.map_or(started, |g| g.from.min(started)),
                     to: now,
