@@ -580,6 +580,11 @@ impl PbxTracking {
                     for item in result.items.iter().chain(&result.complete) {
                         self.tracker.handle(now, item);
                     }
+                    // Logged like events: a call taken in from the list has no Newchannel
+                    // in the log, and a restart rebuilds it from these (`resume`).
+                    for item in &result.items {
+                        self.raw_log.log(&self.pbx, self.seq, now, item);
+                    }
                     if let Some(resync) = self.tracker.take_resync() {
                         self.log_resync(&resync);
                     }
@@ -610,6 +615,15 @@ impl PbxTracking {
             calls = self.tracker.calls_in_progress(),
             "reconciled with the PBX's channel list"
         );
+    }
+
+    /// Publishes the live events of calls replayed from the raw log: the steps come out as
+    /// before the restart (same keys, queued once).
+    async fn publish_resumed(&mut self) {
+        while let Some(ev) = self.tracker.poll_event() {
+            self.queue_live_steps(&ev).await;
+            self.pipeline.live.publish_local(&self.pbx, ev);
+        }
     }
 
     /// Queues the CRM steps a live call event gives (Bitrix24 register, cards) through the
@@ -654,14 +668,6 @@ impl PbxTracking {
     /// resync after login then reconciles them with the PBX's channels: the gap runs from
     /// the last logged event (the last moment pbxlink was known to listen) to that login.
     async fn resume(&mut self) {
-        match self.pipeline.store.last_event_at(&self.pbx).await {
-            Ok(Some(last)) => self.tracker.link_down(last),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::error!(pbx = self.pbx, error = %e, "cannot read the raw event log; calls in progress are not resumed");
-                return;
-            }
-        }
         let since = Utc::now() - RESUME_WINDOW;
         let logged = match self
             .pipeline
@@ -675,19 +681,34 @@ impl PbxTracking {
                 return;
             }
         };
+        // A channel list read at a login is logged item by item (no Complete: it has no
+        // Linkedid); it is whole where the items stop.
+        let mut listing_at = None;
         for event in &logged {
             let Some(object) = event.message.as_object() else {
                 continue;
             };
             let msg = crate::replay::message_from_json(object);
-            self.tracker.handle(event.received_at, &msg);
-            while let Some(ev) = self.tracker.poll_event() {
-                // The steps come out as before the restart: same keys, queued once.
-                self.queue_live_steps(&ev).await;
-                self.pipeline.live.publish_local(&self.pbx, ev);
+            let listing = matches!(msg.event(), Some("CoreShowChannel" | "Status"));
+            if let (Some(at), false) = (listing_at, listing) {
+                self.tracker.handle(at, &listing_complete());
             }
+            listing_at = listing.then_some(event.received_at);
+            self.tracker.handle(event.received_at, &msg);
+            self.publish_resumed().await;
         }
+        if let Some(at) = listing_at {
+            self.tracker.handle(at, &listing_complete());
+        }
+        self.publish_resumed().await;
         self.journal_finished().await;
+        // The gap since the last logged event closes at the login's channel list. (Not
+        // before the replay: a listing replayed from the log must not close it.)
+        match self.pipeline.store.last_event_at(&self.pbx).await {
+            Ok(Some(last)) => self.tracker.link_down(last),
+            Ok(None) => {}
+            Err(e) => tracing::error!(pbx = self.pbx, error = %e, "cannot read the raw event log"),
+        }
         if !logged.is_empty() {
             tracing::info!(
                 pbx = self.pbx,
@@ -697,6 +718,11 @@ impl PbxTracking {
             );
         }
     }
+}
+
+/// The end of a channel list replayed from the raw log.
+fn listing_complete() -> Message {
+    Message::from_pairs([("Event", "CoreShowChannelsComplete")])
 }
 
 /// What the journal writer saves: a finished call, or CRM steps of a call in progress.
