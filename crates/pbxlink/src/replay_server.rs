@@ -1,5 +1,5 @@
 //! Replay AMI server: plays a recorded Asterisk transcript (`*.rx.raw`) to AMI clients over
-//! TCP or TLS, for tests and demos, with fault injection (drop, stall, garbage, hold).
+//! TCP or TLS, for tests and demos, with fault injection (drop, stall, garbage, hold, gap).
 //!
 //! It behaves like Asterisk where a client can tell: the banner, Challenge/Login (MD5 and
 //! plain; a wrong secret gets the real `Authentication failed` and the socket is closed),
@@ -193,6 +193,11 @@ pub enum Fault {
     /// Send no more events, but go on answering actions (Ping too): the client stays
     /// connected and logged in, at a known point of the stream.
     Hold { after: usize },
+    /// Close the socket (between messages), and let the next `lost` events happen while
+    /// nobody is connected: they are sent to no one, and the next login finds the state
+    /// lists (`CoreShowChannels`, `Status`, `BridgeList`, `ExtensionStateList`) as of
+    /// after them, then the events that follow. What a real link outage loses.
+    Gap { after: usize, lost: usize },
 }
 
 /// How the server behaves.
@@ -514,6 +519,12 @@ impl Conn<'_> {
                 self.fault = None;
                 tokio::time::sleep(pause).await;
                 Ok(false)
+            }
+            Fault::Gap { after, lost } if self.sent_here == after => {
+                let len = self.shared.transcript.events.len();
+                *self.shared.cursor.lock().unwrap() = (next + lost).min(len);
+                stream.shutdown().await?;
+                Ok(true)
             }
             Fault::Garbage { after } if self.sent_here == after => {
                 self.fault = None;
@@ -973,6 +984,99 @@ mod tests {
             asterisk-22-pjsip: 15 transcripts, AMI {"11.0.0"}, 4848 events, lists {}
             asterisk-18-pjsip: 15 transcripts, AMI {"7.0.3"}, 4886 events, lists {}
         "#]].assert_eq(&out);
+    }
+
+    /// Reads messages from `sock` until `done` holds for what came so far, or the socket
+    /// closes.
+    async fn read_until(sock: &mut TcpStream, done: impl Fn(&[Message]) -> bool) -> Vec<Message> {
+        let mut decoder = Decoder::new();
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let read = async {
+            loop {
+                while let Ok(Some(frame)) = decoder.decode(&mut buf) {
+                    if let Frame::Message(m) = frame {
+                        out.push(m);
+                    }
+                }
+                if done(&out) || sock.read_buf(&mut buf).await.unwrap() == 0 {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), read)
+            .await
+            .expect("the server answered before the hang bound");
+        out
+    }
+
+    /// `gap:N:K`: the first connection is closed after N events, the next K go to nobody,
+    /// and a client logging in then gets the state lists as of after them, then the event
+    /// that follows them.
+    #[tokio::test]
+    async fn a_gap_loses_events_and_the_next_login_sees_the_state_after_them() {
+        let t = Transcript::load(
+            &Path::new(FIXTURES).join("asterisk-22-pjsip/ami/01_rg_answered.rx.raw"),
+        )
+        .unwrap();
+        // Lose the answer: from a little before the first bridge to a little after it.
+        let bridged = t
+            .events()
+            .iter()
+            .position(|e| e.starts_with(b"Event: BridgeEnter"))
+            .unwrap();
+        let (after, lost) = (bridged - 5, 10);
+        let mut options = ReplayOptions::new("u", "s");
+        options.faults = vec![Some(Fault::Gap { after, lost })];
+        let server = ReplayServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), t.clone(), options)
+            .await
+            .unwrap();
+        let login = "Action: Login\r\nActionID: login\r\nUsername: u\r\nSecret: s\r\n\r\n";
+        let is_event = |m: &Message| m.event().is_some() && m.action_id().is_none();
+
+        let mut first = TcpStream::connect(server.local_addr()).await.unwrap();
+        first.write_all(login.as_bytes()).await.unwrap();
+        let got = read_until(&mut first, |_| false).await;
+        let sent: Vec<&Message> = got.iter().filter(|m| is_event(m)).collect();
+        assert_eq!(
+            sent.len(),
+            after,
+            "the first connection closes after N events"
+        );
+
+        // One write: the server answers every action it has read before the next event.
+        let mut second = TcpStream::connect(server.local_addr()).await.unwrap();
+        let actions = ["CoreShowChannels", "Status", "BridgeList"]
+            .map(|a| format!("Action: {a}\r\nActionID: {a}\r\n\r\n"))
+            .concat();
+        second
+            .write_all(format!("{login}{actions}").as_bytes())
+            .await
+            .unwrap();
+        let got = read_until(&mut second, |got| got.iter().any(is_event)).await;
+
+        let state = t.state_after(after + lost);
+        let mut want: Vec<Message> = Vec::new();
+        for answer in [
+            state.core_show_channels("CoreShowChannels"),
+            state.status("Status", None).unwrap(),
+            state.bridge_list("BridgeList"),
+        ] {
+            want.extend(answer.messages().cloned());
+        }
+        want.push(decode_event(&t.events()[after + lost]));
+        // After the login's response; one read may bring more events than the first.
+        let first_event = got.iter().position(is_event).unwrap();
+        assert_eq!(got[1..=first_event], want[..]);
+        let lists: Vec<String> = want
+            .iter()
+            .filter(|m| m.get("EventList") == Some("Complete"))
+            .map(|m| format!("{} {}", m.event().unwrap(), m.get("ListItems").unwrap()))
+            .collect();
+        expect![[
+            r#"554+10: ["CoreShowChannelsComplete 6", "StatusComplete 6", "BridgeListComplete 1"]"#
+        ]]
+        .assert_eq(&format!("{after}+{lost}: {lists:?}"));
     }
 
     #[test]
