@@ -30,6 +30,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 pub mod state;
+#[cfg(test)]
+mod sweep;
 
 use state::{ListAnswer, PbxState};
 
@@ -167,6 +169,12 @@ impl Transcript {
     /// The events served, with their original bytes.
     pub fn events(&self) -> &[Bytes] {
         &self.events
+    }
+
+    /// When each event happened, by the stream clock.
+    #[cfg(test)]
+    pub fn times(&self) -> &[DateTime<Utc>] {
+        &self.times
     }
 
     /// The channels and bridges after the first `n` events, at the time of the last of them.
