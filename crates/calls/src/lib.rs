@@ -25,15 +25,20 @@
 //!   and its talk time is the time in the room.
 //! - **Rang** lists the phones dialed for the call (a SIP phone that answers 486 was dialed,
 //!   so it rang), in order; the click-to-call agent leg rings first.
-//! - **Unknown starts are not reported**: events of channels whose call start was not seen
-//!   (attached mid-call, lost events) are ignored, so no record is ever invented. A
-//!   `CoreShowChannels` snapshot after a reconnect ends the tracked channels it no longer
-//!   lists (they hung up while we were away).
+//! - **Only the PBX's word fills a gap**: events of channels whose call start was not seen
+//!   (attached mid-call, lost events) are ignored, so no record is ever invented from them.
+//!   The channel list read after each login (`Status`, then `CoreShowChannels`) is the PBX's
+//!   own account, and the tracker reconciles with it (`tracker/resync.rs`): tracked channels
+//!   it no longer lists hung up in the gap, listed channels join their call or start it (a
+//!   call found in progress), a caller now bridged to a party was answered by it. Whatever
+//!   fell in a gap is flagged on the record (`started_in_gap`, `answered_in_gap`,
+//!   `ended_in_gap` with the gap's bounds), and a call that ended in a gap ends at the gap's
+//!   start (the last moment it was known alive): an outage never lengthens a call.
 //! - **Bounded memory**: a channel is forgotten at its Hangup, a call when it ends.
 //!
 //! Deliberately not done: no clock (every entry point takes `now`), no I/O, no deadlines
 //! (a call ends on its last Hangup; trailing `Cdr` events are not needed), no parsing of
-//! `Cdr` events, no reconstruction of calls from snapshots.
+//! `Cdr` events.
 
 pub mod party;
 pub mod presence;
@@ -43,7 +48,7 @@ pub mod tracker;
 pub use party::{Kind, TrackerConfig};
 pub use presence::{ExtensionState, HintState, Presence, QueueMembership};
 pub use record::{
-    CallEvent, CallEventKind, CallRecord, Direction, Disposition, TimelineEntry, Transfer,
-    TransferKind,
+    CallEvent, CallEventKind, CallRecord, Direction, Disposition, Gap, Provenance, Source,
+    TimelineEntry, Transfer, TransferKind,
 };
 pub use tracker::Tracker;

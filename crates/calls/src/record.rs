@@ -107,6 +107,63 @@ pub struct CallRecord {
     pub legs: Vec<String>,
     /// The call story.
     pub timeline: Vec<TimelineEntry>,
+    /// Where the record comes from, and which of its moments pbxlink did not see.
+    #[serde(flatten)]
+    pub provenance: Provenance,
+}
+
+/// Where a call record comes from, and what of the call happened while pbxlink was not
+/// receiving the PBX's events (a pbxlink restart, an AMI link drop, a PBX restart). A time
+/// that fell in such a gap is known only within its bounds; the record says so instead of
+/// stretching the call to the reconnect.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// What the record was built from.
+    #[serde(default)]
+    pub source: Source,
+    /// The call began inside this gap (or before pbxlink first listened): it was found in
+    /// progress in the PBX's channel list, `started_at` is what the PBX says of the channel's
+    /// age, and what happened before the listing is not in the timeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_in_gap: Option<Gap>,
+    /// The call ended inside this gap: `ended_at` is `from`, the last moment the call was
+    /// known alive, so talk time is never inflated by the outage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_in_gap: Option<Gap>,
+    /// The call was answered inside this gap: `answered_at` is `to`, the first moment it was
+    /// seen answered (the talk time counts only what is certain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_in_gap: Option<Gap>,
+}
+
+/// What a call record was built from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The PBX's AMI events (with the state lists read at each login).
+    #[default]
+    Ami,
+    /// AMI events, with what fell in a gap (answer, end, who answered) taken from the
+    /// PBX's CDR.
+    AmiCdr,
+    /// The PBX's CDR alone: the call began and ended while pbxlink was not listening.
+    Cdr,
+}
+
+/// A stretch of time in which pbxlink received none of the PBX's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gap {
+    /// The last moment events were still received.
+    pub from: DateTime<Utc>,
+    /// When the PBX's state was read again (the state lists after the login).
+    pub to: DateTime<Utc>,
+}
+
+impl Gap {
+    /// Whether `at` lies within the gap (bounds included).
+    pub fn contains(&self, at: DateTime<Utc>) -> bool {
+        self.from <= at && at <= self.to
+    }
 }
 
 /// What a live call event is about.

@@ -6,13 +6,15 @@ use std::sync::Arc;
 
 use ami::Message;
 use chrono::{DateTime, Utc};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 use crate::party::{local_partner, Kind, TrackerConfig};
 use crate::record::{
-    CallEvent, CallEventKind, CallRecord, Direction, Disposition, TimelineEntry, Transfer,
-    TransferKind,
+    CallEvent, CallEventKind, CallRecord, Direction, Disposition, Gap, Provenance, Source,
+    TimelineEntry, Transfer, TransferKind,
 };
+
+mod resync;
 
 /// Turns the AMI event stream into calls. Pure: no clock, no I/O.
 #[derive(Debug, Default)]
@@ -27,12 +29,17 @@ pub struct Tracker {
     snapshot: Option<Snapshot>,
     /// Channels created so far; a snapshot only judges channels older than itself.
     created: u64,
+    /// The start of a gap in the event stream not yet closed by a listing
+    /// ([`Tracker::link_down`]).
+    gap_from: Option<DateTime<Utc>>,
+    /// `DNID` of the channels a `Status` answer listed, for the listing that follows.
+    dialed_ids: FxHashMap<String, String>,
 }
 
 /// A `CoreShowChannels` listing being received.
 #[derive(Debug, Default)]
 struct Snapshot {
-    listed: FxHashSet<String>,
+    listed: Vec<Message>,
     /// `Tracker::created` when the listing began.
     since: u64,
 }
@@ -52,6 +59,8 @@ struct Channel {
     up_at: Option<DateTime<Utc>>,
     /// Order of creation (see `Tracker::created`).
     seq: u64,
+    /// Asterisk reuses channel names after a restart; the Uniqueid tells them apart.
+    uniqueid: Box<str>,
 }
 
 impl Channel {
@@ -117,6 +126,11 @@ struct Call {
     announced: bool,
     /// An Originate is still ringing the caller's own side (the click-to-call agent).
     originating: bool,
+    /// The start / the answer / the end happened while pbxlink received no events (see
+    /// [`Gap`]).
+    started_in_gap: Option<Gap>,
+    answered_in_gap: Option<Gap>,
+    ended_in_gap: Option<Gap>,
 }
 
 impl Call {
@@ -246,6 +260,7 @@ impl Tracker {
             "QueueCallerAbandon" => self.on_queue(now, msg, true),
             "DTMFEnd" => self.on_dtmf(now, msg),
             "CoreShowChannel" => self.on_snapshot_channel(msg),
+            "Status" => self.on_status(msg),
             "CoreShowChannelsComplete" => self.on_snapshot_complete(now),
             _ => {}
         }
@@ -353,6 +368,11 @@ impl Tracker {
         else {
             return;
         };
+        if let Some(old) = self.channels.remove(name) {
+            // Names are unique among live channels: one reused (the PBX restarted, its
+            // counters too) means the old channel is gone, its Hangup unseen.
+            self.hang_up_unseen(now, name, old);
+        }
         let kind = self.config.classify(name);
         let caller_num = non_empty(msg.get("CallerIDNum")).map(str::to_owned);
         if !self.calls.contains_key(linkedid) {
@@ -360,7 +380,17 @@ impl Tracker {
                 // A leg of a call whose start we did not see (attached mid-call): not ours.
                 return;
             }
-            self.start_call(now, msg, name, &kind, caller_num.clone());
+            let exten = non_empty(msg.get("Exten")).filter(|e| *e != "s");
+            let caller_name = non_empty(msg.get("CallerIDName"));
+            self.start_call(
+                now,
+                linkedid,
+                name,
+                &kind,
+                caller_num.clone(),
+                caller_name,
+                exten,
+            );
         }
         let Some(call) = self.calls.get_mut(linkedid) else {
             return;
@@ -380,22 +410,25 @@ impl Tracker {
                 busy_tone: false,
                 up_at: None,
                 seq: self.created,
+                uniqueid: uniqueid.into(),
             },
         );
     }
 
+    /// A call starts with its first channel `name`, which dialed `exten`.
+    #[allow(clippy::too_many_arguments)]
     fn start_call(
         &mut self,
         now: DateTime<Utc>,
-        msg: &Message,
+        id: &str,
         name: &str,
         kind: &Kind,
         caller_num: Option<String>,
+        caller_name: Option<&str>,
+        exten: Option<&str>,
     ) {
-        let id: Arc<str> = Arc::from(msg.get("Linkedid").unwrap_or_default());
-        let exten = non_empty(msg.get("Exten"))
-            .filter(|e| *e != "s")
-            .map(str::to_owned);
+        let id: Arc<str> = Arc::from(id);
+        let exten = exten.map(str::to_owned);
         let (inbound, from, to) = match kind {
             Kind::Trunk => (true, caller_num, exten),
             Kind::Local { number, .. } if self.config.is_extension(number) => {
@@ -415,7 +448,7 @@ impl Tracker {
             waiting_from: now,
             from,
             to,
-            caller_name: non_empty(msg.get("CallerIDName")).map(str::to_owned),
+            caller_name: caller_name.map(str::to_owned),
             answered_at: None,
             answered_by: None,
             talk_from: None,
@@ -439,6 +472,9 @@ impl Tracker {
             hangup_noted: false,
             announced: false,
             originating: false,
+            started_in_gap: None,
+            answered_in_gap: None,
+            ended_in_gap: None,
         };
         let detail = match (&call.from, &call.to) {
             (Some(from), Some(to)) => format!("call from {from} to {to}"),
@@ -906,36 +942,21 @@ impl Tracker {
     fn snapshot_start(&mut self) -> &mut Snapshot {
         let since = self.created;
         self.snapshot.get_or_insert_with(|| Snapshot {
-            listed: FxHashSet::default(),
+            listed: Vec::new(),
             since,
         })
     }
 
     fn on_snapshot_channel(&mut self, msg: &Message) {
-        if let Some(name) = msg.get("Channel") {
-            self.snapshot_start().listed.insert(name.to_owned());
-        }
+        self.snapshot_start().listed.push(msg.clone());
     }
 
-    /// After a reconnect, a channel we track that Asterisk no longer lists hung up while we
-    /// were away: end it so its call can finish (and memory stays bounded). Channels that
-    /// appeared while the listing was on its way are not judged by it.
+    /// The listing is whole: reconcile with it ([`resync`]). Channels that appeared while
+    /// it was on its way are not judged by it.
     fn on_snapshot_complete(&mut self, now: DateTime<Utc>) {
         self.snapshot_start();
-        let Some(snapshot) = self.snapshot.take() else {
-            return;
-        };
-        let mut gone: Vec<String> = self
-            .channels
-            .iter()
-            .filter(|(name, chan)| chan.seq <= snapshot.since && !snapshot.listed.contains(*name))
-            .map(|(name, _)| name.clone())
-            .collect();
-        gone.sort();
-        for name in gone {
-            if let Some(chan) = self.channels.remove(&name) {
-                self.hang_up(now, &name, chan);
-            }
+        if let Some(snapshot) = self.snapshot.take() {
+            self.reconcile(now, snapshot);
         }
     }
 
@@ -965,6 +986,12 @@ impl Tracker {
             recording: call.recording,
             legs: call.legs,
             timeline: call.timeline,
+            provenance: Provenance {
+                source: Source::Ami,
+                started_in_gap: call.started_in_gap,
+                ended_in_gap: call.ended_in_gap,
+                answered_in_gap: call.answered_in_gap,
+            },
         };
         self.records.push_back(record);
     }

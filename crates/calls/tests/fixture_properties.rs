@@ -1,5 +1,6 @@
 //! Properties of the tracker on every real AMI transcript in ../shared/fixtures: a stream
-//! cut short at the front never invents or distorts a call, and the byte chunking of the
+//! cut short at the front never invents or distorts a call (a call whose start was cut is
+//! taken in only from the PBX's own channel list, and says so), and the byte chunking of the
 //! stream never changes the records.
 
 use std::path::PathBuf;
@@ -75,6 +76,42 @@ fn linkedids(msgs: &[Message]) -> Vec<&str> {
     msgs.iter().filter_map(|m| m.get("Linkedid")).collect()
 }
 
+/// Whether `msgs[at]` lies inside a list answer (after its `EventList: start` response,
+/// up to its `Complete` event).
+fn inside_list(msgs: &[Message], at: usize) -> bool {
+    let mut open = false;
+    for m in &msgs[..at] {
+        match m.get("EventList") {
+            Some("start") => open = true,
+            Some("Complete") => open = false,
+            _ => {}
+        }
+    }
+    open
+}
+
+/// Calls still going when the transcript ends, by its own account: a channel list
+/// (`CoreShowChannels`) names them and no Hangup of their listed channels follows (a
+/// client that read the lists and logged off mid-call).
+fn open_at_end(msgs: &[Message]) -> Vec<String> {
+    let mut open: Vec<(String, String)> = Vec::new();
+    for m in msgs {
+        match m.event() {
+            Some("CoreShowChannel") => {
+                if let (Some(c), Some(l)) = (m.get("Channel"), m.get("Linkedid")) {
+                    open.push((c.to_owned(), l.to_owned()));
+                }
+            }
+            Some("Hangup") => open.retain(|(c, _)| Some(c.as_str()) != m.get("Channel")),
+            _ => {}
+        }
+    }
+    let mut ids: Vec<String> = open.into_iter().map(|(_, l)| l).collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
 #[test]
 fn every_transcript_ends_with_no_call_left_open() {
     for (path, bytes) in transcripts() {
@@ -83,7 +120,8 @@ fn every_transcript_ends_with_no_call_left_open() {
         for (i, m) in msgs.iter().enumerate() {
             tracker.handle(at(i), m);
         }
-        assert_eq!(tracker.calls_in_progress(), 0, "{}", path.display());
+        let open = open_at_end(&msgs).len();
+        assert_eq!(tracker.calls_in_progress(), open, "{}", path.display());
     }
 }
 
@@ -94,7 +132,9 @@ fn every_call_is_started_once_ended_once_and_recorded_once() {
         let mut tracker = Tracker::new(TrackerConfig::default());
         let mut story: Vec<(String, &'static str)> = Vec::new();
         let mut recorded = Vec::new();
-        for (i, m) in decode_chunks(&[&bytes]).iter().enumerate() {
+        let msgs = decode_chunks(&[&bytes]);
+        let open = open_at_end(&msgs);
+        for (i, m) in msgs.iter().enumerate() {
             tracker.handle(at(i), m);
             while let Some(ev) = tracker.poll_event() {
                 let kind = match ev.kind {
@@ -109,6 +149,7 @@ fn every_call_is_started_once_ended_once_and_recorded_once() {
         let mut ids: Vec<&String> = story.iter().map(|(id, _)| id).collect();
         ids.sort();
         ids.dedup();
+        ids.retain(|id| !open.contains(id));
         assert_eq!(ids.len(), recorded.len(), "{}", path.display());
         for id in ids {
             let kinds: Vec<&str> = story
@@ -143,11 +184,21 @@ proptest! {
         let msgs = decode_chunks(&[bytes]);
         let full = records(&msgs, 0);
         let skip = cut.index(msgs.len() + 1);
+        // The link hands over a list answer whole: a stream never starts inside one.
+        prop_assume!(!inside_list(&msgs, skip));
         let ids = linkedids(&msgs);
         for rec in records(&msgs, skip) {
             prop_assert!(ids.contains(&rec.id.as_str()), "{}: invented call {}", path.display(), rec.id);
             let same = full.iter().find(|f| f.id == rec.id);
-            prop_assert_eq!(Some(&rec), same, "{}: call {} differs after dropping {} events", path.display(), &rec.id, skip);
+            if rec.provenance.started_in_gap.is_some() {
+                // Found in progress in the PBX's list: who called whom and how it ended
+                // are the same; the story before the listing is not there.
+                let same = same.map(|f| (f.direction, &f.from, &f.to, f.disposition, &f.answered_by));
+                let got = (rec.direction, &rec.from, &rec.to, rec.disposition, &rec.answered_by);
+                prop_assert_eq!(Some(got), same, "{}: call {} taken from the list after dropping {} events", path.display(), &rec.id, skip);
+            } else {
+                prop_assert_eq!(Some(&rec), same, "{}: call {} differs after dropping {} events", path.display(), &rec.id, skip);
+            }
         }
     }
 

@@ -1,7 +1,8 @@
 //! Tracker behaviour on hand-written event streams, for the cases the recorded fixtures do
 //! not show: DND, failed dials, configured trunks, attaching mid-call, reconnect resync and
 //! malformed events. One event per line (`Event k=v k=v`, `~` for a space in a value);
-//! line N happens at second N.
+//! line N happens at second N. A line `LinkDown` tells the tracker the link went down
+//! ([`Tracker::link_down`]); a record's moments that fell in the gap follow it, in seconds.
 
 use ami::Message;
 use calls::{Tracker, TrackerConfig};
@@ -17,6 +18,11 @@ fn run(config: TrackerConfig, input: &str) -> String {
         .filter(|l| !l.is_empty())
         .enumerate()
     {
+        let now = DateTime::from_timestamp(i as i64, 0).unwrap();
+        if line == "LinkDown" {
+            tracker.link_down(now);
+            continue;
+        }
         let mut words = line.split_whitespace();
         let mut msg = Message::new();
         if let Some(event) = words.next().filter(|w| !w.contains('=')) {
@@ -26,7 +32,7 @@ fn run(config: TrackerConfig, input: &str) -> String {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
             msg.push(k, &v.replace('~', " "));
         }
-        tracker.handle(DateTime::from_timestamp(i as i64, 0).unwrap(), &msg);
+        tracker.handle(now, &msg);
         while let Some(ev) = tracker.poll_event() {
             out.push_str(&format!(
                 "event {}\n",
@@ -35,7 +41,7 @@ fn run(config: TrackerConfig, input: &str) -> String {
         }
         while let Some(r) = tracker.poll_record() {
             out.push_str(&format!(
-                "record {} {:?} {:?}->{:?} {:?} by={:?} rang={:?} ring={} talk={}\n",
+                "record {} {:?} {:?}->{:?} {:?} by={:?} rang={:?} ring={} talk={}",
                 r.id,
                 r.direction,
                 r.from,
@@ -46,6 +52,21 @@ fn run(config: TrackerConfig, input: &str) -> String {
                 r.ring_seconds,
                 r.talk_seconds
             ));
+            let p = &r.provenance;
+            for (what, gap) in [
+                ("started", p.started_in_gap),
+                ("answered", p.answered_in_gap),
+                ("ended", p.ended_in_gap),
+            ] {
+                if let Some(gap) = gap {
+                    let (from, to) = (gap.from.timestamp(), gap.to.timestamp());
+                    out.push_str(&format!(" {what}_in_gap={from}..{to}"));
+                }
+            }
+            if p.ended_in_gap.is_some() {
+                out.push_str(&format!(" ended_at={}", r.ended_at.timestamp()));
+            }
+            out.push('\n');
         }
     }
     out.push_str(&format!("in progress: {}\n", tracker.calls_in_progress()));
@@ -163,12 +184,13 @@ fn resync_snapshot_ends_channels_that_hung_up_while_away() {
             event {"type":"call.started","direction":"internal","from":"203","to":"204"}
             event {"type":"call.started","direction":"internal","from":"205","to":"201"}
             event {"type":"call.ended","disposition":"answered"}
+            event {"type":"call.started","direction":"internal","from":"999","to":null}
             record 9.1 Internal Some("201")->Some("202") Answered by=Some("202") rang=["202"] ring=3 talk=6
             event {"type":"call.ended","disposition":"cancelled"}
             record 9.3 Internal Some("203")->Some("204") Cancelled by=None rang=[] ring=6 talk=0
             event {"type":"call.ended","disposition":"cancelled"}
             record 9.5 Internal Some("205")->Some("201") Cancelled by=None rang=[] ring=3 talk=0
-            in progress: 0
+            in progress: 1
         "#]],
     );
 }
@@ -377,6 +399,114 @@ fn click_to_call_through_a_local_channel_is_answered_by_the_external_party() {
             event {"type":"call.answered","by":"15557654321"}
             event {"type":"call.ended","disposition":"answered"}
             record 9.1 Outbound Some("201")->Some("15557654321") Answered by=Some("15557654321") rang=["201"] ring=3 talk=4
+            in progress: 0
+        "#]],
+    );
+}
+
+#[test]
+fn link_gap_answer_seen_in_the_bridges_end_at_the_gap_start() {
+    // 201 calls 202 (answered in the gap: the listing shows them bridged); 203 calls 204,
+    // which hangs up in the gap: it ends when it was last known alive, not at the reconnect.
+    check(
+        "
+        Newchannel Channel=PJSIP/201-1 Uniqueid=9.1 Linkedid=9.1 CallerIDNum=201 Exten=202
+        Newchannel Channel=PJSIP/202-2 Uniqueid=9.2 Linkedid=9.1 CallerIDNum=202 Exten=s
+        DialBegin Channel=PJSIP/201-1 DestChannel=PJSIP/202-2 DialString=202
+        Newchannel Channel=PJSIP/203-3 Uniqueid=9.3 Linkedid=9.3 CallerIDNum=203 Exten=204
+        Newchannel Channel=PJSIP/204-4 Uniqueid=9.4 Linkedid=9.3 CallerIDNum=204 Exten=s
+        DialBegin Channel=PJSIP/203-3 DestChannel=PJSIP/204-4 DialString=204
+        DialEnd Channel=PJSIP/203-3 DestChannel=PJSIP/204-4 DialStatus=ANSWER
+        LinkDown
+        Response=Success EventList=start Message=Channels~will~follow
+        CoreShowChannel Channel=PJSIP/201-1 Uniqueid=9.1 Linkedid=9.1 ChannelStateDesc=Up BridgeId=b1 Duration=00:00:12
+        CoreShowChannel Channel=PJSIP/202-2 Uniqueid=9.2 Linkedid=9.1 ChannelStateDesc=Up BridgeId=b1 Duration=00:00:11
+        CoreShowChannelsComplete ListItems=2
+        Hangup Channel=PJSIP/202-2
+        Hangup Channel=PJSIP/201-1
+        ",
+        expect![[r#"
+            event {"type":"call.started","direction":"internal","from":"201","to":"202"}
+            event {"type":"call.ringing","extensions":["202"]}
+            event {"type":"call.started","direction":"internal","from":"203","to":"204"}
+            event {"type":"call.ringing","extensions":["204"]}
+            event {"type":"call.answered","by":"204"}
+            event {"type":"call.ended","disposition":"answered"}
+            event {"type":"call.answered","by":"202"}
+            record 9.3 Internal Some("203")->Some("204") Answered by=Some("204") rang=["204"] ring=3 talk=1 ended_in_gap=7..11 ended_at=7
+            event {"type":"call.ended","disposition":"answered"}
+            record 9.1 Internal Some("201")->Some("202") Answered by=Some("202") rang=["202"] ring=11 talk=2 answered_in_gap=7..11
+            in progress: 0
+        "#]],
+    );
+}
+
+#[test]
+fn link_gap_calls_that_began_in_it_are_taken_from_the_list() {
+    // Nothing was tracked; in the gap a trunk call reached a ring group member through
+    // Local channels (203 answered), and 205 started dialing out. The listing names the DID
+    // (Status DNID) and the age of each channel; a Local chain leads to the phone.
+    check(
+        "
+        LinkDown
+        Response=Success EventList=start Message=Channel~status~will~follow
+        Status Channel=PJSIP/carrier-1 DNID=15550001000 Uniqueid=7.1 Linkedid=7.1
+        StatusComplete Items=1
+        Response=Success EventList=start Message=Channels~will~follow
+        CoreShowChannel Channel=PJSIP/carrier-1 Uniqueid=7.1 Linkedid=7.1 CallerIDNum=15551234567 ChannelStateDesc=Up Exten=s BridgeId=b1 Duration=00:00:20
+        CoreShowChannel Channel=Local/203#@from-internal-1;1 Uniqueid=7.2 Linkedid=7.1 ChannelStateDesc=Up BridgeId=b1 Duration=00:00:15
+        CoreShowChannel Channel=Local/203#@from-internal-1;2 Uniqueid=7.3 Linkedid=7.1 ChannelStateDesc=Up BridgeId=b2 Duration=00:00:15
+        CoreShowChannel Channel=PJSIP/203-2 Uniqueid=7.4 Linkedid=7.1 ChannelStateDesc=Up BridgeId=b2 Duration=00:00:15
+        CoreShowChannel Channel=PJSIP/205-3 Uniqueid=7.5 Linkedid=7.5 CallerIDNum=205 Exten=15557654321 ChannelStateDesc=Ring Duration=00:00:02
+        CoreShowChannel Channel=PJSIP/carrier-4 Uniqueid=7.6 Linkedid=7.5 ChannelStateDesc=Ringing Duration=00:00:01
+        CoreShowChannelsComplete ListItems=6
+        Hangup Channel=PJSIP/carrier-4
+        Hangup Channel=PJSIP/205-3
+        Hangup Channel=PJSIP/203-2
+        Hangup Channel=Local/203#@from-internal-1;2
+        Hangup Channel=Local/203#@from-internal-1;1
+        Hangup Channel=PJSIP/carrier-1
+        ",
+        expect![[r#"
+            event {"type":"call.started","direction":"inbound","from":"15551234567","to":"15550001000"}
+            event {"type":"call.started","direction":"internal","from":"205","to":"15557654321"}
+            event {"type":"call.answered","by":"203"}
+            event {"type":"call.ended","disposition":"cancelled"}
+            record 7.5 Outbound Some("205")->Some("15557654321") Cancelled by=None rang=[] ring=4 talk=0 started_in_gap=0..11
+            event {"type":"call.ended","disposition":"answered"}
+            record 7.1 Inbound Some("15551234567")->Some("15550001000") Answered by=Some("203") rang=["203"] ring=20 talk=6 started_in_gap=-9..11 answered_in_gap=0..11
+            in progress: 0
+        "#]],
+    );
+}
+
+#[test]
+fn pbx_restart_ends_calls_at_the_drop_and_names_are_reused() {
+    // The PBX restarts mid-call: the link drops, the new PBX lists no channels, and its
+    // first call reuses the old channel name with a new Uniqueid. The old call ends when
+    // the link dropped (talk time not stretched by the outage); the new one is its own call.
+    check(
+        "
+        Newchannel Channel=PJSIP/201-1 Uniqueid=9.1 Linkedid=9.1 CallerIDNum=201 Exten=202
+        Newchannel Channel=PJSIP/202-2 Uniqueid=9.2 Linkedid=9.1 CallerIDNum=202 Exten=s
+        DialBegin Channel=PJSIP/201-1 DestChannel=PJSIP/202-2 DialString=202
+        DialEnd Channel=PJSIP/201-1 DestChannel=PJSIP/202-2 DialStatus=ANSWER
+        LinkDown
+        Newchannel Channel=PJSIP/201-1 Uniqueid=20.1 Linkedid=20.1 CallerIDNum=201 Exten=203
+        Response=Success EventList=start Message=Channels~will~follow
+        CoreShowChannel Channel=PJSIP/201-1 Uniqueid=20.1 Linkedid=20.1 ChannelStateDesc=Ring Duration=00:00:01
+        CoreShowChannelsComplete ListItems=1
+        Hangup Channel=PJSIP/201-1
+        ",
+        expect![[r#"
+            event {"type":"call.started","direction":"internal","from":"201","to":"202"}
+            event {"type":"call.ringing","extensions":["202"]}
+            event {"type":"call.answered","by":"202"}
+            event {"type":"call.started","direction":"internal","from":"201","to":"203"}
+            event {"type":"call.ended","disposition":"answered"}
+            record 9.1 Internal Some("201")->Some("202") Answered by=Some("202") rang=["202"] ring=3 talk=1 ended_in_gap=4..8 ended_at=4
+            event {"type":"call.ended","disposition":"cancelled"}
+            record 20.1 Internal Some("201")->Some("203") Cancelled by=None rang=[] ring=4 talk=0
             in progress: 0
         "#]],
     );

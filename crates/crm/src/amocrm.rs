@@ -432,6 +432,7 @@ mod tests {
             queue: None,
             recording: Some("in-1764000000.7.wav".into()),
             legs: Vec::new(),
+            provenance: Default::default(),
             timeline: Vec::new(),
         }
     }

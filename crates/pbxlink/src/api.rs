@@ -1053,6 +1053,7 @@ mod tests {
             queue: None,
             recording: None,
             legs: Vec::new(),
+            provenance: Default::default(),
             timeline: Vec::new(),
         }
     }
@@ -1401,6 +1402,7 @@ webhook_url = "https://portal.bitrix24.ru/rest/1/abcdef/"
               ],
               "recording": null,
               "ring_seconds": 5,
+              "source": "ami",
               "started_at": "2026-11-22T22:54:30Z",
               "talk_seconds": 60,
               "timeline": [

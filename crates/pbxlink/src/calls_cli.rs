@@ -360,6 +360,7 @@ mod tests {
             queue: Some("sales".into()),
             recording: Some("in-1764000000.17.wav".into()),
             legs: vec!["PJSIP/trunk-00000001".into(), "PJSIP/201-00000002".into()],
+            provenance: Default::default(),
             timeline: vec![
                 TimelineEntry {
                     at: at(0),
@@ -406,6 +407,7 @@ mod tests {
             queue: None,
             recording: None,
             legs: Vec::new(),
+            provenance: Default::default(),
             timeline: Vec::new(),
         };
         [missed, answered]

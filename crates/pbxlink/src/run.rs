@@ -456,6 +456,8 @@ impl PbxTracking {
             LinkEvent::Disconnected { reason } => {
                 let pbx = &self.pbx;
                 tracing::warn!(pbx, %reason, "AMI link down; reconnecting");
+                // Events are missed from here until the next login's channel list.
+                self.tracker.link_down(Utc::now());
                 self.connected.set(0.0);
                 self.pipeline.state.link_changed(pbx, false);
                 // Each answer came before its connection ended, so all were applied by now;
@@ -490,16 +492,22 @@ impl PbxTracking {
         self.journal_finished().await
     }
 
-    /// After a (re)connect, reads which channels exist (so calls that went on while the link
-    /// was down are neither lost nor invented) and every hint's and queue member's state
-    /// (with the paused flag). Each answer is applied where it sits in the event stream:
+    /// After a (re)connect, reads which channels exist (`Status` for the number each was
+    /// dialed with, then `CoreShowChannels` for state, bridges and age: the tracker
+    /// reconciles with them, so calls that went on while the link was down are neither lost
+    /// nor invented) and every hint's and queue member's state (with the paused flag). Each answer is applied where it sits in the event stream:
     /// Asterisk sent the events before it first, and a channel list applied ahead of them
     /// would end, unanswered, a call they answer and hang up. Events keep being read (and
     /// held) meanwhile: a full queue must not keep the link from reading the answer.
     async fn read_snapshots(&mut self, events: &mut mpsc::Receiver<LinkEvent>) -> bool {
         let presence = presence_reads().map(|action| (action, Snapshot::Presence));
-        let reads =
-            std::iter::once((Action::core_show_channels(), Snapshot::Channels)).chain(presence);
+        // `Status` first: the tracker keeps its numbers for the channel list that follows,
+        // which is where it reconciles.
+        let channels = [
+            (Action::status(), Snapshot::Channels),
+            (Action::core_show_channels(), Snapshot::Channels),
+        ];
+        let reads = channels.into_iter().chain(presence);
         let mut held = Vec::new();
         let mut link_changed = false;
         for (action, snapshot) in reads {
@@ -615,8 +623,17 @@ impl PbxTracking {
 
     /// Replays the logged events of calls that are not in the journal (a previous owner was
     /// tracking them when it died or stopped), so they end here instead of being lost. The
-    /// resync after login then ends those whose channels are gone.
+    /// resync after login then reconciles them with the PBX's channels: the gap runs from
+    /// the last logged event (the last moment pbxlink was known to listen) to that login.
     async fn resume(&mut self) {
+        match self.pipeline.store.last_event_at(&self.pbx).await {
+            Ok(Some(last)) => self.tracker.link_down(last),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(pbx = self.pbx, error = %e, "cannot read the raw event log; calls in progress are not resumed");
+                return;
+            }
+        }
         let since = Utc::now() - RESUME_WINDOW;
         let logged = match self
             .pipeline
@@ -716,7 +733,7 @@ fn spawn_journal_writer(
 /// What a state list read after a login sets.
 #[derive(Debug, Clone, Copy)]
 enum Snapshot {
-    /// `CoreShowChannels`: the tracker's channels.
+    /// `Status`, `CoreShowChannels`: the tracker's channels.
     Channels,
     /// `ExtensionStateList`, `QueueStatus`: extension and queue member states.
     Presence,

@@ -45,6 +45,7 @@ fn call(n: u64) -> CallRecord {
             format!("PJSIP/trunk-{n:08x}"),
             format!("PJSIP/{extension}-{n:08x}"),
         ],
+        provenance: Default::default(),
         timeline: vec![
             step(0, "started"),
             step(1, "queue"),

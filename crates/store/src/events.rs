@@ -70,6 +70,20 @@ impl Store {
         rows.iter().map(event_from_row).collect()
     }
 
+    /// When the last logged event of `pbx` arrived: after a restart, the moment pbxlink was
+    /// last known to be listening (the start of the gap it then closes).
+    pub async fn last_event_at(&self, pbx: &str) -> Result<Option<DateTime<Utc>>> {
+        // Newest first by the primary key: no scan of the whole log.
+        let row = sqlx::query(
+            "SELECT received_at FROM ami_events WHERE pbx = $1 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(pbx)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| from_micros("received_at", r.try_get("received_at")?))
+            .transpose()
+    }
+
     /// Deletes events received before `cutoff` (retention); returns how many went.
     pub async fn purge_events(&self, cutoff: DateTime<Utc>) -> Result<u64> {
         let done = sqlx::query("DELETE FROM ami_events WHERE received_at < $1")

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use calls::{CallRecord, Disposition, TimelineEntry};
+use calls::{CallRecord, Disposition, Provenance, Source, TimelineEntry};
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::Row as _;
@@ -49,7 +49,7 @@ pub struct CallPage {
 
 const CALL_COLUMNS: &str = "pbx, id, direction, from_number, to_number, caller_name, \
     started_at, answered_at, ended_at, ring_seconds, talk_seconds, disposition, answered_by, \
-    rang, transfers, queue, recording, legs";
+    rang, transfers, queue, recording, legs, source, gaps";
 
 impl Store {
     /// Writes a finished call, its timeline and its outbox rows in one transaction.
@@ -227,6 +227,8 @@ async fn save_call_in(
         call.queue.as_deref().into(),
         call.recording.as_deref().into(),
         to_json(&call.legs).into(),
+        to_name(&call.provenance.source).into(),
+        gaps_json(&call.provenance).as_deref().into(),
     ];
     let mut upsert = Sql::new(&format!("INSERT INTO calls ({CALL_COLUMNS}) VALUES "));
     upsert
@@ -312,6 +314,25 @@ fn escape_like(text: &str) -> String {
     out
 }
 
+/// The gap bounds of a record as the `gaps` column holds them: `None` when it spans none.
+fn gaps_json(provenance: &Provenance) -> Option<String> {
+    let gaps = Provenance {
+        source: Source::Ami,
+        ..provenance.clone()
+    };
+    (gaps != Provenance::default()).then(|| to_json(&gaps))
+}
+
+fn provenance_from_row(row: &AnyRow) -> Result<Provenance> {
+    let source: Source = from_name("source", row.try_get("source")?)?;
+    let gaps: Option<String> = row.try_get("gaps")?;
+    let gaps: Provenance = match gaps {
+        Some(json) => from_json("gaps", &json)?,
+        None => Provenance::default(),
+    };
+    Ok(Provenance { source, ..gaps })
+}
+
 fn call_from_row(row: &AnyRow) -> Result<StoredCall> {
     let record = CallRecord {
         id: row.try_get("id")?,
@@ -335,6 +356,7 @@ fn call_from_row(row: &AnyRow) -> Result<StoredCall> {
         recording: row.try_get("recording")?,
         legs: from_json("legs", row.try_get("legs")?)?,
         timeline: Vec::new(),
+        provenance: provenance_from_row(row)?,
     };
     Ok(StoredCall {
         pbx: row.try_get("pbx")?,

@@ -30,6 +30,7 @@ fn call(id: &str, started: i64, recording: Option<&str>) -> CallRecord {
         queue: None,
         recording: recording.map(str::to_owned),
         legs: Vec::new(),
+        provenance: Default::default(),
         timeline: Vec::new(),
     }
 }

@@ -4,7 +4,10 @@
 
 use std::collections::BTreeSet;
 
-use calls::{CallRecord, Direction, Disposition, TimelineEntry, Transfer, TransferKind};
+use calls::{
+    CallRecord, Direction, Disposition, Gap, Provenance, Source, TimelineEntry, Transfer,
+    TransferKind,
+};
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use expect_test::{expect, Expect};
 use serde_json::json;
@@ -154,6 +157,16 @@ fn full_call(id: &str) -> CallRecord {
             "PJSIP/trunk-00000001".to_owned(),
             "PJSIP/201-00000002".to_owned(),
         ],
+        // Spans a gap in the event stream, repaired from the CDR: every field round-trips.
+        provenance: Provenance {
+            source: Source::AmiCdr,
+            ended_in_gap: Some(Gap {
+                from: at(90),
+                to: at(110),
+            }),
+            answered_in_gap: None,
+            started_in_gap: None,
+        },
         timeline: vec![
             entry(0, "started", "from +74951234567"),
             entry(2, "queue", "sales"),
@@ -192,6 +205,7 @@ fn bare_call(id: &str, started: i64, disposition: Disposition) -> CallRecord {
         queue: None,
         recording: None,
         legs: Vec::new(),
+        provenance: Default::default(),
         timeline: Vec::new(),
     }
 }
@@ -937,12 +951,15 @@ async fn raw_events_and_retention(store: &Store) {
         event(3, 20, Some("L1")),
         event(4, 30, Some("L2")),
     ];
+    assert_eq!(store.last_event_at("pbx1").await.unwrap(), None);
     store.append_events(&events).await.unwrap();
 
     assert_eq!(
         store.events_for_call("pbx1", "L1").await.unwrap(),
         [events[0].clone(), events[2].clone()]
     );
+    assert_eq!(store.last_event_at("pbx1").await.unwrap(), Some(at(30)));
+    assert_eq!(store.last_event_at("pbx2").await.unwrap(), None);
     assert_eq!(store.purge_events(at(20)).await.unwrap(), 2);
     assert_eq!(
         store.events_for_call("pbx1", "L1").await.unwrap(),

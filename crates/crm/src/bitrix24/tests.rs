@@ -61,6 +61,7 @@ pub(super) fn record(
         queue: None,
         recording: Some("/var/spool/asterisk/monitor/in-1700000000.7.wav".into()),
         legs: Vec::new(),
+        provenance: Default::default(),
         timeline: Vec::new(),
     }
 }

@@ -314,6 +314,7 @@ mod tests {
             queue: None,
             recording: None,
             legs: Vec::new(),
+            provenance: Default::default(),
             timeline: Vec::new(),
         }
     }

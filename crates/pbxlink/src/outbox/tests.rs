@@ -235,6 +235,7 @@ fn synthetic(n: usize) -> CallRecord {
         queue: None,
         recording: Some(format!("/rec/in-{n}.wav")),
         legs: Vec::new(),
+        provenance: Default::default(),
         timeline: Vec::new(),
     }
 }

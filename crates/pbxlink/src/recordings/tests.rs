@@ -300,6 +300,7 @@ fn recorded_call_at(id: &str, file: &str, started: DateTime<Utc>) -> calls::Call
             started.format("%Y/%m/%d")
         )),
         legs: Vec::new(),
+        provenance: Default::default(),
         timeline: Vec::new(),
     }
 }
