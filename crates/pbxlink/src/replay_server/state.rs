@@ -6,8 +6,10 @@
 //! starts with), so a live channel's latest event is its latest state; `Newexten` adds the
 //! running application, a dial marks the dialed channel as Asterisk's dialers do, and
 //! `BridgeEnter`/`BridgeLeave` say where it is bridged. Channel ages come from the stream
-//! clock (the caller's times), 0 when the stream has no time marks. What the events never
-//! carry (a channel's codecs, DNID, call groups) is answered empty.
+//! clock (the caller's times), 0 when the stream has no time marks. An incoming channel
+//! (created ringing, not a Local one) has the extension it starts at as its DNID, as the SIP
+//! channel drivers set it. What the events never carry (codecs, call groups) is answered
+//! empty.
 
 use ami::Message;
 use chrono::{DateTime, Utc};
@@ -89,6 +91,8 @@ struct Channel {
     data: String,
     /// `BridgeUniqueid` of the bridge it is in, or empty.
     bridge: String,
+    /// The number it was dialed with, when it came in.
+    dnid: String,
     created: Option<DateTime<Utc>>,
 }
 
@@ -137,11 +141,15 @@ impl PbxState {
         };
         if event == "Newchannel" {
             if msg.get("Uniqueid").is_some() {
+                let incoming = msg.get("ChannelStateDesc") == Some("Ring")
+                    && !msg.get("Channel").is_some_and(|c| c.starts_with("Local/"));
+                let dnid = msg.get("Exten").filter(|_| incoming).unwrap_or_default();
                 self.channels.push(Channel {
                     snapshot: SNAPSHOT.map(|k| msg.get(k).unwrap_or_default().to_owned()),
                     application: String::new(),
                     data: String::new(),
                     bridge: String::new(),
+                    dnid: dnid.to_owned(),
                     created: at,
                 });
             }
@@ -304,7 +312,7 @@ impl PbxState {
                 push_snapshot(&mut m, c);
                 for (k, v) in [
                     ("Type", tech),
-                    ("DNID", ""),
+                    ("DNID", &c.dnid),
                     ("EffectiveConnectedLineNum", &c.snapshot[CONNECTED_NUM]),
                     ("EffectiveConnectedLineName", &c.snapshot[CONNECTED_NAME]),
                     ("TimeToHangup", "0"),
