@@ -10,8 +10,7 @@ use std::path::Path;
 
 use ami::{Decoder, Frame, Message};
 use anyhow::Context;
-use calls::{CallEvent, CallRecord, Tracker, TrackerConfig};
-use chrono::{DateTime, Utc};
+use calls::{Tracker, TrackerConfig};
 
 /// Replays `file` and writes the JSON lines to stdout.
 pub fn run(file: &Path, events: bool) -> anyhow::Result<()> {
@@ -98,48 +97,27 @@ fn push_json(m: &mut Message, key: &str, value: &serde_json::Value) {
 /// Runs the tracker over `msgs`; returns the JSON lines (records, and events if asked).
 pub fn replay(msgs: &[Message], config: TrackerConfig, events: bool) -> Vec<String> {
     let times = crate::stream_clock::reconstruct(msgs);
-    track(times.into_iter().zip(msgs), config)
-        .iter()
-        .filter_map(|out| match out {
-            Output::Event(ev) => events.then(|| to_json(ev)),
-            Output::Record(rec) => Some(to_json(rec)),
-        })
-        .collect()
-}
-
-/// What the tracker gives, in the order it gives it.
-pub enum Output {
-    Event(CallEvent),
-    Record(CallRecord),
-}
-
-/// Feeds the tracker each message at its time, then ends what is still open at the last
-/// time (end of input): every live event and call record, in order.
-pub fn track<'a>(
-    timed: impl IntoIterator<Item = (DateTime<Utc>, &'a Message)>,
-    config: TrackerConfig,
-) -> Vec<Output> {
     let mut tracker = Tracker::new(config);
-    let mut out = Vec::new();
-    let drain = |tracker: &mut Tracker, out: &mut Vec<Output>| {
+    let mut lines = Vec::new();
+    let drain = |tracker: &mut Tracker, lines: &mut Vec<String>| {
         while let Some(ev) = tracker.poll_event() {
-            out.push(Output::Event(ev));
+            if events {
+                lines.push(to_json(&ev));
+            }
         }
         while let Some(rec) = tracker.poll_record() {
-            out.push(Output::Record(rec));
+            lines.push(to_json(&rec));
         }
     };
-    let mut last = None;
-    for (now, msg) in timed {
-        tracker.handle(now, msg);
-        drain(&mut tracker, &mut out);
-        last = Some(now);
+    for (msg, now) in msgs.iter().zip(&times) {
+        tracker.handle(*now, msg);
+        drain(&mut tracker, &mut lines);
     }
-    if let Some(end) = last {
-        tracker.flush(end);
-        drain(&mut tracker, &mut out);
+    if let Some(end) = times.last() {
+        tracker.flush(*end);
+        drain(&mut tracker, &mut lines);
     }
-    out
+    lines
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> String {

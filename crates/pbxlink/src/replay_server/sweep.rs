@@ -2,11 +2,13 @@
 //! link outage cut into it at many points, each call record compared with the uncut run's.
 //!
 //! An outage is what [`Fault::Gap`](super::Fault::Gap) does over TCP, in-process: the first
-//! `after` events reach the tracker, the next `lost` reach nobody, then the tracker hears
-//! the channel list as of after them (at the time of the last lost event) and the rest of
-//! the stream. A cut `gap:N:K` is the one `--fault gap:N:K` makes: events 0..N-1 (0-based)
-//! delivered, N..N+K-1 lost. Times come from the stream clock, as in `pbxlink replay`.
-//! Run it with
+//! `after` events reach the tracker, then it is told the link went down (at the last one's
+//! time), the next `lost` events reach nobody, then it hears the state lists as of after
+//! them (`Status`, `CoreShowChannels`, at the time of the last lost event, as `run` reads
+//! them at a login) and the rest of the stream. A cut `gap:N:K` is the one `--fault gap:N:K`
+//! makes: events 0..N-1 (0-based) delivered, N..N+K-1 lost. Times come from the stream
+//! clock ([`Transcript::times`]: the `pbxlink replay` clock over the served events). Run it
+//! with
 //! `cargo test -p pbxlink --bin pbxlink sweep -- --ignored --nocapture`.
 
 use std::collections::BTreeMap;
@@ -14,11 +16,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use ami::Message;
-use calls::{CallRecord, TrackerConfig};
-use chrono::{DateTime, Utc};
+use calls::{CallRecord, Tracker, TrackerConfig};
 
+use super::state::ListAnswer;
 use super::{decode_event, Transcript};
-use crate::replay::{track, Output};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures");
 /// Every this many events, outages of each length in [`LOSSES`] start.
@@ -27,14 +28,14 @@ const LOSSES: [usize; 3] = [1, 5, 20];
 /// How many mismatches the report spells out.
 const DETAILS: usize = 20;
 
-/// A link outage: `after` events delivered, the next `lost` lost (`--fault gap:N:K`).
+/// A cut: `after` events delivered, the next `lost` lost (`--fault gap:N:K`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Gap {
+pub struct Cut {
     pub after: usize,
     pub lost: usize,
 }
 
-impl fmt::Display for Gap {
+impl fmt::Display for Cut {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "gap:{}:{}", self.after, self.lost)
     }
@@ -72,46 +73,54 @@ impl Stream {
         }
     }
 
-    /// The call records the tracker gives with the link down during `gap` (none: the
+    /// The call records the tracker gives with the link down during `cut` (none: the
     /// whole stream).
-    pub fn records(&self, gap: Option<Gap>) -> Vec<CallRecord> {
-        let timed = self.transcript.times().iter().copied().zip(&self.events);
-        let Some(gap) = gap else {
-            return records(timed);
-        };
-        let resume = self.resume_point(gap);
-        // The reconnect, dated when the state it lists was reached: until the tracker has
-        // its own link-down/link-up entry point, the channel list alone, fed as `run`
-        // applies it at a login.
-        let now = self.transcript.times()[resume - 1];
-        let answer = self
-            .transcript
-            .state_after(resume)
-            .core_show_channels("sweep");
-        let reconnect = answer.messages().map(|m| (now, m));
-        records(
-            timed
-                .clone()
-                .take(gap.after)
-                .chain(reconnect)
-                .chain(timed.skip(resume)),
-        )
+    pub fn records(&self, cut: Option<Cut>) -> Vec<CallRecord> {
+        let times = self.transcript.times();
+        let timed = || times.iter().copied().zip(&self.events);
+        let mut tracker = Tracker::new(TrackerConfig::default());
+        match cut {
+            None => timed().for_each(|(t, m)| tracker.handle(t, m)),
+            Some(cut) => {
+                timed()
+                    .take(cut.after)
+                    .for_each(|(t, m)| tracker.handle(t, m));
+                // The link goes down after the last event delivered; the next login reads
+                // the state lists as `run` does (`Status`, then `CoreShowChannels`), dated
+                // when the state they list was reached.
+                let resume = self.resume_point(cut);
+                tracker.link_down(cut.after.checked_sub(1).map_or(times[0], |i| times[i]));
+                let state = self.transcript.state_after(resume);
+                let lists = [
+                    state.status("sweep-status", None).unwrap(),
+                    state.core_show_channels("sweep-channels"),
+                ];
+                for m in lists.iter().flat_map(ListAnswer::messages) {
+                    tracker.handle(times[resume - 1], m);
+                }
+                timed().skip(resume).for_each(|(t, m)| tracker.handle(t, m));
+            }
+        }
+        if let Some(end) = times.last() {
+            tracker.flush(*end);
+        }
+        std::iter::from_fn(|| tracker.poll_record()).collect()
     }
 
     /// The index of the first event after the gap.
-    fn resume_point(&self, gap: Gap) -> usize {
-        (gap.after + gap.lost).min(self.events.len())
+    fn resume_point(&self, cut: Cut) -> usize {
+        (cut.after + cut.lost).min(self.events.len())
     }
 
     /// The outages to try, each with what it is: one of [`LOSSES`] every [`STEP`] events,
     /// and for each call of `uncut` one that swallows its answer (the first `DialEnd`
     /// ANSWER, else `BridgeEnter`, through the `BridgeEnter` that follows) and one that
     /// swallows its last `Hangup`.
-    pub fn gaps(&self, uncut: &[CallRecord]) -> BTreeMap<Gap, String> {
-        let mut gaps = BTreeMap::new();
+    pub fn cuts(&self, uncut: &[CallRecord]) -> BTreeMap<Cut, String> {
+        let mut cuts = BTreeMap::new();
         for after in (STEP..self.events.len()).step_by(STEP) {
             for lost in LOSSES {
-                gaps.insert(Gap { after, lost }, format!("K={lost}"));
+                cuts.insert(Cut { after, lost }, format!("K={lost}"));
             }
         }
         let is = |i: usize, call: &str, event: &str| {
@@ -132,33 +141,22 @@ impl Stream {
                 let end = (start..self.events.len())
                     .find(|&i| is(i, call, "BridgeEnter"))
                     .unwrap_or(start);
-                gaps.entry(Gap {
+                cuts.entry(Cut {
                     after: start,
                     lost: end - start + 1,
                 })
                 .or_insert_with(|| "answer".to_owned());
             }
             if let Some(hangup) = all.clone().rev().find(|&i| is(i, call, "Hangup")) {
-                gaps.entry(Gap {
+                cuts.entry(Cut {
                     after: hangup,
                     lost: 1,
                 })
                 .or_insert_with(|| "hangup".to_owned());
             }
         }
-        gaps
+        cuts
     }
-}
-
-/// The call records of the tracker fed `timed`, then flushed.
-fn records<'a>(timed: impl IntoIterator<Item = (DateTime<Utc>, &'a Message)>) -> Vec<CallRecord> {
-    track(timed, TrackerConfig::default())
-        .into_iter()
-        .filter_map(|out| match out {
-            Output::Record(rec) => Some(rec),
-            Output::Event(_) => None,
-        })
-        .collect()
 }
 
 /// One way a call's record in a cut run differs from the uncut run's.
@@ -175,7 +173,7 @@ pub struct Diff {
 #[derive(Debug)]
 pub struct Mismatch {
     pub stream: String,
-    pub gap: Gap,
+    pub cut: Cut,
     /// Which kind of outage (`K=5`, `answer`, `hangup`).
     pub kind: String,
     pub diff: Diff,
@@ -195,15 +193,6 @@ const FIELDS: [(&str, Field); 5] = [
 
 fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_value(v).unwrap_or_default().to_string()
-}
-
-/// `ended_in_gap` of a record, when the tracker flagged its end as lost in an outage: the
-/// bounds it ended within. Read through serde so the sweep runs before and after the
-/// field lands in `calls`.
-fn gap_flag(rec: &CallRecord) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
-    let flag = serde_json::to_value(rec).ok()?.get("ended_in_gap")?.clone();
-    let at = |k: &str| serde_json::from_value::<DateTime<Utc>>(flag.get(k)?.clone()).ok();
-    Some((at("from")?, at("to")?))
 }
 
 /// What differs between the uncut records and those of a run cut by an outage: every call
@@ -244,8 +233,10 @@ pub fn compare(uncut: &[CallRecord], cut: &[CallRecord]) -> Vec<Diff> {
                 diff(field, expected, actual);
             }
         }
-        let within_flag =
-            gap_flag(got).is_some_and(|(from, to)| from <= want.ended_at && want.ended_at <= to);
+        let within_flag = got
+            .provenance
+            .ended_in_gap
+            .is_some_and(|gap| gap.contains(want.ended_at));
         if want.ended_at != got.ended_at && !within_flag {
             diff(
                 "ended_at",
@@ -287,13 +278,13 @@ pub fn sweep(paths: &[PathBuf]) -> Report {
             continue;
         }
         report.streams += 1;
-        for (gap, kind) in stream.gaps(&uncut) {
+        for (cut, kind) in stream.cuts(&uncut) {
             *report.runs.entry(kind.clone()).or_default() += 1;
-            let cut = stream.records(Some(gap));
-            for diff in compare(&uncut, &cut) {
+            let records = stream.records(Some(cut));
+            for diff in compare(&uncut, &records) {
                 report.mismatches.push(Mismatch {
                     stream: stream.name.clone(),
-                    gap,
+                    cut,
                     kind: kind.clone(),
                     diff,
                 });
@@ -313,7 +304,7 @@ impl fmt::Display for Report {
             self.mismatches.len()
         )?;
         let mut by_kind: BTreeMap<&str, BTreeMap<&str, usize>> = BTreeMap::new();
-        let mut cuts_failing: BTreeMap<&str, std::collections::BTreeSet<(&str, Gap)>> =
+        let mut cuts_failing: BTreeMap<&str, std::collections::BTreeSet<(&str, Cut)>> =
             BTreeMap::new();
         for m in &self.mismatches {
             *by_kind
@@ -324,7 +315,7 @@ impl fmt::Display for Report {
             cuts_failing
                 .entry(&m.kind)
                 .or_default()
-                .insert((&m.stream, m.gap));
+                .insert((&m.stream, m.cut));
         }
         let fields: Vec<&str> = ["missing", "duplicated", "extra"]
             .into_iter()
@@ -353,7 +344,7 @@ impl fmt::Display for Report {
             writeln!(
                 f,
                 "  {} {} ({}) call {} {}: expected {}, got {}",
-                m.stream, m.gap, m.kind, m.diff.call, m.diff.field, m.diff.expected, m.diff.got
+                m.stream, m.cut, m.kind, m.diff.call, m.diff.field, m.diff.expected, m.diff.got
             )?;
         }
         Ok(())
