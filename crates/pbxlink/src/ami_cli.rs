@@ -97,7 +97,8 @@ struct ServeArgs {
     pace_ms: u64,
     /// Fault on the first connection that logs in with events on: `drop:N` (close mid-message after N events),
     /// `stall:N:SECS` (go silent for SECS after N events), `hold:N` (no events after N,
-    /// actions still answered), `garbage:N`.
+    /// actions still answered), `garbage:N`, `gap:N:K` (close after N events; the next K
+    /// are lost, and the next login's state lists are as of after them).
     #[arg(long, value_parser = parse_fault)]
     fault: Option<Fault>,
     /// Serve TLS with this PEM certificate chain (and --tls-key).
@@ -112,7 +113,7 @@ struct ServeArgs {
 const AJAM_POLL: Duration = Duration::from_secs(30);
 
 fn parse_fault(s: &str) -> Result<Fault, String> {
-    let bad = || format!("expected drop:N, stall:N:SECS, hold:N or garbage:N, got '{s}'");
+    let bad = || format!("expected drop:N, stall:N:SECS, hold:N, garbage:N or gap:N:K, got '{s}'");
     let parts: Vec<&str> = s.split(':').collect();
     let num = |i: usize| -> Result<u64, String> {
         parts.get(i).and_then(|p| p.parse().ok()).ok_or_else(bad)
@@ -122,6 +123,10 @@ fn parse_fault(s: &str) -> Result<Fault, String> {
         ("drop", 2) => Ok(Fault::Disconnect { after }),
         ("garbage", 2) => Ok(Fault::Garbage { after }),
         ("hold", 2) => Ok(Fault::Hold { after }),
+        ("gap", 3) => Ok(Fault::Gap {
+            after,
+            lost: usize::try_from(num(2)?).map_err(|_| bad())?,
+        }),
         ("stall", 3) => Ok(Fault::Stall {
             after,
             pause: Duration::from_secs(num(2)?),
@@ -470,4 +475,37 @@ fn server_tls(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerConfi
         .with_single_cert(certs, key)
         .context("TLS certificate and key do not fit together")?;
     Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_parse_as_the_help_says() {
+        let cases = [
+            ("drop:40", Ok(Fault::Disconnect { after: 40 })),
+            ("garbage:3", Ok(Fault::Garbage { after: 3 })),
+            ("hold:9", Ok(Fault::Hold { after: 9 })),
+            (
+                "stall:5:2",
+                Ok(Fault::Stall {
+                    after: 5,
+                    pause: Duration::from_secs(2),
+                }),
+            ),
+            (
+                "gap:30:20",
+                Ok(Fault::Gap {
+                    after: 30,
+                    lost: 20,
+                }),
+            ),
+            ("gap:30", Err(())),
+            ("nap:1", Err(())),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_fault(text).map_err(|_| ()), want, "{text}");
+        }
+    }
 }

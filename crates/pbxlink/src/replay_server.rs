@@ -1,9 +1,11 @@
 //! Replay AMI server: plays a recorded Asterisk transcript (`*.rx.raw`) to AMI clients over
-//! TCP or TLS, for tests and demos, with fault injection (drop, stall, garbage).
+//! TCP or TLS, for tests and demos, with fault injection (drop, stall, garbage, hold, gap).
 //!
 //! It behaves like Asterisk where a client can tell: the banner, Challenge/Login (MD5 and
 //! plain; a wrong secret gets the real `Authentication failed` and the socket is closed),
-//! `Permission denied` before login, Ping, CoreSettings, Command, recorded list responses,
+//! `Permission denied` before login, Ping, CoreSettings, Command, `CoreShowChannels`,
+//! `Status` and `BridgeList` (the channels and bridges as of the events sent so far: see
+//! [`state`]), the other recorded list responses,
 //! an in-memory AstDB (DBGet/DBPut/DBDel), `Setvar` of a global or `DEVICE_STATE(...)`
 //! (with its `DeviceStateChange` event), QueuePause of the queue members the transcript
 //! names (with Asterisk's `QueueMemberPause` event), ExtensionStateList (the hints of the
@@ -22,9 +24,16 @@ use std::time::Duration;
 
 use ami::{Decoder, Frame, Message};
 use bytes::{Bytes, BytesMut};
+use chrono::{DateTime, Utc};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+
+pub mod state;
+#[cfg(test)]
+mod sweep;
+
+use state::{ListAnswer, PbxState};
 
 /// Bytes sent by [`Fault::Garbage`]: binary noise, then a blank line so a decoder resyncs.
 const GARBAGE: &[u8] = b"\x00\xff\xfe garbage \x01 not AMI\r\n\x7f\x80\r\n\r\n";
@@ -40,23 +49,19 @@ pub struct Transcript {
     /// before the login, so these are the events after it; a generated transcript with no
     /// login at all (`pbxlink simulate --write`) is all events.
     events: Vec<Bytes>,
-    /// Recorded list responses, by lower-case action name (`coreshowchannels`, `status`).
-    lists: HashMap<String, RecordedList>,
+    /// Recorded list responses, by lower-case action name (`queuestatus`).
+    lists: HashMap<String, ListAnswer>,
     /// `ExtensionStatus` events: index in `events` and the message, in order.
     extension_status: Vec<(usize, Message)>,
     /// The last `QueueMemberStatus` (or other queue member event) per (queue, interface):
     /// the members QueuePause knows.
     queue_members: BTreeMap<(String, String), Message>,
-    /// Channel lifecycle events (`Newchannel`, `Newstate`, `Hangup`): index in `events` and
-    /// the message, in order; what `CoreShowChannels` answers at the cursor.
-    channel_events: Vec<(usize, Message)>,
-}
-
-#[derive(Debug, Clone)]
-struct RecordedList {
-    response: Message,
-    items: Vec<Message>,
-    complete: Message,
+    /// The events that change the channel and bridge state ([`state::changes_state`]):
+    /// index in `events` and the message, in order; what the state lists answer from.
+    state_events: Vec<(usize, Message)>,
+    /// When each event happened, by the [`stream_clock`](crate::stream_clock): the channel
+    /// ages in the state lists.
+    times: Vec<DateTime<Utc>>,
 }
 
 /// Why a transcript could not be used.
@@ -98,8 +103,11 @@ impl Transcript {
             lists: HashMap::new(),
             extension_status: Vec::new(),
             queue_members: BTreeMap::new(),
-            channel_events: Vec::new(),
+            state_events: Vec::new(),
+            times: Vec::new(),
         };
+        // Every event, for the stream clock: its time marks lie all over the stream.
+        let mut timed = Vec::new();
         // Open list responses by ActionID: the response and the items so far.
         let mut open: HashMap<String, (Message, Vec<Message>)> = HashMap::new();
         loop {
@@ -126,7 +134,7 @@ impl Transcript {
                         let action = event.strip_suffix("Complete").unwrap_or(event);
                         t.lists
                             .entry(action.to_ascii_lowercase())
-                            .or_insert(RecordedList {
+                            .or_insert(ListAnswer {
                                 response,
                                 items,
                                 complete: msg,
@@ -139,8 +147,8 @@ impl Transcript {
                     if event.eq_ignore_ascii_case("ExtensionStatus") {
                         t.extension_status.push((t.events.len(), msg.clone()));
                     }
-                    if ["Newchannel", "Newstate", "Hangup"].contains(&event) {
-                        t.channel_events.push((t.events.len(), msg.clone()));
+                    if state::changes_state(&msg) {
+                        t.state_events.push((t.events.len(), msg.clone()));
                     }
                     if let (Some(queue), Some(iface)) = (msg.get("Queue"), msg.get("Interface")) {
                         if event.starts_with("QueueMember") {
@@ -149,16 +157,34 @@ impl Transcript {
                         }
                     }
                     t.events.push(original);
+                    timed.push(msg);
                 }
                 _ => {}
             }
         }
+        t.times = crate::stream_clock::reconstruct(&timed);
         Ok(t)
     }
 
     /// The events served, with their original bytes.
     pub fn events(&self) -> &[Bytes] {
         &self.events
+    }
+
+    /// When each event happened, by the stream clock.
+    #[cfg(test)]
+    pub fn times(&self) -> &[DateTime<Utc>] {
+        &self.times
+    }
+
+    /// The channels and bridges after the first `n` events, at the time of the last of them.
+    pub fn state_after(&self, n: usize) -> PbxState {
+        let mut state = PbxState::default();
+        for (i, m) in self.state_events.iter().take_while(|(i, _)| *i < n) {
+            state.apply(self.times.get(*i).copied(), m);
+        }
+        state.set_now(n.checked_sub(1).and_then(|i| self.times.get(i)).copied());
+        state
     }
 }
 
@@ -175,6 +201,11 @@ pub enum Fault {
     /// Send no more events, but go on answering actions (Ping too): the client stays
     /// connected and logged in, at a known point of the stream.
     Hold { after: usize },
+    /// Close the socket (between messages), and let the next `lost` events happen while
+    /// nobody is connected: they are sent to no one, and the next login finds the state
+    /// lists (`CoreShowChannels`, `Status`, `BridgeList`, `ExtensionStateList`) as of
+    /// after them, then the events that follow. What a real link outage loses.
+    Gap { after: usize, lost: usize },
 }
 
 /// How the server behaves.
@@ -497,6 +528,12 @@ impl Conn<'_> {
                 tokio::time::sleep(pause).await;
                 Ok(false)
             }
+            Fault::Gap { after, lost } if self.sent_here == after => {
+                let len = self.shared.transcript.events.len();
+                *self.shared.cursor.lock().unwrap() = (next + lost).min(len);
+                stream.shutdown().await?;
+                Ok(true)
+            }
             Fault::Garbage { after } if self.sent_here == after => {
                 self.fault = None;
                 stream.write_all(GARBAGE).await?;
@@ -606,12 +643,20 @@ impl Conn<'_> {
                 ])
                 .encode(&mut self.out);
             }
+            "coreshowchannels" => {
+                let answer = self.state().core_show_channels(&id);
+                self.send_list(&answer);
+            }
+            "status" => match self.state().status(&id, action.get("Channel")) {
+                Ok(answer) => self.send_list(&answer),
+                Err(message) => self.error(&id, message),
+            },
+            "bridgelist" => {
+                let answer = self.state().bridge_list(&id);
+                self.send_list(&answer);
+            }
             list if self.shared.transcript.lists.contains_key(list) => {
-                let recorded = &self.shared.transcript.lists[list];
-                for m in std::iter::once(&recorded.response)
-                    .chain(&recorded.items)
-                    .chain(std::iter::once(&recorded.complete))
-                {
+                for m in self.shared.transcript.lists[list].messages() {
                     with_action_id(m, &id).encode(&mut self.out);
                 }
             }
@@ -628,16 +673,6 @@ impl Conn<'_> {
                     "ExtensionStateListComplete",
                 );
             }
-            "coreshowchannels" => {
-                let items = self.live_channels(&id);
-                self.list(
-                    &id,
-                    "Channels will follow",
-                    items,
-                    "CoreShowChannelsComplete",
-                );
-            }
-            "status" => self.empty_list(&id, "Channel status will follow", "StatusComplete"),
             _ => self.reply(&[
                 ("Response", "Error"),
                 ("ActionID", &id),
@@ -647,29 +682,22 @@ impl Conn<'_> {
         After::Continue
     }
 
-    fn empty_list(&mut self, id: &str, message: &str, complete: &str) {
-        self.list(id, message, Vec::new(), complete);
+    /// The channels and bridges as of the events sent so far.
+    fn state(&self) -> PbxState {
+        let cursor = *self.shared.cursor.lock().unwrap();
+        self.shared.transcript.state_after(cursor)
     }
 
     /// A list answer as Asterisk sends it: the Success response, the items, the *Complete
     /// event.
     fn list(&mut self, id: &str, message: &str, items: Vec<Message>, complete: &str) {
-        self.reply(&[
-            ("Response", "Success"),
-            ("ActionID", id),
-            ("EventList", "start"),
-            ("Message", message),
-        ]);
-        let n = items.len().to_string();
-        for m in items {
+        self.send_list(&ListAnswer::new(id, message, items, complete));
+    }
+
+    fn send_list(&mut self, answer: &ListAnswer) {
+        for m in answer.messages() {
             m.encode(&mut self.out);
         }
-        self.reply(&[
-            ("Event", complete),
-            ("ActionID", id),
-            ("EventList", "Complete"),
-            ("ListItems", &n),
-        ]);
     }
 
     fn error(&mut self, id: &str, message: &str) {
@@ -810,66 +838,6 @@ impl Conn<'_> {
         }
     }
 
-    /// The channels alive among the events sent so far (a `Newchannel` and no `Hangup` yet),
-    /// in their latest state, as `CoreShowChannel` items: what Asterisk lists at that moment.
-    fn live_channels(&self, id: &str) -> Vec<Message> {
-        let cursor = *self.shared.cursor.lock().unwrap();
-        let mut alive: BTreeMap<&str, &Message> = BTreeMap::new();
-        for (_, m) in self
-            .shared
-            .transcript
-            .channel_events
-            .iter()
-            .take_while(|(i, _)| *i < cursor)
-        {
-            let Some(channel) = m.get("Channel") else {
-                continue;
-            };
-            match m.event() {
-                Some("Hangup") => {
-                    alive.remove(channel);
-                }
-                Some("Newchannel") => {
-                    alive.insert(channel, m);
-                }
-                _ => {
-                    if let Some(state) = alive.get_mut(channel) {
-                        *state = m;
-                    }
-                }
-            }
-        }
-        let field = |m: &Message, key: &str| m.get(key).unwrap_or_default().to_owned();
-        alive
-            .into_values()
-            .map(|m| {
-                let pairs: Vec<(&str, String)> = vec![
-                    ("Event", "CoreShowChannel".into()),
-                    ("ActionID", id.into()),
-                    ("Channel", field(m, "Channel")),
-                    ("ChannelState", field(m, "ChannelState")),
-                    ("ChannelStateDesc", field(m, "ChannelStateDesc")),
-                    ("CallerIDNum", field(m, "CallerIDNum")),
-                    ("CallerIDName", field(m, "CallerIDName")),
-                    ("ConnectedLineNum", field(m, "ConnectedLineNum")),
-                    ("ConnectedLineName", field(m, "ConnectedLineName")),
-                    ("Language", field(m, "Language")),
-                    ("AccountCode", field(m, "AccountCode")),
-                    ("Context", field(m, "Context")),
-                    ("Exten", field(m, "Exten")),
-                    ("Priority", field(m, "Priority")),
-                    ("Uniqueid", field(m, "Uniqueid")),
-                    ("Linkedid", field(m, "Linkedid")),
-                    ("Application", String::new()),
-                    ("ApplicationData", String::new()),
-                    ("Duration", "00:00:00".into()),
-                    ("BridgeId", String::new()),
-                ];
-                Message::from_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())))
-            })
-            .collect()
-    }
-
     /// Every hint of the transcript (`ExtensionStatus` events) in its latest state among
     /// the events sent so far; a hint not reported yet is Idle, with the hint it is first
     /// reported with.
@@ -918,6 +886,16 @@ impl Conn<'_> {
             &opts.secret,
             self.challenge.as_deref(),
         )
+    }
+}
+
+/// One served event (its original bytes: exactly one message), decoded.
+#[cfg(test)]
+pub fn decode_event(raw: &[u8]) -> Message {
+    let mut buf = BytesMut::from(raw);
+    match Decoder::without_banner().decode(&mut buf) {
+        Ok(Some(Frame::Message(m))) => m,
+        other => panic!("transcript event does not decode: {other:?}"),
     }
 }
 
@@ -1014,6 +992,99 @@ mod tests {
             asterisk-22-pjsip: 15 transcripts, AMI {"11.0.0"}, 4848 events, lists {}
             asterisk-18-pjsip: 15 transcripts, AMI {"7.0.3"}, 4886 events, lists {}
         "#]].assert_eq(&out);
+    }
+
+    /// Reads messages from `sock` until `done` holds for what came so far, or the socket
+    /// closes.
+    async fn read_until(sock: &mut TcpStream, done: impl Fn(&[Message]) -> bool) -> Vec<Message> {
+        let mut decoder = Decoder::new();
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let read = async {
+            loop {
+                while let Ok(Some(frame)) = decoder.decode(&mut buf) {
+                    if let Frame::Message(m) = frame {
+                        out.push(m);
+                    }
+                }
+                if done(&out) || sock.read_buf(&mut buf).await.unwrap() == 0 {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), read)
+            .await
+            .expect("the server answered before the hang bound");
+        out
+    }
+
+    /// `gap:N:K`: the first connection is closed after N events, the next K go to nobody,
+    /// and a client logging in then gets the state lists as of after them, then the event
+    /// that follows them.
+    #[tokio::test]
+    async fn a_gap_loses_events_and_the_next_login_sees_the_state_after_them() {
+        let t = Transcript::load(
+            &Path::new(FIXTURES).join("asterisk-22-pjsip/ami/01_rg_answered.rx.raw"),
+        )
+        .unwrap();
+        // Lose the answer: from a little before the first bridge to a little after it.
+        let bridged = t
+            .events()
+            .iter()
+            .position(|e| e.starts_with(b"Event: BridgeEnter"))
+            .unwrap();
+        let (after, lost) = (bridged - 5, 10);
+        let mut options = ReplayOptions::new("u", "s");
+        options.faults = vec![Some(Fault::Gap { after, lost })];
+        let server = ReplayServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), t.clone(), options)
+            .await
+            .unwrap();
+        let login = "Action: Login\r\nActionID: login\r\nUsername: u\r\nSecret: s\r\n\r\n";
+        let is_event = |m: &Message| m.event().is_some() && m.action_id().is_none();
+
+        let mut first = TcpStream::connect(server.local_addr()).await.unwrap();
+        first.write_all(login.as_bytes()).await.unwrap();
+        let got = read_until(&mut first, |_| false).await;
+        let sent: Vec<&Message> = got.iter().filter(|m| is_event(m)).collect();
+        assert_eq!(
+            sent.len(),
+            after,
+            "the first connection closes after N events"
+        );
+
+        // One write: the server answers every action it has read before the next event.
+        let mut second = TcpStream::connect(server.local_addr()).await.unwrap();
+        let actions = ["CoreShowChannels", "Status", "BridgeList"]
+            .map(|a| format!("Action: {a}\r\nActionID: {a}\r\n\r\n"))
+            .concat();
+        second
+            .write_all(format!("{login}{actions}").as_bytes())
+            .await
+            .unwrap();
+        let got = read_until(&mut second, |got| got.iter().any(is_event)).await;
+
+        let state = t.state_after(after + lost);
+        let mut want: Vec<Message> = Vec::new();
+        for answer in [
+            state.core_show_channels("CoreShowChannels"),
+            state.status("Status", None).unwrap(),
+            state.bridge_list("BridgeList"),
+        ] {
+            want.extend(answer.messages().cloned());
+        }
+        want.push(decode_event(&t.events()[after + lost]));
+        // After the login's response; one read may bring more events than the first.
+        let first_event = got.iter().position(is_event).unwrap();
+        assert_eq!(got[1..=first_event], want[..]);
+        let lists: Vec<String> = want
+            .iter()
+            .filter(|m| m.get("EventList") == Some("Complete"))
+            .map(|m| format!("{} {}", m.event().unwrap(), m.get("ListItems").unwrap()))
+            .collect();
+        expect![[
+            r#"554+10: ["CoreShowChannelsComplete 6", "StatusComplete 6", "BridgeListComplete 1"]"#
+        ]]
+        .assert_eq(&format!("{after}+{lost}: {lists:?}"));
     }
 
     #[test]

@@ -99,8 +99,10 @@ fn failed_login_says_who_and_where() {
 
 #[test]
 fn action_prints_response_and_list_items() {
-    let server = Server::start("01_inbound_answered");
-    let out = server.ami("harness-secret", &["action", "CoreShowChannels", "--json"]);
+    // The queue list as recorded mid-call (a channel list would be the one before the call:
+    // an actions-only login gets no events, so the served PBX stays where it starts).
+    let server = Server::start("05_inbound_queue");
+    let out = server.ami("harness-secret", &["action", "QueueStatus", "--json"]);
     assert!(out.status.success(), "{out:?}");
     let kinds: Vec<String> = stdout(&out)
         .lines()
@@ -114,11 +116,11 @@ fn action_prints_response_and_list_items() {
         kinds,
         [
             "Success",
-            "CoreShowChannel",
-            "CoreShowChannel",
-            "CoreShowChannel",
-            "CoreShowChannel",
-            "CoreShowChannelsComplete"
+            "QueueParams",
+            "QueueMember",
+            "QueueMember",
+            "QueueEntry",
+            "QueueStatusComplete"
         ]
     );
 

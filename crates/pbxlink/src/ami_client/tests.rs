@@ -7,12 +7,13 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use bytes::BytesMut;
 use expect_test::expect;
 
 use super::*;
 use crate::config::Config;
-use crate::replay_server::{Fault, ReplayOptions, ReplayServer, Transcript};
+use crate::replay_server::{
+    decode_event as decode, Fault, ReplayOptions, ReplayServer, Transcript,
+};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures");
 const USER: &str = "harness";
@@ -73,14 +74,6 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn decode(raw: &[u8]) -> Message {
-    let mut buf = BytesMut::from(raw);
-    match ami::Decoder::without_banner().decode(&mut buf) {
-        Ok(Some(ami::Frame::Message(m))) => m,
-        other => panic!("transcript event does not decode: {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn md5_login_ping_and_core_settings() {
     let server = serve("00b_login_md5", ReplayOptions::new(USER, SECRET)).await;
@@ -123,9 +116,13 @@ async fn md5_login_ping_and_core_settings() {
 
 #[tokio::test]
 async fn plain_login_command_output_list_and_unknown_action() {
-    let server = serve("01_inbound_answered", ReplayOptions::new(USER, SECRET)).await;
+    let mut options = ReplayOptions::new(USER, SECRET);
+    // Where the recording's own CoreShowChannels was answered: four channels up.
+    options.faults = vec![Some(Fault::Hold { after: 116 })];
+    let server = serve("01_inbound_answered", options).await;
     let (client, mut rx) = AmiClient::start(client_config(server.local_addr(), "plain", SECRET));
     expect_connected(&mut rx).await;
+    eventually("116 events sent", || server.events_sent() == 116).await;
 
     let version = client
         .send(Action::command("core show version"))
@@ -144,10 +141,10 @@ async fn plain_login_command_output_list_and_unknown_action() {
         .collect();
     expect![[r#"
         [
+            "Local/15550001000@from-pstn-00000000;1",
+            "Local/15550001000@from-pstn-00000000;2",
             "Local/201@agents-00000001;1",
             "Local/201@agents-00000001;2",
-            "Local/15550001000@from-pstn-00000000;2",
-            "Local/15550001000@from-pstn-00000000;1",
         ]
     "#]]
     .assert_debug_eq(&names);
@@ -239,11 +236,15 @@ async fn reconnect_after_drops_loses_and_duplicates_nothing() {
 #[tokio::test]
 async fn missed_pong_reconnects_resends_reads_and_fails_originate() {
     let mut options = ReplayOptions::new(USER, SECRET);
-    // The first connection goes silent right after login: no events, no responses.
-    options.faults = vec![Some(Fault::Stall {
-        after: 0,
-        pause: HANG * 2,
-    })];
+    // The first connection goes silent right after login: no events, no responses; the
+    // second sends no events either, so the channel list is the one before the call.
+    options.faults = vec![
+        Some(Fault::Stall {
+            after: 0,
+            pause: HANG * 2,
+        }),
+        Some(Fault::Hold { after: 0 }),
+    ];
     let server = serve("01_inbound_answered", options).await;
     let mut config = client_config(server.local_addr(), "md5", SECRET);
     config.ping_interval = Duration::from_millis(100);
@@ -263,9 +264,10 @@ async fn missed_pong_reconnects_resends_reads_and_fails_originate() {
         originate.unwrap_err().to_string(),
         "connection lost while Originate was in flight; not re-sent, it may have run"
     );
+    let channels = channels.unwrap();
     assert_eq!(
-        channels.unwrap().items.len(),
-        4,
+        channels.complete.as_ref().and_then(|c| c.get("ListItems")),
+        Some("0"),
         "re-sent on the new connection"
     );
     let LinkEvent::Disconnected { reason } = next(&mut rx).await else {
