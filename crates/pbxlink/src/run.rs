@@ -689,7 +689,8 @@ impl PbxTracking {
                 continue;
             };
             let msg = crate::replay::message_from_json(object);
-            let listing = matches!(msg.event(), Some("CoreShowChannel" | "Status"));
+            // (`Status` items only note numbers for the list that follows: not the list.)
+            let listing = msg.event() == Some("CoreShowChannel");
             if let (Some(at), false) = (listing_at, listing) {
                 self.tracker.handle(at, &listing_complete());
             }

@@ -98,7 +98,6 @@ fn millis(truth: &Value, field: &str) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "until the tracker reconciles gaps (issue 20)"]
 async fn sigkilled_again_and_again_no_call_is_lost_doubled_or_stuck() {
     let seed: u64 = std::env::var("PBXLINK_CRASH_SEED")
         .map(|s| s.parse().expect("PBXLINK_CRASH_SEED is a number"))
@@ -253,7 +252,6 @@ async fn sigkilled_again_and_again_no_call_is_lost_doubled_or_stuck() {
     // (measured: what the PBX did there was not seen).
     let mut mismatched = Vec::new();
     let mut wrong_across_gaps = 0;
-    let flags_present = journal.iter().any(|r| r.get("gaps").is_some());
     for id in &expected {
         let t = &truth[*id];
         let (start, end) = (millis(t, "started_ms"), millis(t, "ended_ms"));
@@ -301,7 +299,7 @@ async fn sigkilled_again_and_again_no_call_is_lost_doubled_or_stuck() {
         "crash test summary (seed {seed}): {} kills; PBX calls (ground truth) {}, of which {excused} \
          began and ended while no pbxlink was connected; journaled {}; lost {lost_total} {:?}; \
          duplicated {}; unknown ids {}; stuck in /api/v1/live {LIVE_GRACE:?} after the end {} \
-         (active_calls gauge {active_calls}); spanning a gap {spanning}, without a gap flag {}{}; \
+         (active_calls gauge {active_calls}); spanning a gap {spanning}, without a gap flag {}; \
          disposition/answered_by wrong away from gaps {}, across gaps {wrong_across_gaps}",
         schedule.len(),
         truth.len(),
@@ -311,7 +309,6 @@ async fn sigkilled_again_and_again_no_call_is_lost_doubled_or_stuck() {
         unknown.len(),
         stuck.len(),
         unflagged.len(),
-        if flags_present { "" } else { " (no record has the gap fields yet)" },
         mismatched.len(),
     );
     let boot = truth
@@ -362,14 +359,26 @@ async fn sigkilled_again_and_again_no_call_is_lost_doubled_or_stuck() {
         mismatched.is_empty(),
         "records that disagree with the PBX: {mismatched:#?}"
     );
-    if flags_present {
-        assert!(
-            unflagged.is_empty(),
-            "records across a gap without a gap flag: {unflagged:?}"
-        );
-    }
-    // TODO(issue 20): once records carry `ended_in_gap` / `answered_in_gap`, drop the
-    // `flags_present` condition: every record across a gap must be flagged.
+    let unflagged: Vec<String> = unflagged
+        .iter()
+        .map(|id| {
+            let t = &truth[*id];
+            let (start, end) = (millis(t, "started_ms"), millis(t, "ended_ms"));
+            let record = journaled[id][0];
+            format!(
+                "{id}: {} {:.1}-{:.1}; journal {} - {}",
+                t["scenario"],
+                seconds(start),
+                seconds(end),
+                record["started_at"],
+                record["ended_at"]
+            )
+        })
+        .collect();
+    assert!(
+        unflagged.is_empty(),
+        "records across a gap without a gap flag: {unflagged:#?}"
+    );
 }
 
 /// Waits until `gateway` has logged in, and closes the open gap on the PBX clock after that.
