@@ -967,6 +967,13 @@ impl Tracker {
     }
 
     fn finish(&mut self, mut call: Call, now: DateTime<Utc>) {
+        // Ended after a reconnect but before its channel list: the call lived through a
+        // gap no listing closed for it.
+        if let Some(from) = self.gap_from.filter(|from| call.started_at <= *from) {
+            if call.gaps.last().is_none_or(|g| g.from != from) {
+                call.gaps.push(Gap { from, to: now });
+            }
+        }
         if let Some(gap) = call.ended_in_gap {
             let detail = format!(
                 "ended while pbxlink received no events from the PBX (between {} and {})",
