@@ -65,6 +65,9 @@ struct Channel {
     seq: u64,
     /// Asterisk reuses channel names after a restart; the Uniqueid tells them apart.
     uniqueid: Box<str>,
+    /// The bridge it is in ([`bridge_key`] of `BridgeUniqueid`): after a gap, who the caller
+    /// talks to.
+    bridge: Option<u64>,
 }
 
 impl Channel {
@@ -173,7 +176,9 @@ impl Call {
         if self.answered_by.is_some() {
             return Disposition::Answered;
         }
-        if self.abandoned {
+        // A queue call nobody answered is unanswered whether the caller left or the queue
+        // gave up; after a gap its abandon may be among the events lost.
+        if self.abandoned || (self.queue.is_some() && !self.gaps.is_empty()) {
             return Disposition::NoAnswer;
         }
         match self.last_dial.as_deref() {
@@ -203,6 +208,15 @@ fn dialed_number(dial: &str) -> &str {
         .iter()
         .find_map(|scheme| user.strip_prefix(scheme))
         .unwrap_or(user)
+}
+
+/// A bridge's id as a number: bridges are compared, never shown, and a number costs no
+/// allocation per `BridgeEnter`.
+fn bridge_key(id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = rustc_hash::FxHasher::default();
+    id.hash(&mut hasher);
+    hasher.finish()
 }
 
 fn seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> u64 {
@@ -264,6 +278,8 @@ impl Tracker {
             "QueueCallerJoin" => self.on_queue(now, msg, false),
             "QueueCallerAbandon" => self.on_queue(now, msg, true),
             "DTMFEnd" => self.on_dtmf(now, msg),
+            "BridgeEnter" => self.on_bridge(now, msg, true),
+            "BridgeLeave" => self.on_bridge(now, msg, false),
             "CoreShowChannel" => self.on_snapshot_channel(msg),
             "Status" => self.on_status(msg),
             "CoreShowChannelsComplete" => self.on_snapshot_complete(now),
@@ -416,6 +432,7 @@ impl Tracker {
                 up_at: None,
                 seq: self.created,
                 uniqueid: uniqueid.into(),
+                bridge: None,
             },
         );
     }
@@ -629,6 +646,7 @@ impl Tracker {
             return;
         };
         let party = dest_chan.owned_party();
+        let trunk_undialed = matches!(dest_chan.kind, Kind::Trunk) && dest_chan.dialed.is_none();
         let hop = dest_chan.hop;
         let busy_local = match &dest_chan.kind {
             Kind::Local { number, half: 1 } if dest_chan.busy_tone && !hop => Some(number.clone()),
@@ -653,6 +671,17 @@ impl Tracker {
             }
             return;
         };
+        // A Local channel for an outside number dialing the trunk (a call forward): its
+        // number is the party, should the trunk's own dial string be unknown.
+        let dialer_number = match self.channels.get(dialer).map(|c| &c.kind) {
+            Some(Kind::Local { number, .. }) if !self.config.is_extension(number) => {
+                Some(number.clone()).filter(|n| !n.is_empty())
+            }
+            _ => None,
+        };
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
         if call.is_caller_side(dialer) {
             call.last_dial = Some(status.to_owned());
             call.last_dial_end = Some(now);
@@ -660,6 +689,13 @@ impl Tracker {
         match status {
             // The agent answering their own click-to-call is not the call being answered.
             "ANSWER" if !hop && !call.originating => {
+                // An outside number whose dial string was not seen (its DialBegin fell in a
+                // gap): the number the call was placed to.
+                let party = match (trunk_undialed, dialer_number) {
+                    (true, Some(number)) => Some(number),
+                    (true, None) if !call.inbound => call.to.clone().or(party),
+                    _ => party,
+                };
                 if let Some(p) = party {
                     self.answer(now, &call_id, p);
                 }
@@ -724,38 +760,38 @@ impl Tracker {
             .get(target)
             .map(|c| c.call.clone())
             .filter(|id| self.calls.contains_key(id));
-        let Some(picker_chan) = self.channels.get_mut(picker) else {
-            return;
-        };
-        if Some(&picker_chan.call) == target_call.as_ref() {
-            return;
-        }
-        // The picker dialed a feature code as its own call; from now on it is a leg of the
-        // picked-up call, and its own call (only that dial) is forgotten unreported. When
-        // the picked-up call is not tracked (its start was not seen), neither is the picker.
-        let own_call = picker_chan.call.clone();
-        let party = picker_chan.owned_party();
-        match &target_call {
-            Some(id) => picker_chan.call = id.clone(),
+        match target_call {
+            Some(target_call) => self.move_channel(now, picker, &target_call),
+            // When the picked-up call is not tracked (its start was not seen), neither is
+            // the picker.
             None => {
-                self.channels.remove(picker);
+                if let Some(chan) = self.channels.remove(picker) {
+                    self.forget_leg(picker, &chan.call);
+                }
             }
         }
-        if let Some(own) = self.calls.get_mut(&own_call) {
-            own.live = own.live.saturating_sub(1);
-            own.legs.retain(|l| l != picker);
-            if own.live == 0 {
-                self.calls.remove(&own_call);
-            }
-        }
-        let Some(target_call) = target_call else {
+    }
+
+    /// `name` becomes a leg of `target` (a pickup). The picker dialed a feature code as its
+    /// own call; that call (only that dial) is forgotten unreported.
+    fn move_channel(&mut self, now: DateTime<Utc>, name: &str, target: &str) {
+        let Some(chan) = self.channels.get_mut(name) else {
             return;
         };
-        let Some(call) = self.calls.get_mut(&target_call) else {
+        if *chan.call == *target {
+            return;
+        }
+        let Some(target_call) = self.calls.get(target) else {
+            return;
+        };
+        let own_call = std::mem::replace(&mut chan.call, target_call.id.clone());
+        let party = chan.owned_party();
+        self.forget_leg(name, &own_call);
+        let Some(call) = self.calls.get_mut(target) else {
             return;
         };
         call.live += 1;
-        call.legs.push(picker.to_owned());
+        call.legs.push(name.to_owned());
         let detail = format!(
             "picked up by {}",
             party
@@ -763,6 +799,41 @@ impl Tracker {
                 .map_or("unknown".to_owned(), |p| self.config.describe(p))
         );
         call.note(now, "pickup", detail);
+    }
+
+    /// `name` is no longer a leg of `call`; a call left with no leg is dropped unreported.
+    fn forget_leg(&mut self, name: &str, call: &str) {
+        if let Some(own) = self.calls.get_mut(call) {
+            own.live = own.live.saturating_sub(1);
+            own.legs.retain(|l| l != name);
+            if own.live == 0 {
+                self.calls.remove(call);
+            }
+        }
+    }
+
+    /// A channel entered or left a bridge. After a gap that swallowed a call's answer, its
+    /// caller bridged with a party is that party having answered.
+    fn on_bridge(&mut self, now: DateTime<Utc>, msg: &Message, enter: bool) {
+        let Some(name) = msg.get("Channel") else {
+            return;
+        };
+        let Some(chan) = self.channels.get_mut(name) else {
+            return;
+        };
+        chan.bridge = enter
+            .then(|| msg.get("BridgeUniqueid").map(bridge_key))
+            .flatten();
+        let call_id = chan.call.clone();
+        let Some(call) = self.calls.get(&call_id) else {
+            return;
+        };
+        if !enter || call.answered_by.is_some() || call.originating || call.gaps.is_empty() {
+            return;
+        }
+        if let Some(party) = self.bridged_party(call) {
+            self.answer_unseen(now, &call_id, party, true);
+        }
     }
 
     fn on_blind_transfer(&mut self, now: DateTime<Utc>, msg: &Message) {

@@ -22,7 +22,7 @@ use ami::Message;
 use chrono::{DateTime, TimeDelta, Utc};
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::{non_empty, Call, Channel, Snapshot, Tracker};
+use super::{bridge_key, non_empty, Call, Channel, Snapshot, Tracker};
 use crate::party::{local_partner, Kind};
 use crate::record::Gap;
 
@@ -142,7 +142,8 @@ impl Tracker {
             self.take_in(now, gap, l, &listed, &dialed_ids);
         }
         let taken_in = self.channels.len() - channels_before;
-        let answered = self.answers_in_gap(now, gap, &listed, &by_name);
+        self.fill_from_caller(gap, &by_name);
+        let answered = self.answers_in_gap(now, gap, &by_name);
         self.resync = Some(Resync {
             gap,
             listed: listed.len(),
@@ -216,6 +217,15 @@ impl Tracker {
             if l.is_up() {
                 chan.up_at.get_or_insert(now);
             }
+            chan.bridge = l.bridge().map(bridge_key);
+            let (chan_call, kind) = (chan.call.clone(), chan.kind.clone());
+            match l.get("Linkedid") {
+                // Moved to another call in the gap (a pickup): it belongs there now.
+                Some(linkedid) if *linkedid != *chan_call && self.calls.contains_key(linkedid) => {
+                    self.move_channel(now, l.name, linkedid);
+                }
+                _ => self.note_party(l.name, &chan_call, &kind),
+            }
             return;
         }
         let Some(linkedid) = l.get("Linkedid") else {
@@ -266,10 +276,6 @@ impl Tracker {
         self.created += 1;
         call.live += 1;
         call.legs.push(l.name.to_owned());
-        // An outside party on a call placed from inside: the call is outbound.
-        if matches!(kind, Kind::Trunk) && !call.is_caller_side(l.name) {
-            call.external = true;
-        }
         let rings = match &kind {
             Kind::Phone(ext)
                 if l.msg.get("ChannelStateDesc") == Some("Ringing")
@@ -280,6 +286,7 @@ impl Tracker {
             _ => None,
         };
         let call_id: Arc<str> = call.id.clone();
+        self.note_party(l.name, &call_id, &kind);
         self.channels.insert(
             l.name.to_owned(),
             Channel {
@@ -292,10 +299,70 @@ impl Tracker {
                 up_at: l.is_up().then_some(now),
                 seq: self.created,
                 uniqueid: l.get("Uniqueid").unwrap_or_default().into(),
+                bridge: l.bridge().map(bridge_key),
             },
         );
         if let Some(ext) = rings {
             self.ring(now, &call_id, ext);
+        }
+    }
+
+    /// What a listed channel tells of its call beyond its own existence: an outside party
+    /// not on the caller's side makes the call outbound (its dial may have fallen in the gap).
+    fn note_party(&mut self, name: &str, call_id: &str, kind: &Kind) {
+        if let Some(call) = self.calls.get_mut(call_id) {
+            if matches!(kind, Kind::Trunk) && !call.is_caller_side(name) {
+                call.external = true;
+            }
+        }
+    }
+
+    /// What the listed caller side tells that the events lost in the gap would have: the
+    /// caller's number, the number a Dial is ringing (a click-to-call's callee), and that a
+    /// dial which ended in the gap while the caller stayed was not answered (not cancelled).
+    fn fill_from_caller(&mut self, gap: Option<Gap>, by_name: &FxHashMap<&str, &Listed>) {
+        let channels = &self.channels;
+        for call in self.calls.values_mut() {
+            let sides = [Some(call.origin.as_str()), call.origin_partner.as_deref()];
+            let Some(caller) = sides.into_iter().flatten().find_map(|c| by_name.get(c)) else {
+                continue;
+            };
+            // The dialplan's busy and congestion tones (Newexten, when seen).
+            match caller.get("Application") {
+                Some(app) if app.eq_ignore_ascii_case("Busy") => call.busy_app = true,
+                Some(app) if app.eq_ignore_ascii_case("Congestion") => call.failed_app = true,
+                _ => {}
+            }
+            if call.from.is_none() {
+                call.from = caller.get("CallerIDNum").map(str::to_owned);
+            }
+            if call.originating && caller.is_up() {
+                // The click-to-call agent answered in the gap: from now on they wait for
+                // the called party.
+                call.originating = false;
+                call.waiting_from = gap.map_or(call.waiting_from, |g| g.from);
+            }
+            let dialing = (caller.get("Application") == Some("Dial"))
+                .then(|| caller.get("ApplicationData"))
+                .flatten()
+                .and_then(|d| d.split([',', '&']).next())
+                .map(super::dialed_number)
+                .filter(|n| !n.is_empty());
+            if call.to.is_none() && !call.originating {
+                call.to = dialing.map(str::to_owned);
+            }
+            if let (Some(gap), None, None) = (gap, &call.answered_by, &call.last_dial) {
+                // A leg it dialed is gone, the caller is still here and dials no more: the
+                // dial ended unanswered (a busy or congestion tone says otherwise).
+                let callee_gone = call
+                    .legs
+                    .iter()
+                    .any(|l| !call.is_caller_side(l) && !channels.contains_key(l));
+                if callee_gone && dialing.is_none() && !call.busy_app && !call.failed_app {
+                    call.last_dial = Some("NOANSWER".to_owned());
+                    call.last_dial_end = Some(gap.from);
+                }
+            }
         }
     }
 
@@ -305,45 +372,26 @@ impl Tracker {
         &mut self,
         now: DateTime<Utc>,
         gap: Option<Gap>,
-        listed: &[Listed],
         by_name: &FxHashMap<&str, &Listed>,
     ) -> usize {
-        let mut bridges: FxHashMap<&str, Vec<&str>> = FxHashMap::default();
-        for l in listed {
-            if let Some(bridge) = l.bridge() {
-                bridges.entry(bridge).or_default().push(l.name);
-            }
-        }
-        // (call, who answered, when the call started, whether that party's phone rang)
-        let mut answered: Vec<(Arc<str>, String, DateTime<Utc>, bool)> = Vec::new();
+        let mut answered = Vec::new();
         for call in self.calls.values() {
             if call.answered_by.is_some() || call.originating {
                 continue;
             }
-            // The caller's side that is in a bridge (of a Local pair, the half that dialed).
-            let caller_side = [Some(call.origin.as_str()), call.origin_partner.as_deref()];
-            let listed_sides = caller_side
+            let sides = [Some(call.origin.as_str()), call.origin_partner.as_deref()];
+            let room = sides
                 .into_iter()
                 .flatten()
-                .filter_map(|c| by_name.get(c));
-            let caller = listed_sides
-                .clone()
-                .find(|c| c.bridge().is_some() || c.get("Application") == Some("ConfBridge"))
-                .or_else(|| listed_sides.clone().next());
-            let Some(caller) = caller else {
-                continue;
+                .filter_map(|c| by_name.get(c))
+                .find(|c| c.get("Application") == Some("ConfBridge"))
+                .and_then(|c| c.get("ApplicationData"))
+                .and_then(|d| d.split(',').next());
+            let party = match room {
+                Some(room) => Some((room.to_owned(), false)),
+                None => self.bridged_party(call).map(|p| (p, true)),
             };
-            let room = caller.get("Application") == Some("ConfBridge");
-            let party = if room {
-                caller
-                    .get("ApplicationData")
-                    .and_then(|d| d.split(',').next())
-                    .map(str::to_owned)
-            } else {
-                self.bridged_party(call, caller.name, by_name, &bridges)
-            };
-            if let Some(party) = party {
-                let rang = !room && self.config.is_extension(&party);
+            if let Some((party, rang)) = party {
                 answered.push((call.id.clone(), party, call.started_at, rang));
             }
         }
@@ -354,13 +402,7 @@ impl Tracker {
                 from: started_at,
                 to: now,
             });
-            if let Some(call) = self.calls.get_mut(&id) {
-                // A phone that answered rang first, in the gap.
-                if rang && !call.rang.contains(&party) {
-                    call.rang.push(party.clone());
-                }
-            }
-            self.answer(now, &id, party);
+            self.answer_unseen(now, &id, party, rang);
             if let Some(call) = self.calls.get_mut(&id) {
                 call.answered_in_gap = Some(unseen);
                 let detail = format!(
@@ -374,36 +416,56 @@ impl Tracker {
         count
     }
 
-    /// The party at the far end of the bridges from `start`, through Local channel pairs:
-    /// the phone, or the outside number, the caller talks to.
-    fn bridged_party(
-        &self,
-        call: &Call,
-        start: &str,
-        by_name: &FxHashMap<&str, &Listed>,
-        bridges: &FxHashMap<&str, Vec<&str>>,
-    ) -> Option<String> {
+    /// `party` answered `id`, whose dial result was not seen; `rang`: its phone rang first.
+    pub(super) fn answer_unseen(
+        &mut self,
+        now: DateTime<Utc>,
+        id: &str,
+        party: String,
+        rang: bool,
+    ) {
+        if let Some(call) = self.calls.get_mut(id) {
+            if rang && self.config.is_extension(&party) && !call.rang.contains(&party) {
+                call.rang.push(party.clone());
+            }
+        }
+        self.answer(now, id, party);
+    }
+
+    /// The party the caller of `call` is bridged with, through Local channel pairs: the
+    /// phone, or the outside number, it talks to. From the channels' bridges as last known
+    /// (the listing, then `BridgeEnter`/`BridgeLeave`).
+    pub(super) fn bridged_party(&self, call: &Call) -> Option<String> {
+        let bridge_of = |name: &str| self.channels.get(name).and_then(|c| c.bridge);
+        let peer_of = |name: &str| {
+            let bridge = bridge_of(name)?;
+            call.legs
+                .iter()
+                .map(String::as_str)
+                .find(|p| *p != name && !call.is_caller_side(p) && bridge_of(p) == Some(bridge))
+        };
+        let start = [Some(call.origin.as_str()), call.origin_partner.as_deref()]
+            .into_iter()
+            .flatten()
+            .find(|c| bridge_of(c).is_some())?;
         let mut at = start.to_owned();
         let mut through_local = None;
         let mut seen = FxHashSet::default();
         while seen.insert(at.clone()) {
-            let bridge = by_name.get(at.as_str())?.bridge()?;
-            let peer = bridges
-                .get(bridge)?
-                .iter()
-                .find(|p| **p != at && !call.is_caller_side(p))?;
+            let peer = peer_of(&at)?;
             match self.config.classify(peer) {
                 Kind::Phone(ext) => return Some(ext),
                 Kind::Local { number, .. } => {
                     through_local = Some(number).filter(|n| !n.is_empty());
                     at = local_partner(peer)?;
-                    if by_name.get(at.as_str())?.bridge().is_none() {
-                        // The far half runs an application itself (a dialplan phone).
+                    if bridge_of(&at).is_none() {
+                        // The far half runs an application itself (a dialplan phone), or
+                        // is gone already: the Local channel's number is the party.
                         return through_local.filter(|n| self.config.is_extension(n));
                     }
                 }
                 Kind::Trunk => {
-                    let dialed = self.channels.get(*peer).and_then(|c| c.dialed.clone());
+                    let dialed = self.channels.get(peer).and_then(|c| c.dialed.clone());
                     return dialed.or(through_local).or_else(|| call.to.clone());
                 }
                 Kind::Other => return None,

@@ -26,7 +26,7 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fix
 const STEP: usize = 5;
 const LOSSES: [usize; 3] = [1, 5, 20];
 /// How many mismatches the report spells out.
-const DETAILS: usize = 20;
+const DETAILS: usize = 400;
 
 /// A cut: `after` events delivered, the next `lost` lost (`--fault gap:N:K`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
