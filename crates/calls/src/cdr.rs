@@ -86,6 +86,15 @@ impl CdrZone {
         }
     }
 
+    /// `at` as the PBX writes it (for queries by time).
+    pub fn from_utc(self, at: DateTime<Utc>) -> NaiveDateTime {
+        match self {
+            CdrZone::Utc => at.naive_utc(),
+            CdrZone::Local => at.with_timezone(&Local).naive_local(),
+            CdrZone::Fixed(offset) => at.with_timezone(&offset).naive_local(),
+        }
+    }
+
     /// A CDR time as text: `2026-11-22 22:54:30` (cdr_csv, `CDR(start)`), or epoch seconds
     /// (`CDR(start,u)`); empty: none.
     fn parse(self, s: &str) -> Result<Option<DateTime<Utc>>, String> {

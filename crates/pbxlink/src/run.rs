@@ -20,6 +20,8 @@ use crate::api::{self, AppState};
 use crate::config::{Config, PbxConfig, RawEvents, Secret};
 use crate::simulate;
 
+mod cdr;
+
 /// `pbxlink run` arguments.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -165,6 +167,7 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
         crms: crms.clone(),
         raw_events: config.journal.raw_events,
         resume: _demo.is_none(),
+        cdr: cdr::CdrSources::from_config(&config)?,
     };
     for (name, client, events) in control_links {
         tokio::spawn(crate::cluster::control_link(
@@ -353,6 +356,8 @@ pub struct Pipeline {
     /// Resume the calls a previous owner left in progress, from the raw event log (not in
     /// demo mode: a fresh simulator never continues an old call).
     pub resume: bool,
+    /// `[pbx.cdr]` readers: what fell in a gap of the event stream.
+    pub cdr: cdr::CdrSources,
 }
 
 /// How far back the raw event log is searched for calls to resume: longer than any call.
@@ -375,6 +380,7 @@ pub async fn track(
         spawn_raw_event_writer(pipeline.store.clone(), &pbx, pipeline.raw_events);
     let mut pbx = PbxTracking {
         tracker: Tracker::new(TrackerConfig::default()),
+        cdr: cdr::GapRepair::new(&pbx, &pipeline, journal.clone()),
         // Handles made once: the per-event cost is an atomic add, not a registry lookup.
         events_total: metrics::counter!("pbxlink_ami_events_total", "pbx" => pbx.clone()),
         connected: metrics::gauge!("pbxlink_ami_connected", "pbx" => pbx.clone()),
@@ -432,6 +438,7 @@ struct PbxTracking {
     seq: u64,
     /// State lists read after a login, each waiting for the event it was answered after.
     snapshots: VecDeque<(u64, Snapshot, ActionResult)>,
+    cdr: cdr::GapRepair,
     events_total: metrics::Counter,
     connected: metrics::Gauge,
     active_calls: metrics::Gauge,
@@ -451,6 +458,7 @@ impl PbxTracking {
                 tracing::info!(pbx, ami_version, "AMI connected; resyncing live channels");
                 self.connected.set(1.0);
                 self.pipeline.state.link_changed(pbx, true);
+                self.cdr.connected();
                 return self.read_snapshots(events).await;
             }
             LinkEvent::Disconnected { reason } => {
@@ -458,6 +466,7 @@ impl PbxTracking {
                 tracing::warn!(pbx, %reason, "AMI link down; reconnecting");
                 self.connected.set(0.0);
                 self.pipeline.state.link_changed(pbx, false);
+                self.cdr.disconnected();
                 // Each answer came before its connection ended, so all were applied by now;
                 // none may wait into the next connection's stream.
                 self.snapshots.clear();
@@ -600,6 +609,9 @@ impl PbxTracking {
     /// Sends the calls that ended to the journal writer; `false` if it has stopped.
     async fn journal_finished(&mut self) -> bool {
         while let Some(record) = self.tracker.poll_record() {
+            let Some(record) = self.cdr.take_gapped(record) else {
+                continue;
+            };
             if self.journal.send(JournalItem::Call(record)).await.is_err() {
                 tracing::error!(
                     pbx = self.pbx,
@@ -617,6 +629,7 @@ impl PbxTracking {
     /// tracking them when it died or stopped), so they end here instead of being lost. The
     /// resync after login then ends those whose channels are gone.
     async fn resume(&mut self) {
+        self.cdr.resumed().await;
         let since = Utc::now() - RESUME_WINDOW;
         let logged = match self
             .pipeline

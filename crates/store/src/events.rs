@@ -70,6 +70,17 @@ impl Store {
         rows.iter().map(event_from_row).collect()
     }
 
+    /// When the last logged event of `pbx` was received: after a restart, where the gap in
+    /// its event stream began. `None` when none is logged.
+    pub async fn last_event_at(&self, pbx: &str) -> Result<Option<DateTime<Utc>>> {
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(received_at) FROM ami_events WHERE pbx = $1")
+                .bind(pbx)
+                .fetch_one(&self.pool)
+                .await?;
+        last.map(|t| from_micros("received_at", t)).transpose()
+    }
+
     /// Deletes events received before `cutoff` (retention); returns how many went.
     pub async fn purge_events(&self, cutoff: DateTime<Utc>) -> Result<u64> {
         let done = sqlx::query("DELETE FROM ami_events WHERE received_at < $1")
