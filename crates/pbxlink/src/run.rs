@@ -323,6 +323,7 @@ async fn start_demo_pbx(
         fast: false,
         write: None,
         monitor_dir: Some(crate::recordings::RecordingsConfig::demo(data_dir).dir),
+        cdr: None,
     };
     let handle = simulate::start(SocketAddr::from(([127, 0, 0, 1], 0)), options, server).await?;
     let addr = handle.local_addr();

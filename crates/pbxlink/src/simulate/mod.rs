@@ -3,6 +3,7 @@
 //! that streams it and answers the actions a CRM gateway sends.
 
 mod call;
+mod cdr_csv;
 mod directory;
 mod generator;
 mod local;
@@ -60,6 +61,10 @@ pub struct SimulateArgs {
     /// Send events as fast as the client reads (timestamps stay virtual) instead of in real time.
     #[arg(long)]
     fast: bool,
+    /// Also append a cdr_csv Master.csv row (with the Linkedid) to FILE for each CDR row,
+    /// as Asterisk's cdr_csv does: what `[pbx.cdr] kind = "csv"` reads.
+    #[arg(long, value_name = "FILE")]
+    cdr: Option<PathBuf>,
 }
 
 /// Runs `pbxlink simulate`.
@@ -93,6 +98,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 fast: args.fast,
                 write: write.clone(),
                 monitor_dir: None,
+                cdr: args.cdr,
             };
             tokio::runtime::Runtime::new()?.block_on(async {
                 let handle = start(*addr, opts, server).await?;
