@@ -294,3 +294,6 @@ fn mysql_row(row: &MySqlRow, zone: CdrZone) -> anyhow::Result<CdrRow> {
     cdr.derive_answer_and_end();
     Ok(cdr)
 }
+
+#[cfg(test)]
+pub(crate) mod tests;

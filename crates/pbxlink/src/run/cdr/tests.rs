@@ -1,25 +1,9 @@
 use super::*;
-use crate::cdr::CdrConfig;
 use expect_test::expect;
-
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures");
 
 /// The cdr_custom Master.csv of a real Asterisk 22, read as `[pbx.cdr]` would.
 fn fixture_source() -> CdrSource {
-    let dir = format!("{FIXTURES}/asterisk-22-pjsip");
-    let conf = std::fs::read_to_string(format!("{dir}/config/pbx/cdr_custom.conf")).unwrap();
-    let mapping = conf.lines().find(|l| l.starts_with("Master.csv")).unwrap();
-    let columns: Vec<String> = mapping
-        .split("CDR(")
-        .skip(1)
-        .map(|s| s.split(')').next().unwrap().to_owned())
-        .collect();
-    let config: CdrConfig = toml::from_str(&format!(
-        "kind = \"csv\"\npath = \"{dir}/cdr/cdr-custom.Master.csv\"\ncolumns = {columns:?}"
-    ))
-    .unwrap();
-    assert_eq!(config.problems(), []);
-    CdrSource::new(&config).unwrap()
+    CdrSource::new(&crate::cdr::tests::fixture_config("asterisk-22-pjsip")).unwrap()
 }
 
 fn at(hms: &str) -> DateTime<Utc> {
