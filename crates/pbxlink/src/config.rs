@@ -910,6 +910,7 @@ url = "http://pbx.example.com:8088/rawman"
                                     url: "http://pbx.example.com:8088/rawman",
                                 },
                             ),
+                            cdr: None,
                         },
                     ],
                 )"#]],
@@ -924,9 +925,7 @@ url = "http://pbx.example.com:8088/rawman"
         );
         check(
             "[[pbx]]\nping_intervall = 5\n",
-            expect![[
-                r#"error: pbxlink.toml:2:1: unknown field `ping_intervall`, expected one of `name`, `host`, `port`, `tls`, `tls_ca_file`, `tls_insecure_skip_verify`, `username`, `secret`, `secret_env`, `auth`, `events`, `ping_interval`, `action_timeout`, `reconnect_min`, `reconnect_max`, `event_queue`, `overflow`, `ajam`"#
-            ]],
+            expect!["error: pbxlink.toml:2:1: unknown field `ping_intervall`, expected one of `name`, `host`, `port`, `tls`, `tls_ca_file`, `tls_insecure_skip_verify`, `username`, `secret`, `secret_env`, `auth`, `events`, `ping_interval`, `action_timeout`, `reconnect_min`, `reconnect_max`, `event_queue`, `overflow`, `ajam`, `cdr`"],
         );
         check(
             "[[pbx]]\nauth = \"sha1\"\n",
