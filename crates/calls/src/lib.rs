@@ -40,11 +40,13 @@
 //! (a call ends on its last Hangup; trailing `Cdr` events are not needed), no parsing of
 //! `Cdr` events.
 
+pub mod cdr;
 pub mod party;
 pub mod presence;
 pub mod record;
 pub mod tracker;
 
+pub use cdr::{CdrRow, CdrZone, CsvLayout};
 pub use party::{Kind, TrackerConfig};
 pub use presence::{ExtensionState, HintState, Presence, QueueMembership};
 pub use record::{

@@ -288,6 +288,8 @@ pub struct PbxConfig {
     pub overflow: OverflowPolicy,
     /// AMI over HTTP (`[pbx.ajam]`), for PBXs where only the HTTP port is reachable.
     pub ajam: Option<AjamConfig>,
+    /// The PBX's CDR (`[pbx.cdr]`): what happened while the event stream had a gap.
+    pub cdr: Option<crate::cdr::CdrConfig>,
 }
 
 /// `[pbx.ajam]`.
@@ -367,6 +369,7 @@ impl fmt::Debug for PbxConfig {
             .field("event_queue", &self.event_queue)
             .field("overflow", &self.overflow)
             .field("ajam", &self.ajam)
+            .field("cdr", &self.cdr)
             .finish()
     }
 }
@@ -569,6 +572,17 @@ impl Config {
                 if let Err(e) = url::Url::parse(&ajam.url) {
                     problem("ajam", format!("ajam url '{}': {e}", ajam.url));
                 }
+            }
+            for (key, message) in pbx.cdr.iter().flat_map(|c| c.problems()) {
+                out.push(Problem {
+                    at: vec![
+                        Seg::key("pbx"),
+                        Seg::Index(i),
+                        Seg::key("cdr"),
+                        Seg::key(key),
+                    ],
+                    message: format!("pbx '{}': [pbx.cdr] {message}", pbx.name),
+                });
             }
         }
         out
@@ -896,6 +910,7 @@ url = "http://pbx.example.com:8088/rawman"
                                     url: "http://pbx.example.com:8088/rawman",
                                 },
                             ),
+                            cdr: None,
                         },
                     ],
                 )"#]],
@@ -910,9 +925,7 @@ url = "http://pbx.example.com:8088/rawman"
         );
         check(
             "[[pbx]]\nping_intervall = 5\n",
-            expect![[
-                r#"error: pbxlink.toml:2:1: unknown field `ping_intervall`, expected one of `name`, `host`, `port`, `tls`, `tls_ca_file`, `tls_insecure_skip_verify`, `username`, `secret`, `secret_env`, `auth`, `events`, `ping_interval`, `action_timeout`, `reconnect_min`, `reconnect_max`, `event_queue`, `overflow`, `ajam`"#
-            ]],
+            expect!["error: pbxlink.toml:2:1: unknown field `ping_intervall`, expected one of `name`, `host`, `port`, `tls`, `tls_ca_file`, `tls_insecure_skip_verify`, `username`, `secret`, `secret_env`, `auth`, `events`, `ping_interval`, `action_timeout`, `reconnect_min`, `reconnect_max`, `event_queue`, `overflow`, `ajam`, `cdr`"],
         );
         check(
             "[[pbx]]\nauth = \"sha1\"\n",

@@ -118,6 +118,32 @@ fn environment_problems(config: &Config, env: &impl Fn(&str) -> Option<String>) 
                 message: e.to_string(),
             });
         }
+        if let Some(cdr) = &pbx.cdr {
+            let at = |key: &str| {
+                vec![
+                    Seg::key("pbx"),
+                    Seg::Index(i),
+                    Seg::key("cdr"),
+                    Seg::key(key),
+                ]
+            };
+            let problem = match cdr.kind {
+                crate::cdr::CdrKind::Mysql => {
+                    cdr.resolve_url(env).err().map(|e| (at("url_env"), e))
+                }
+                crate::cdr::CdrKind::Csv => cdr.path.as_ref().and_then(|path| {
+                    std::fs::File::open(path)
+                        .err()
+                        .map(|e| (at("path"), format!("cannot read {}: {e}", path.display())))
+                }),
+            };
+            if let Some((at, message)) = problem {
+                out.push(Problem {
+                    at,
+                    message: format!("pbx '{}': [pbx.cdr] {message}", pbx.name),
+                });
+            }
+        }
         if pbx.tls {
             if let Err(e) = crate::ami_client::tls_config(pbx) {
                 out.push(Problem {
@@ -276,6 +302,43 @@ mod tests {
                 data_dir: /var/lib/pbxlink
                 database: sqlite:///var/lib/pbxlink/pbxlink.db?mode=rwc
                 pbx office: 127.0.0.1:5038 user pbxlink auth Md5 events "on" secret MISSING (pbx 'office': environment variable PBXLINK_AMI_SECRET (secret_env) is not set), ping every 20s, reconnect 500ms..30s, queue 4096 (Block)
+            "#]],
+        );
+    }
+
+    #[test]
+    fn cdr_section_problems_with_their_line() {
+        check_with(
+            r#"
+[[pbx]]
+name = "office"
+secret = "x"
+[pbx.cdr]
+kind = "mysql"
+url_env = "NOT_SET_ANYWHERE"
+timezone = "MSK"
+[[pbx]]
+name = "branch"
+secret = "x"
+[pbx.cdr]
+kind = "csv"
+path = "/nonexistent/Master.csv"
+columns = ["start", "linkedid"]
+"#,
+            expect![[r#"
+                pbxlink.toml:8:12: pbx 'office': [pbx.cdr] timezone 'MSK': expected utc, local or an offset like +03:00
+                    8 | timezone = "MSK"
+                      |            ^
+                pbxlink.toml:15:11: pbx 'branch': [pbx.cdr] columns lack 'channel'
+                   15 | columns = ["start", "linkedid"]
+                      |           ^
+                pbxlink.toml:7:11: pbx 'office': [pbx.cdr] environment variable NOT_SET_ANYWHERE (url_env) is not set
+                    7 | url_env = "NOT_SET_ANYWHERE"
+                      |           ^
+                pbxlink.toml:14:8: pbx 'branch': [pbx.cdr] cannot read /nonexistent/Master.csv: No such file or directory (os error 2)
+                   14 | path = "/nonexistent/Master.csv"
+                      |        ^
+                pbxlink.toml: 4 problem(s)
             "#]],
         );
     }

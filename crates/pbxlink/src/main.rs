@@ -7,6 +7,7 @@ mod ami_cli;
 mod ami_client;
 mod api;
 mod calls_cli;
+mod cdr;
 mod cli;
 mod cluster;
 mod config;

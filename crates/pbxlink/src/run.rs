@@ -20,6 +20,8 @@ use crate::api::{self, AppState};
 use crate::config::{Config, PbxConfig, RawEvents, Secret};
 use crate::simulate;
 
+mod cdr;
+
 /// `pbxlink run` arguments.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -165,6 +167,7 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
         crms: crms.clone(),
         raw_events: config.journal.raw_events,
         resume: _demo.is_none(),
+        cdr: cdr::CdrSources::from_config(&config)?,
     };
     for (name, client, events) in control_links {
         tokio::spawn(crate::cluster::control_link(
@@ -321,6 +324,7 @@ async fn start_demo_pbx(
         speed: 1.0,
         write: None,
         monitor_dir: Some(crate::recordings::RecordingsConfig::demo(data_dir).dir),
+        cdr: None,
     };
     let handle = simulate::start(SocketAddr::from(([127, 0, 0, 1], 0)), options, server).await?;
     let addr = handle.local_addr();
@@ -354,6 +358,8 @@ pub struct Pipeline {
     /// Resume the calls a previous owner left in progress, from the raw event log (not in
     /// demo mode: a fresh simulator never continues an old call).
     pub resume: bool,
+    /// `[pbx.cdr]` readers: what fell in a gap of the event stream.
+    pub cdr: cdr::CdrSources,
 }
 
 /// How far back the raw event log is searched for calls to resume: longer than any call.
@@ -376,6 +382,7 @@ pub async fn track(
         spawn_raw_event_writer(pipeline.store.clone(), &pbx, pipeline.raw_events);
     let mut pbx = PbxTracking {
         tracker: Tracker::new(TrackerConfig::default()),
+        cdr: cdr::GapRepair::new(&pbx, &pipeline, journal.clone()),
         // Handles made once: the per-event cost is an atomic add, not a registry lookup.
         events_total: metrics::counter!("pbxlink_ami_events_total", "pbx" => pbx.clone()),
         connected: metrics::gauge!("pbxlink_ami_connected", "pbx" => pbx.clone()),
@@ -436,6 +443,7 @@ struct PbxTracking {
     snapshots: VecDeque<(u64, Snapshot, ActionResult)>,
     /// When the last login happened (how long the reconciliation took is logged).
     logged_in_at: Option<std::time::Instant>,
+    cdr: cdr::GapRepair,
     events_total: metrics::Counter,
     connected: metrics::Gauge,
     active_calls: metrics::Gauge,
@@ -587,6 +595,9 @@ impl PbxTracking {
                     }
                     if let Some(resync) = self.tracker.take_resync() {
                         self.log_resync(&resync);
+                        if let Some(gap) = resync.gap {
+                            self.cdr.gap_closed(gap);
+                        }
                     }
                 }
                 Snapshot::Presence => self
@@ -650,6 +661,9 @@ impl PbxTracking {
     /// Sends the calls that ended to the journal writer; `false` if it has stopped.
     async fn journal_finished(&mut self) -> bool {
         while let Some(record) = self.tracker.poll_record() {
+            let Some(record) = self.cdr.take_gapped(record) else {
+                continue;
+            };
             if self.journal.send(JournalItem::Call(record)).await.is_err() {
                 tracing::error!(
                     pbx = self.pbx,

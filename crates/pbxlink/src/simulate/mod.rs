@@ -3,6 +3,7 @@
 //! that streams it and answers the actions a CRM gateway sends.
 
 mod call;
+mod cdr_csv;
 mod directory;
 mod generator;
 mod local;
@@ -65,6 +66,10 @@ pub struct SimulateArgs {
     /// on at that pace whether a client reads or not.
     #[arg(long, default_value_t = 1.0, value_parser = parse_speed)]
     speed: f64,
+    /// Also append a cdr_csv Master.csv row (with the Linkedid) to FILE for each CDR row,
+    /// as Asterisk's cdr_csv does: what `[pbx.cdr] kind = "csv"` reads.
+    #[arg(long, value_name = "FILE")]
+    cdr: Option<PathBuf>,
 }
 
 /// Runs `pbxlink simulate`.
@@ -99,6 +104,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 speed: args.speed,
                 write: write.clone(),
                 monitor_dir: None,
+                cdr: args.cdr,
             };
             tokio::runtime::Runtime::new()?.block_on(async {
                 let mut handle = start(*addr, opts, server).await?;

@@ -35,6 +35,8 @@ pub struct ServerOptions {
     pub write: Option<PathBuf>,
     /// Write each call's MixMonitor recording (a short tone) under this folder.
     pub monitor_dir: Option<PathBuf>,
+    /// Append each CDR row to this cdr_csv Master.csv (see `cdr_csv.rs`).
+    pub cdr: Option<PathBuf>,
 }
 
 // Events waiting for a slow client before the stream stops for everybody.
@@ -119,6 +121,12 @@ async fn pump(shared: Arc<Shared>) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let mut cdr = shared
+        .opts
+        .cdr
+        .as_deref()
+        .map(super::cdr_csv::CdrCsv::open)
+        .transpose()?;
     // The PBX "boots" when the first client logs in with events on, so that client sees the
     // first call from its start (a call whose start was missed is never reported).
     while shared.subscribers.lock().unwrap().is_empty() {
@@ -156,6 +164,9 @@ async fn pump(shared: Arc<Shared>) -> anyhow::Result<()> {
         let Some((_, m)) = event else { continue };
         if let Some(dir) = &shared.opts.monitor_dir {
             crate::recordings::demo::mixmonitor(dir, &m);
+        }
+        if let Some(cdr) = cdr.as_mut() {
+            cdr.observe(&m)?;
         }
         buf.clear();
         m.encode(&mut buf);

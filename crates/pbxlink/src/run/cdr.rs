@@ -1,0 +1,202 @@
+//! Gaps in a PBX's event stream, repaired from its CDR (`[pbx.cdr]`): records the tracker
+//! made with a moment in a gap are corrected before they are journaled, and calls that
+//! began and ended inside a gap are journaled from the CDR alone (`source: cdr`). Both go
+//! through the PBX's journal writer, so CRM deliveries are planned like for any call.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use calls::cdr::{record_from_cdr, repair};
+use calls::{CallRecord, CdrRow, Gap, TrackerConfig};
+use chrono::TimeDelta;
+use store::Store;
+use tokio::sync::mpsc;
+
+use super::JournalItem;
+use crate::cdr::CdrSource;
+use crate::config::Config;
+
+/// Waits before each CDR lookup of a record: Asterisk writes a leg's row when the leg ends,
+/// so the rows of a call that just ended may come a moment later (or, with cdr.conf
+/// `batch = yes`, up to its `time`). After the last, the record is journaled as it is.
+const REPAIR_WAITS: [Duration; 4] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+];
+
+/// How long after a reconnect the gap's calls are looked up: their last rows are being
+/// written as the link comes back.
+const BACKFILL_WAIT: Duration = Duration::from_secs(5);
+
+/// CDR times are whole seconds: a leg that began in the gap's first second may read earlier.
+const CDR_RESOLUTION: TimeDelta = TimeDelta::seconds(1);
+
+/// The `[pbx.cdr]` readers of the config, by PBX name.
+#[derive(Debug, Clone, Default)]
+pub struct CdrSources(Arc<HashMap<String, Arc<CdrSource>>>);
+
+impl CdrSources {
+    pub fn from_config(config: &Config) -> anyhow::Result<CdrSources> {
+        let mut sources = HashMap::new();
+        for pbx in &config.pbx {
+            if let Some(cdr) = &pbx.cdr {
+                sources.insert(pbx.name.clone(), Arc::new(CdrSource::new(cdr)?));
+            }
+        }
+        Ok(CdrSources(Arc::new(sources)))
+    }
+}
+
+/// One PBX's gap handling, owned by its tracking.
+pub(super) struct GapRepair {
+    pbx: String,
+    source: Option<Arc<CdrSource>>,
+    store: Store,
+    journal: mpsc::Sender<JournalItem>,
+    config: TrackerConfig,
+    /// Calls whose record is being repaired: not to be journaled again from the CDR alone.
+    repairing: Arc<Mutex<HashSet<String>>>,
+}
+
+impl GapRepair {
+    pub(super) fn new(
+        pbx: &str,
+        pipeline: &super::Pipeline,
+        journal: mpsc::Sender<JournalItem>,
+    ) -> GapRepair {
+        GapRepair {
+            pbx: pbx.to_owned(),
+            source: pipeline.cdr.0.get(pbx).cloned(),
+            store: pipeline.store.clone(),
+            journal,
+            config: TrackerConfig::default(),
+            repairing: Arc::default(),
+        }
+    }
+
+    /// The tracker closed `gap` (its channel list after a login): the calls that began and
+    /// ended inside it are looked up in the CDR.
+    pub(super) fn gap_closed(&self, gap: Gap) {
+        let Some(source) = self.source.clone() else {
+            return;
+        };
+        let (store, pbx, journal) = (self.store.clone(), self.pbx.clone(), self.journal.clone());
+        let (config, repairing) = (self.config.clone(), self.repairing.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(BACKFILL_WAIT).await;
+            let known = |id: &str| {
+                let id = id.to_owned();
+                let (store, pbx, repairing) = (&store, &pbx, &repairing);
+                async move {
+                    repairing.lock().unwrap().contains(&id)
+                        // An unreadable journal counts as known: better a call missing from
+                        // the backfill than one journaled twice with other contents.
+                        || !matches!(store.get_call(&id, Some(pbx)).await, Ok(None))
+                }
+            };
+            match cdr_backfill(&source, gap, known, &config).await {
+                Ok(records) => {
+                    if !records.is_empty() {
+                        tracing::info!(pbx, calls = records.len(), from = %gap.from, to = %gap.to, "journaling calls of a gap from the CDR");
+                    }
+                    for record in records {
+                        if journal.send(JournalItem::Call(record)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(pbx, error = %e, "cannot read the CDR; calls of the gap are not journaled")
+                }
+            }
+        });
+    }
+
+    /// A finished record: back when it needs nothing from the CDR; else the repair takes it
+    /// and journals it (repaired or, when the CDR cannot tell, as it is).
+    pub(super) fn take_gapped(&self, record: CallRecord) -> Option<CallRecord> {
+        let p = &record.provenance;
+        let gapped =
+            p.started_in_gap.is_some() || p.answered_in_gap.is_some() || p.ended_in_gap.is_some();
+        let Some(source) = self.source.clone().filter(|_| gapped) else {
+            return Some(record);
+        };
+        let (pbx, journal, config) = (self.pbx.clone(), self.journal.clone(), self.config.clone());
+        let repairing = self.repairing.clone();
+        repairing.lock().unwrap().insert(record.id.clone());
+        tokio::spawn(async move {
+            let id = record.id.clone();
+            let record = repaired(&source, record, &config, &pbx).await;
+            // The writer closes once every sender is gone: at shutdown it waits for this one.
+            let _ = journal.send(JournalItem::Call(record)).await;
+            repairing.lock().unwrap().remove(&id);
+        });
+        None
+    }
+}
+
+/// `record` corrected from the CDR, looked up until its rows are there.
+async fn repaired(
+    source: &CdrSource,
+    mut record: CallRecord,
+    config: &TrackerConfig,
+    pbx: &str,
+) -> CallRecord {
+    let id = [record.id.clone()];
+    for wait in REPAIR_WAITS {
+        tokio::time::sleep(wait).await;
+        match source.rows_of(&id).await {
+            Ok(rows) if !rows.is_empty() => {
+                record = repair(record, &rows, config);
+                tracing::debug!(pbx, call = id[0], source = ?record.provenance.source, "gap repaired from the CDR");
+                return record;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(pbx, call = id[0], error = %e, "cannot read the CDR"),
+        }
+    }
+    tracing::warn!(
+        pbx,
+        call = id[0],
+        "no CDR rows for a call with a gap; journaled as tracked"
+    );
+    record
+}
+
+/// The calls that began and ended inside `gap` and are not `known` (journaled, or being
+/// repaired), built from the CDR alone. A call the tracker saw begin has a row that began
+/// before the gap, so it is never among them.
+pub async fn cdr_backfill<F, Fut>(
+    source: &CdrSource,
+    gap: Gap,
+    known: F,
+    config: &TrackerConfig,
+) -> anyhow::Result<Vec<CallRecord>>
+where
+    F: Fn(&str) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let (from, to) = (gap.from - CDR_RESOLUTION, gap.to + CDR_RESOLUTION);
+    let mut ids: Vec<String> = Vec::new();
+    for row in source.rows_between(from, to).await? {
+        if !ids.contains(&row.linkedid) && !known(&row.linkedid).await {
+            ids.push(row.linkedid);
+        }
+    }
+    // All rows of those calls: a call that began before the gap has rows outside it.
+    let mut calls: BTreeMap<String, Vec<CdrRow>> = BTreeMap::new();
+    for row in source.rows_of(&ids).await? {
+        calls.entry(row.linkedid.clone()).or_default().push(row);
+    }
+    Ok(calls
+        .iter()
+        .filter(|(_, rows)| rows.iter().all(|r| from <= r.start && r.end <= to))
+        .filter_map(|(id, rows)| record_from_cdr(rows, id, config))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests;
