@@ -1,4 +1,5 @@
 use super::*;
+use chrono::{DateTime, Utc};
 use expect_test::expect;
 
 /// The cdr_custom Master.csv of a real Asterisk 22, read as `[pbx.cdr]` would.
