@@ -236,8 +236,15 @@ impl CdrSource {
         };
         let (path, layout, zone) = (path.clone(), layout.clone(), *zone);
         tokio::task::spawn_blocking(move || {
-            let file = std::fs::File::open(&path)
-                .with_context(|| format!("cannot open the CDR file {}", path.display()))?;
+            let file = match std::fs::File::open(&path) {
+                Ok(file) => file,
+                // Asterisk creates Master.csv with its first row: a new PBX has none yet.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot open the CDR file {}", path.display()))
+                }
+            };
             let mut rows = Vec::new();
             for row in read_csv(std::io::BufReader::new(file), &layout, zone) {
                 match row {

@@ -132,9 +132,20 @@ fn environment_problems(config: &Config, env: &impl Fn(&str) -> Option<String>) 
                     cdr.resolve_url(env).err().map(|e| (at("url_env"), e))
                 }
                 crate::cdr::CdrKind::Csv => cdr.path.as_ref().and_then(|path| {
-                    std::fs::File::open(path)
-                        .err()
-                        .map(|e| (at("path"), format!("cannot read {}: {e}", path.display())))
+                    match std::fs::File::open(path) {
+                        Ok(_) => None,
+                        // Asterisk creates Master.csv with its first row: a new PBX has
+                        // none yet, and its directory is enough.
+                        Err(e)
+                            if e.kind() == std::io::ErrorKind::NotFound
+                                && path.parent().is_some_and(std::path::Path::is_dir) =>
+                        {
+                            None
+                        }
+                        Err(e) => {
+                            Some((at("path"), format!("cannot read {}: {e}", path.display())))
+                        }
+                    }
                 }),
             };
             if let Some((at, message)) = problem {
