@@ -53,6 +53,10 @@ fn run(config: TrackerConfig, input: &str) -> String {
                 r.talk_seconds
             ));
             let p = &r.provenance;
+            for gap in &p.gaps {
+                let (from, to) = (gap.from.timestamp(), gap.to.timestamp());
+                out.push_str(&format!(" gap={from}..{to}"));
+            }
             for (what, gap) in [
                 ("started", p.started_in_gap),
                 ("answered", p.answered_in_gap),
@@ -433,9 +437,9 @@ fn link_gap_answer_seen_in_the_bridges_end_at_the_gap_start() {
             event {"type":"call.answered","by":"204"}
             event {"type":"call.ended","disposition":"answered"}
             event {"type":"call.answered","by":"202"}
-            record 9.3 Internal Some("203")->Some("204") Answered by=Some("204") rang=["204"] ring=3 talk=1 ended_in_gap=7..11 ended_at=7
+            record 9.3 Internal Some("203")->Some("204") Answered by=Some("204") rang=["204"] ring=3 talk=1 gap=7..11 ended_in_gap=7..11 ended_at=7
             event {"type":"call.ended","disposition":"answered"}
-            record 9.1 Internal Some("201")->Some("202") Answered by=Some("202") rang=["202"] ring=11 talk=2 answered_in_gap=7..11
+            record 9.1 Internal Some("201")->Some("202") Answered by=Some("202") rang=["202"] ring=11 talk=2 gap=7..11 answered_in_gap=7..11
             in progress: 0
         "#]],
     );
@@ -472,9 +476,9 @@ fn link_gap_calls_that_began_in_it_are_taken_from_the_list() {
             event {"type":"call.started","direction":"internal","from":"205","to":"15557654321"}
             event {"type":"call.answered","by":"203"}
             event {"type":"call.ended","disposition":"cancelled"}
-            record 7.5 Outbound Some("205")->Some("15557654321") Cancelled by=None rang=[] ring=4 talk=0 started_in_gap=0..11
+            record 7.5 Outbound Some("205")->Some("15557654321") Cancelled by=None rang=[] ring=4 talk=0 gap=0..11 started_in_gap=0..11
             event {"type":"call.ended","disposition":"answered"}
-            record 7.1 Inbound Some("15551234567")->Some("15550001000") Answered by=Some("203") rang=["203"] ring=20 talk=6 started_in_gap=-9..11 answered_in_gap=0..11
+            record 7.1 Inbound Some("15551234567")->Some("15550001000") Answered by=Some("203") rang=["203"] ring=20 talk=6 gap=0..11 started_in_gap=-9..11 answered_in_gap=0..11
             in progress: 0
         "#]],
     );
@@ -504,7 +508,7 @@ fn pbx_restart_ends_calls_at_the_drop_and_names_are_reused() {
             event {"type":"call.answered","by":"202"}
             event {"type":"call.started","direction":"internal","from":"201","to":"203"}
             event {"type":"call.ended","disposition":"answered"}
-            record 9.1 Internal Some("201")->Some("202") Answered by=Some("202") rang=["202"] ring=3 talk=1 ended_in_gap=4..8 ended_at=4
+            record 9.1 Internal Some("201")->Some("202") Answered by=Some("202") rang=["202"] ring=3 talk=1 gap=4..8 ended_in_gap=4..8 ended_at=4
             event {"type":"call.ended","disposition":"cancelled"}
             record 20.1 Internal Some("201")->Some("203") Cancelled by=None rang=[] ring=4 talk=0
             in progress: 0

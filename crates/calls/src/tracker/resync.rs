@@ -111,7 +111,9 @@ impl Tracker {
     pub(super) fn reconcile(&mut self, now: DateTime<Utc>, snapshot: Snapshot) {
         let gap = self.gap_from.take().map(|from| Gap { from, to: now });
         if let Some(gap) = gap {
-            for call in self.calls.values_mut() {
+            // The calls that were going when the gap began (not those begun since the
+            // login, whose events were all seen).
+            for call in self.calls.values_mut().filter(|c| c.started_at <= gap.from) {
                 call.gaps.push(gap);
             }
         }
@@ -132,11 +134,6 @@ impl Tracker {
         let by_name: FxHashMap<&str, &Listed> = listed.iter().map(|l| (l.name, l)).collect();
         self.end_gone(now, gap, snapshot.since, &by_name);
         let ended = channels_before - self.channels.len();
-        if let Some(gap) = gap {
-            for call in self.calls.values_mut() {
-                call.gaps.push(gap);
-            }
-        }
         let channels_before = self.channels.len();
         for l in &listed {
             self.take_in(now, gap, l, &listed, &dialed_ids);
