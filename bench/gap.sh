@@ -4,7 +4,7 @@
 #      with `ss -K` RUNS times. Each time: the `reconciled with the PBX's channel list` line
 #      after the new login gives `since_login_ms` (login -> reconciled state), `listed`,
 #      `calls`; the log timestamps give cut -> reconciled (this includes the reconnect delay,
-#      `reconnect_min` = 0.5 s by default). min / median / max.
+#      0.25-0.5 s: `reconnect_min` 0.5 s, half of it jittered). min / median / max.
 #   2. Restart: pbxlink fills its raw event log (SQLite `ami_events`) to EVENTS rows from a
 #      simulator sending as fast as it reads (at most 1,000 calls up), is SIGKILLed, and
 #      started again on the same data dir: spawn -> `resumed calls in progress from the raw
