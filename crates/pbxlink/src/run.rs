@@ -525,7 +525,8 @@ impl PbxTracking {
         let mut link_changed = false;
         for (action, snapshot) in reads {
             let name = action.name().to_owned();
-            let answer = self.client.send_in_stream(action);
+            let client = self.client.clone();
+            let answer = client.send_in_stream(action);
             tokio::pin!(answer);
             let answer = loop {
                 tokio::select! {
@@ -555,6 +556,18 @@ impl PbxTracking {
             }
             if link_changed {
                 break;
+            }
+            // Track what came meanwhile now: the channel list is applied at its place
+            // without waiting for the presence reads (thousands of hints can take 100s of ms).
+            self.apply_due_snapshots();
+            for link_event in std::mem::take(&mut held) {
+                // Only events are held while the link stands (a link change breaks above).
+                if let LinkEvent::Event(msg) = link_event {
+                    self.observe(&msg);
+                    if !self.flush().await {
+                        return false;
+                    }
+                }
             }
         }
         self.apply_due_snapshots();

@@ -134,9 +134,23 @@ impl Tracker {
         let by_name: FxHashMap<&str, &Listed> = listed.iter().map(|l| (l.name, l)).collect();
         self.end_gone(now, gap, snapshot.since, &by_name);
         let ended = channels_before - self.channels.len();
+        // Each call's first channel in the PBX's order is its origin: the one whose Uniqueid
+        // is the Linkedid when it is still there. (Once for the listing: per channel it
+        // would be quadratic in a listing of thousands.)
+        let mut origins: FxHashMap<&str, &Listed> = FxHashMap::default();
+        for l in &listed {
+            let Some(linkedid) = l.get("Linkedid") else {
+                continue;
+            };
+            let rank = |o: &Listed| (o.get("Uniqueid") != Some(linkedid), o.uniqueid);
+            let best = origins.entry(linkedid).or_insert(l);
+            if rank(l) < rank(best) {
+                *best = l;
+            }
+        }
         let channels_before = self.channels.len();
         for l in &listed {
-            self.take_in(now, gap, l, &listed, &dialed_ids);
+            self.take_in(now, gap, l, &origins, &dialed_ids);
         }
         let taken_in = self.channels.len() - channels_before;
         self.fill_from_caller(gap, &by_name);
@@ -207,7 +221,7 @@ impl Tracker {
         now: DateTime<Utc>,
         gap: Option<Gap>,
         l: &Listed,
-        listed: &[Listed],
+        origins: &FxHashMap<&str, &Listed>,
         dialed_ids: &FxHashMap<String, String>,
     ) {
         if let Some(chan) = self.channels.get_mut(l.name) {
@@ -230,13 +244,8 @@ impl Tracker {
         };
         let kind = self.config.classify(l.name);
         if !self.calls.contains_key(linkedid) {
-            // The call's first channel in the PBX's order is its origin: the one whose
-            // Uniqueid is the Linkedid when it is still there.
-            let origin = listed
-                .iter()
-                .filter(|o| o.get("Linkedid") == Some(linkedid))
-                .min_by_key(|o| (o.get("Uniqueid") != Some(linkedid), o.uniqueid));
-            if origin.is_some_and(|o| o.name != l.name) {
+            // Its origin starts it; the other channels join it (they come after it).
+            if origins.get(linkedid).is_some_and(|o| o.name != l.name) {
                 return;
             }
             let started = now - l.age().unwrap_or_default();
