@@ -642,6 +642,21 @@ impl Tracker {
         let (Some(dest), Some(status)) = (msg.get("DestChannel"), msg.get("DialStatus")) else {
             return;
         };
+        // The channel a dial ended with is a leg of the dialer's call: one from another
+        // call is a picker whose Pickup event fell in a gap.
+        let dialer_call = msg
+            .get("Channel")
+            .and_then(|d| self.channels.get(d))
+            .map(|d| d.call.clone());
+        if let Some(dialer_call) = dialer_call {
+            if self
+                .channels
+                .get(dest)
+                .is_some_and(|d| d.call != dialer_call)
+            {
+                self.move_channel(now, dest, &dialer_call);
+            }
+        }
         let Some(dest_chan) = self.channels.get(dest) else {
             return;
         };

@@ -316,8 +316,13 @@ impl Tracker {
     /// What a listed channel tells of its call beyond its own existence: an outside party
     /// not on the caller's side makes the call outbound (its dial may have fallen in the gap).
     fn note_party(&mut self, name: &str, call_id: &str, kind: &Kind) {
+        let outside = match kind {
+            Kind::Trunk => true,
+            Kind::Local { number, .. } => !number.is_empty() && !self.config.is_extension(number),
+            _ => false,
+        };
         if let Some(call) = self.calls.get_mut(call_id) {
-            if matches!(kind, Kind::Trunk) && !call.is_caller_side(name) {
+            if outside && !call.is_caller_side(name) {
                 call.external = true;
             }
         }
@@ -465,9 +470,11 @@ impl Tracker {
                     through_local = Some(number).filter(|n| !n.is_empty());
                     at = local_partner(peer)?;
                     if bridge_of(&at).is_none() {
-                        // The far half runs an application itself (a dialplan phone), or
-                        // is gone already: the Local channel's number is the party.
-                        return through_local.filter(|n| self.config.is_extension(n));
+                        // The far half answered by running an application itself (a
+                        // dialplan phone, an outside number played in dialplan), or is gone
+                        // already: the Local channel's number is the party, as its DialEnd
+                        // ANSWER would have said.
+                        return through_local;
                     }
                 }
                 Kind::Trunk => {
