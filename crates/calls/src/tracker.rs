@@ -962,7 +962,31 @@ impl Tracker {
         let Some(chan) = self.channels.remove(name) else {
             return;
         };
+        if let Some(call) = self.calls.get_mut(&chan.call) {
+            Self::dial_ended_unseen(call, now, name, msg.get("Cause"));
+        }
         self.hang_up(now, name, chan);
+    }
+
+    /// A leg the caller dialed hangs up, and its dial's end fell in a gap: the hangup says
+    /// how the dial ended. A busy callee hangs up with cause 17; a caller who asked to hang
+    /// up first cancelled; else nobody answered. (Without a gap the DialEnd said it.)
+    fn dial_ended_unseen(call: &mut Call, now: DateTime<Utc>, name: &str, cause: Option<&str>) {
+        if call.gaps.is_empty()
+            || call.answered_by.is_some()
+            || call.last_dial.is_some()
+            || call.is_caller_side(name)
+            || call.live < 2
+        {
+            return;
+        }
+        let status = match cause {
+            Some("17") => "BUSY",
+            _ if call.hangup_noted => "CANCEL",
+            _ => "NOANSWER",
+        };
+        call.last_dial = Some(status.to_owned());
+        call.last_dial_end = Some(now);
     }
 
     fn hang_up(&mut self, now: DateTime<Utc>, name: &str, chan: Channel) {

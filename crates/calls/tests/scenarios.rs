@@ -475,8 +475,8 @@ fn link_gap_calls_that_began_in_it_are_taken_from_the_list() {
             event {"type":"call.started","direction":"inbound","from":"15551234567","to":"15550001000"}
             event {"type":"call.started","direction":"internal","from":"205","to":"15557654321"}
             event {"type":"call.answered","by":"203"}
-            event {"type":"call.ended","disposition":"cancelled"}
-            record 7.5 Outbound Some("205")->Some("15557654321") Cancelled by=None rang=[] ring=4 talk=0 gap=0..11 started_in_gap=0..11
+            event {"type":"call.ended","disposition":"no_answer"}
+            record 7.5 Outbound Some("205")->Some("15557654321") NoAnswer by=None rang=[] ring=3 talk=0 gap=0..11 started_in_gap=0..11
             event {"type":"call.ended","disposition":"answered"}
             record 7.1 Inbound Some("15551234567")->Some("15550001000") Answered by=Some("203") rang=["203"] ring=20 talk=6 gap=0..11 started_in_gap=-9..11 answered_in_gap=0..11
             in progress: 0

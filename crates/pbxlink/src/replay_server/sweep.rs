@@ -375,16 +375,29 @@ pub fn transcripts() -> Vec<PathBuf> {
 mod tests {
     use super::*;
 
-    /// Enabled once the tracker reconciles gaps: today it reports what the tracker still
-    /// gets wrong after an outage (run it with `--ignored --nocapture` for the table).
+    /// What a gap may never do: lose a call, journal one twice, or put an end outside the
+    /// bounds it is flagged with. The rest is measured and may only shrink: what the PBX's
+    /// lists cannot tell once the events are gone (how a dial ended when the callee's and
+    /// caller's hangups both fell in the gap: busy, cancelled or not answered; a pickup
+    /// whose Pickup, DialEnd and bridge all fell in it), 37 of 7,040 cut runs' records
+    /// today. `[pbx.cdr]` repairs those in the field. `--nocapture` prints the table.
     #[test]
-    #[ignore = "enabled once the tracker reconciles gaps"]
     fn sweep_gaps_against_the_uncut_replay() {
+        const MEASURED: usize = 37;
         let report = sweep(&transcripts());
         println!("{report}");
+        let never: Vec<&Mismatch> = report
+            .mismatches
+            .iter()
+            .filter(|m| matches!(m.diff.field, "missing" | "duplicated" | "ended_at"))
+            .collect();
         assert!(
-            report.mismatches.is_empty(),
-            "{} mismatches",
+            never.is_empty(),
+            "calls lost, doubled or mistimed: {never:#?}"
+        );
+        assert!(
+            report.mismatches.len() <= MEASURED,
+            "{} mismatches, more than the {MEASURED} measured: a regression",
             report.mismatches.len()
         );
     }
