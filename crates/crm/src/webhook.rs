@@ -417,7 +417,7 @@ mod tests {
             call.ringing@1795388071500250#2 {"at":"2026-11-22T22:54:31.500250Z","call_id":"1795388070.0","extensions":["201","202","203"],"pbx":"pbx1"}
             call.answered@1795388074000000 {"at":"2026-11-22T22:54:34Z","by":"202","call_id":"1795388070.0","pbx":"pbx1"}
             call.transferred@1795388079000000 {"at":"2026-11-22T22:54:39Z","call_id":"1795388070.0","pbx":"pbx1","transfer":{"at":"2026-11-22T22:54:39Z","from":"202","kind":"blind","to":"204"}}
-            call.ended {"call":{"answered_at":"2026-11-22T22:54:34Z","answered_by":"204","caller_name":null,"direction":"inbound","disposition":"answered","ended_at":"2026-11-22T22:55:00Z","from":"15551234567","id":"1795388070.0","legs":[],"queue":null,"rang":["201","202","203"],"recording":"rg-600-15551234567.wav","ring_seconds":4,"started_at":"2026-11-22T22:54:30Z","talk_seconds":26,"timeline":[],"to":"15550001000","transfers":[]},"pbx":"pbx1"}
+            call.ended {"call":{"answered_at":"2026-11-22T22:54:34Z","answered_by":"204","caller_name":null,"direction":"inbound","disposition":"answered","ended_at":"2026-11-22T22:55:00Z","from":"15551234567","id":"1795388070.0","legs":[],"queue":null,"rang":["201","202","203"],"recording":"rg-600-15551234567.wav","ring_seconds":4,"source":"ami","started_at":"2026-11-22T22:54:30Z","talk_seconds":26,"timeline":[],"to":"15550001000","transfers":[]},"pbx":"pbx1"}
             recording.ready {"call_id":"1795388070.0","pbx":"pbx1","recording":"rg-600-15551234567.wav"}"#]]
         .assert_eq(&steps.join("\n"));
         // Planned again, by this endpoint or by a restarted process replaying the call from the

@@ -269,10 +269,20 @@ fn inbound_routed_by_fastagi() {
 }
 
 #[test]
-fn a_second_connection_attached_mid_call_reports_nothing() {
+fn a_connection_attached_mid_call_takes_the_call_from_the_pbx_lists() {
     // Events: off, CoreShowChannels/Status lists of a call whose start this connection
-    // never saw: no record may be invented from them.
-    check("01_inbound_answered.snapshot", expect![[""]]);
+    // never saw: the PBX lists it, so it is real; it is taken in (answered by 201 through
+    // the Local pair's bridge), its start flagged as unseen, and ends with the input.
+    check(
+        "01_inbound_answered.snapshot",
+        expect![[r#"
+        inbound 15551234567->15550001000 answered by=201 rang=[201] transfers=[] queue=- ring=5s talk=0s recording=no
+          call from 15551234567 to 15550001000
+          call found in progress after a gap
+          answered by 201
+          the answer fell in a gap (between 23:59:55 and 00:00:00): seen in the PBX's channel list
+    "#]],
+    );
 }
 
 #[test]
