@@ -134,6 +134,14 @@ async fn pump(shared: Arc<Shared>) -> anyhow::Result<()> {
     }
     let started = tokio::time::Instant::now();
     let first_ms = shared.gen.lock().unwrap().now_ms();
+    if let Some(cdr) = cdr.as_mut().filter(|_| !shared.opts.fast) {
+        let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+        cdr.send_clock(super::cdr_csv::SendClock {
+            first_ms,
+            wall_ms: wall.as_millis() as u64,
+            speed: shared.opts.speed,
+        });
+    }
     let mut buf = Vec::new();
     loop {
         if shared.opts.fast && shared.subscribers.lock().unwrap().is_empty() {
