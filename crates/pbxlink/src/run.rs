@@ -596,7 +596,13 @@ impl PbxTracking {
                     if let Some(resync) = self.tracker.take_resync() {
                         self.log_resync(&resync);
                         if let Some(gap) = resync.gap {
-                            self.cdr.gap_closed(gap);
+                            let live = result
+                                .items
+                                .iter()
+                                .filter_map(|item| item.get("Linkedid"))
+                                .map(str::to_owned)
+                                .collect();
+                            self.cdr.gap_closed(gap, live);
                         }
                     }
                 }
