@@ -145,8 +145,11 @@ impl GapRepair {
     /// and journals it (repaired or, when the CDR cannot tell, as it is).
     pub(super) fn take_gapped(&self, record: CallRecord) -> Option<CallRecord> {
         let p = &record.provenance;
-        let gapped =
-            p.started_in_gap.is_some() || p.answered_in_gap.is_some() || p.ended_in_gap.is_some();
+        // A call that merely went through a gap may have been answered first in it.
+        let gapped = !p.gaps.is_empty()
+            || p.started_in_gap.is_some()
+            || p.answered_in_gap.is_some()
+            || p.ended_in_gap.is_some();
         let Some(source) = self.source.clone().filter(|_| gapped) else {
             return Some(record);
         };
