@@ -612,8 +612,9 @@ const CDR_RESOLUTION: TimeDelta = TimeDelta::seconds(1);
 /// late open a gap late), and is then clamped into the gap: an answer the CDR puts before
 /// what the tracker saw (it would have seen it) or an end outside that means the rows and
 /// the record disagree, and the tracker's value, seen live, stays. A first answer in a gap
-/// the call went through, before the answer the tracker saw, is taken too (a transfer's
-/// first answerer).
+/// the call went through, before any answer the tracker saw, is taken too (a transfer's
+/// first answerer); and an unanswered call whose end or start fell in a gap ends as the
+/// CDR says (busy, failed, cancelled, no answer).
 /// A record the CDR corrects is `source: ami_cdr`, keeps its gap bounds (what was not seen)
 /// and gets a `cdr` timeline entry saying what was taken.
 pub fn repair(mut record: CallRecord, rows: &[CdrRow], config: &TrackerConfig) -> CallRecord {
@@ -647,18 +648,18 @@ pub fn repair(mut record: CallRecord, rows: &[CdrRow], config: &TrackerConfig) -
     let answered = record.disposition == Disposition::Answered;
     match &call.answer {
         Some((at, by)) => {
-            // Answered in the gap; or, unseen by the tracker, before the call ended in one;
-            // or, before the answer the tracker saw, in a gap the call went through (a
-            // transfer's first answerer, who took the call while pbxlink was away).
-            let first = if !answered {
-                in_gap(gaps.ended_in_gap, *at)
-            } else if gaps.answered_in_gap.is_some() {
+            // Answered in the gap; or, unseen by the tracker, before the call ended in one
+            // or in a gap it went through; or, before the answer the tracker saw, in such a
+            // gap (a transfer's first answerer, who took the call while pbxlink was away).
+            let first = if answered && gaps.answered_in_gap.is_some() {
                 in_gap(gaps.answered_in_gap, *at)
             } else {
-                gaps.gaps
-                    .iter()
-                    .find_map(|gap| in_gap(Some(*gap), *at))
-                    .filter(|at| record.answered_at.is_some_and(|seen| *at < seen))
+                let ended = gaps.ended_in_gap.filter(|_| !answered);
+                ended
+                    .into_iter()
+                    .chain(gaps.gaps.iter().copied())
+                    .find_map(|gap| in_gap(Some(gap), *at))
+                    .filter(|at| record.answered_at.is_none_or(|seen| *at < seen))
             };
             if let Some(at) = first.filter(|at| *at <= record.ended_at) {
                 let waited = record
@@ -678,9 +679,14 @@ pub fn repair(mut record: CallRecord, rows: &[CdrRow], config: &TrackerConfig) -
                 ));
             }
         }
-        None if !answered && !taken.is_empty() => {
-            record.disposition = call.unanswered();
-            taken.push(format!("{:?}", record.disposition).to_lowercase());
+        // How an unanswered call ended, when its end or its dial (a start in a gap) was
+        // not seen: the tracker's guess yields to the CDR's account.
+        None if !answered && (!taken.is_empty() || gaps.started_in_gap.is_some()) => {
+            let disposition = call.unanswered();
+            if !taken.is_empty() || disposition != record.disposition {
+                record.disposition = disposition;
+                taken.push(format!("{disposition:?}").to_lowercase());
+            }
         }
         _ => {}
     }
