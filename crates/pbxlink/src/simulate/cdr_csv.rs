@@ -117,21 +117,17 @@ impl CdrCsv {
         .iter()
         .map(|k| quote(field(k)))
         .collect();
-        // Times and numbers are unquoted; a missing answer time is an empty field. Asterisk
-        // counts duration and billsec from its exact times, not from the whole seconds.
-        let [start, answer, end] =
-            ["StartTime", "AnswerTime", "EndTime"].map(|k| self.written_ms(field(k)));
-        let time = |ms: Option<u64>| {
-            ms.and_then(|ms| DateTime::from_timestamp_millis(ms as i64))
+        // Times and numbers are unquoted; a missing answer time is an empty field.
+        let time = |k: &str| {
+            self.written_ms(field(k))
+                .and_then(|ms| DateTime::from_timestamp_millis(ms as i64))
                 .map_or(String::new(), |at| quote(&at.format(TIME).to_string()))
         };
-        row.extend([time(start), time(answer), time(end)]);
-        let seconds = |from: Option<u64>| {
-            from.zip(end)
-                .map_or(0, |(from, end)| end.saturating_sub(from) / 1000)
-        };
-        row.push(seconds(start).to_string());
-        row.push(seconds(answer).to_string());
+        row.extend(["StartTime", "AnswerTime", "EndTime"].map(time));
+        // Duration and billsec stay the calls' own seconds: they tell how long a leg lasted
+        // (a pickup's leg bills 0 s), which --speed must not turn into 0 for a conversation.
+        row.push(field("Duration").to_owned());
+        row.push(field("BillableSeconds").to_owned());
         for k in ["Disposition", "AMAFlags", "UniqueID", "UserField"] {
             row.push(quote(field(k)));
         }
