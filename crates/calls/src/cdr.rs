@@ -607,9 +607,14 @@ const CDR_RESOLUTION: TimeDelta = TimeDelta::seconds(1);
 /// when the CDR has no rows of the call.
 ///
 /// The rows' times are moved onto pbxlink's clock by the call's start (seen by both), and a
-/// moment is taken from the CDR only when it falls within the gap the record names for it:
-/// an answer the CDR puts before the gap (the tracker would have seen it) or an end outside
-/// it means the rows and the record disagree, and the tracker's value, seen live, stays.
+/// moment is taken from the CDR only when it falls within the gap the record names for it,
+/// or between the last moment the record saw the call and that gap's start (events read
+/// late open a gap late), and is then clamped into the gap: an answer the CDR puts before
+/// what the tracker saw (it would have seen it) or an end outside that means the rows and
+/// the record disagree, and the tracker's value, seen live, stays. A first answer in a gap
+/// the call went through, before any answer the tracker saw, is taken too (a transfer's
+/// first answerer); and an unanswered call whose end or start fell in a gap ends as the
+/// CDR says (busy, failed, cancelled, no answer).
 /// A record the CDR corrects is `source: ami_cdr`, keeps its gap bounds (what was not seen)
 /// and gets a `cdr` timeline entry saying what was taken.
 pub fn repair(mut record: CallRecord, rows: &[CdrRow], config: &TrackerConfig) -> CallRecord {
@@ -617,10 +622,21 @@ pub fn repair(mut record: CallRecord, rows: &[CdrRow], config: &TrackerConfig) -
         return record;
     };
     let shift = record.started_at - call.started;
+    // What the record saw of the call: a gap opens at the last event pbxlink read, and
+    // events read late (a backlog) make that later than the moment the stream stopped; a
+    // moment the CDR puts after the last one the record saw was not seen either.
+    let (started, seen): (_, Vec<DateTime<Utc>>) = (
+        record.started_at,
+        record.timeline.iter().map(|e| e.at).collect(),
+    );
+    let seen_before = |gap: Gap| {
+        let last = seen.iter().copied().filter(|at| *at < gap.from).max();
+        last.unwrap_or(started).min(gap.from)
+    };
     let in_gap = |gap: Option<Gap>, at: DateTime<Utc>| {
         let gap = gap?;
         let at = at + shift;
-        (gap.from - CDR_RESOLUTION <= at && at <= gap.to + CDR_RESOLUTION)
+        (seen_before(gap) - CDR_RESOLUTION <= at && at <= gap.to + CDR_RESOLUTION)
             .then(|| at.clamp(gap.from, gap.to))
     };
     let gaps = record.provenance.clone();
@@ -631,14 +647,21 @@ pub fn repair(mut record: CallRecord, rows: &[CdrRow], config: &TrackerConfig) -
     }
     let answered = record.disposition == Disposition::Answered;
     match &call.answer {
-        // Answered in the gap, or, unseen by the tracker, before the call ended in it.
-        Some((at, by)) if gaps.answered_in_gap.is_some() || !answered => {
-            let gap = if answered {
-                gaps.answered_in_gap
+        Some((at, by)) => {
+            // Answered in the gap; or, unseen by the tracker, before the call ended in one
+            // or in a gap it went through; or, before the answer the tracker saw, in such a
+            // gap (a transfer's first answerer, who took the call while pbxlink was away).
+            let first = if answered && gaps.answered_in_gap.is_some() {
+                in_gap(gaps.answered_in_gap, *at)
             } else {
-                gaps.ended_in_gap
+                let ended = gaps.ended_in_gap.filter(|_| !answered);
+                ended
+                    .into_iter()
+                    .chain(gaps.gaps.iter().copied())
+                    .find_map(|gap| in_gap(Some(gap), *at))
+                    .filter(|at| record.answered_at.is_none_or(|seen| *at < seen))
             };
-            if let Some(at) = in_gap(gap, *at).filter(|at| *at <= record.ended_at) {
+            if let Some(at) = first.filter(|at| *at <= record.ended_at) {
                 let waited = record
                     .answered_at
                     .map_or(seconds(record.started_at, at), |old| {
@@ -656,9 +679,14 @@ pub fn repair(mut record: CallRecord, rows: &[CdrRow], config: &TrackerConfig) -
                 ));
             }
         }
-        None if !answered && !taken.is_empty() => {
-            record.disposition = call.unanswered();
-            taken.push(format!("{:?}", record.disposition).to_lowercase());
+        // How an unanswered call ended, when its end or its dial (a start in a gap) was
+        // not seen: the tracker's guess yields to the CDR's account.
+        None if !answered && (!taken.is_empty() || gaps.started_in_gap.is_some()) => {
+            let disposition = call.unanswered();
+            if !taken.is_empty() || disposition != record.disposition {
+                record.disposition = disposition;
+                taken.push(format!("{disposition:?}").to_lowercase());
+            }
         }
         _ => {}
     }

@@ -609,7 +609,13 @@ impl PbxTracking {
                     if let Some(resync) = self.tracker.take_resync() {
                         self.log_resync(&resync);
                         if let Some(gap) = resync.gap {
-                            self.cdr.gap_closed(gap);
+                            let live = result
+                                .items
+                                .iter()
+                                .filter_map(|item| item.get("Linkedid"))
+                                .map(str::to_owned)
+                                .collect();
+                            self.cdr.gap_closed(gap, live);
                         }
                     }
                 }
@@ -709,8 +715,11 @@ impl PbxTracking {
             }
         };
         // A channel list read at a login is logged item by item (no Complete: it has no
-        // Linkedid); it is whole where the items stop.
+        // Linkedid); it is whole where the items stop. It closed the gap before that login,
+        // which opened after the call's previous event: replayed without that gap, a call
+        // the list no longer had would end at the list, unflagged, as if seen ending.
         let mut listing_at = None;
+        let mut previous = None;
         for event in &logged {
             let Some(object) = event.message.as_object() else {
                 continue;
@@ -721,6 +730,11 @@ impl PbxTracking {
             if let (Some(at), false) = (listing_at, listing) {
                 self.tracker.handle(at, &listing_complete());
             }
+            if listing && listing_at.is_none() {
+                self.tracker
+                    .link_down(previous.unwrap_or(event.received_at));
+            }
+            previous = Some(event.received_at);
             listing_at = listing.then_some(event.received_at);
             self.tracker.handle(event.received_at, &msg);
             self.publish_resumed().await;

@@ -6,8 +6,11 @@
 //! journaled once, none left in the live view, and a record whose call went on while no
 //! pbxlink was looking says so.
 //!
-//! Calls that started and ended while no pbxlink was connected are not asked for: Asterisk
-//! replays nothing to a client that was away, so nobody can know them from AMI.
+//! Calls that started and ended while no pbxlink was connected are not asked for from AMI
+//! alone: Asterisk replays nothing to a client that was away, and what the PBX did inside a
+//! gap (who answered) is only measured. With the PBX's CDR (`[pbx.cdr]`, the simulator's
+//! Master.csv) nothing is excused: every call is journaled, those of a gap from the CDR
+//! (`source: cdr`), and every record says what the PBX did.
 //!
 //! `PBXLINK_CRASH_SEED=N` repeats a run's kill schedule (and its PBX traffic).
 
@@ -32,6 +35,13 @@ const CALLS_PER_SECOND: &str = "0.6";
 /// How long the live view may show a call after the PBX ended it.
 const LIVE_GRACE: Duration = Duration::from_secs(10);
 const CONNECTED: &str = "AMI connected; resyncing live channels";
+/// How long journal writes may trail the live view. With the CDR a record with a gap waits
+/// for its rows (1+2+4+8 s at most) and a gap's calls are looked up 5 s after it closes.
+const JOURNAL_GRACE: Duration = Duration::from_secs(10);
+const CDR_JOURNAL_GRACE: Duration = Duration::from_secs(25);
+
+/// The two runs share the 2 cores of CI and the timing of the kills: one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// How a gateway's life ends.
 #[derive(Debug, Clone, Copy)]
@@ -99,31 +109,61 @@ fn millis(truth: &Value, field: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_again_and_again_no_call_is_lost_doubled_or_stuck() {
+    crash_test(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_with_the_pbx_cdr_every_call_is_journaled_exactly() {
+    crash_test(true).await;
+}
+
+/// The kills and the checks; `with_cdr`: the simulator writes its Master.csv and pbxlink
+/// reads it (`[pbx.cdr] kind = "csv"`), and every call must be journaled exactly.
+async fn crash_test(with_cdr: bool) {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let seed: u64 = std::env::var("PBXLINK_CRASH_SEED")
         .map(|s| s.parse().expect("PBXLINK_CRASH_SEED is a number"))
         .unwrap_or_else(|_| rand::random::<u16>().into());
-    eprintln!("crash test seed {seed} (PBXLINK_CRASH_SEED={seed} repeats it)");
+    eprintln!(
+        "crash test{} seed {seed} (PBXLINK_CRASH_SEED={seed} repeats it)",
+        if with_cdr { " with the CDR" } else { "" }
+    );
     let mut rng = StdRng::seed_from_u64(seed);
 
     let dir = tempfile::tempdir().unwrap();
     let transcript = dir.path().join("pbx.rx.raw");
-    let simulator = Simulator::start(&[
-        "--speed",
-        &SPEED.to_string(),
-        "--duration",
-        &TRAFFIC_SECS.to_string(),
-        "--calls-per-second",
-        CALLS_PER_SECOND,
-        "--concurrency",
-        "1000",
-        "--seed",
-        &seed.to_string(),
-        "--write",
-        transcript.to_str().unwrap(),
-    ]);
+    let master_csv = dir.path().join("Master.csv");
+    let (cdr_args, cdr_config) = if with_cdr {
+        (
+            vec!["--cdr", master_csv.to_str().unwrap()],
+            format!("[pbx.cdr]\nkind = \"csv\"\npath = {master_csv:?}\n"),
+        )
+    } else {
+        (Vec::new(), String::new())
+    };
+    let simulator = Simulator::start(
+        &[
+            &[
+                "--speed",
+                &SPEED.to_string(),
+                "--duration",
+                &TRAFFIC_SECS.to_string(),
+                "--calls-per-second",
+                CALLS_PER_SECOND,
+                "--concurrency",
+                "1000",
+                "--seed",
+                &seed.to_string(),
+                "--write",
+                transcript.to_str().unwrap(),
+            ][..],
+            &cdr_args,
+        ]
+        .concat(),
+    );
     // The raw event log is what a restart resumes calls in progress from.
     let config = format!(
-        "[journal]\nraw_events = \"calls\"\n{}",
+        "[journal]\nraw_events = \"calls\"\n{}{cdr_config}",
         simulator.pbx_config("sim")
     );
     let config = Some(config.as_str());
@@ -201,16 +241,19 @@ async fn sigkilled_again_and_again_no_call_is_lost_doubled_or_stuck() {
     };
     let truth = ground_truth(&transcript);
     // Journal writes trail the live view: every call the PBX could have told, or a bound.
-    let seen_by_pbxlink = |t: &Value| {
-        gaps.holds(millis(t, "started_ms"), millis(t, "ended_ms"))
-            .is_none()
-    };
+    // Without the CDR, a call inside a gap may have gone unseen.
+    let held = |t: &Value| gaps.holds(millis(t, "started_ms"), millis(t, "ended_ms"));
     let expected: BTreeSet<&String> = truth
         .iter()
-        .filter(|(_, t)| seen_by_pbxlink(t))
+        .filter(|(_, t)| with_cdr || held(t).is_none())
         .map(|(id, _)| id)
         .collect();
-    let complete = within(LIVE_GRACE, async || {
+    let grace = if with_cdr {
+        CDR_JOURNAL_GRACE
+    } else {
+        JOURNAL_GRACE
+    };
+    let complete = within(grace, async || {
         let journal = gateway.journal().await;
         let ids: BTreeSet<&str> = journal.iter().filter_map(|r| r["id"].as_str()).collect();
         expected
@@ -225,6 +268,13 @@ async fn sigkilled_again_and_again_no_call_is_lost_doubled_or_stuck() {
     };
     let active_calls = metric(&gateway, "pbxlink_active_calls").await;
 
+    let boot = truth
+        .values()
+        .map(|t| millis(t, "started_ms"))
+        .min()
+        .unwrap_or_default();
+    // PBX seconds from its first call, to tell calls and gaps apart in messages.
+    let seconds = |at: u64| at.saturating_sub(boot) as f64 / 1000.0;
     let mut journaled: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
     for record in &journal {
         journaled
@@ -249,9 +299,12 @@ async fn sigkilled_again_and_again_no_call_is_lost_doubled_or_stuck() {
     let mut spanning = 0;
     let mut unflagged = Vec::new();
     // Disposition and answered_by: wrong away from every gap (asserted), and across one
-    // (measured: what the PBX did there was not seen).
+    // (measured: what the PBX did there was not seen; asserted with the CDR, which saw it).
     let mut mismatched = Vec::new();
-    let mut wrong_across_gaps = 0;
+    let mut wrong_across_gaps = Vec::new();
+    // With the CDR: records by source, and those whose source contradicts the gaps.
+    let mut sources: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut misattributed = Vec::new();
     for id in &expected {
         let t = &truth[*id];
         let (start, end) = (millis(t, "started_ms"), millis(t, "ended_ms"));
@@ -265,14 +318,32 @@ async fn sigkilled_again_and_again_no_call_is_lost_doubled_or_stuck() {
             continue;
         };
         let record = records[0];
+        let flagged = ["gaps", "started_in_gap", "answered_in_gap", "ended_in_gap"]
+            .iter()
+            .any(|flag| record.get(*flag).is_some());
         if gaps.spanned(start, end).is_some() {
             spanning += 1;
-            let flagged = ["gaps", "started_in_gap", "answered_in_gap", "ended_in_gap"]
-                .iter()
-                .any(|flag| record.get(*flag).is_some());
             if !flagged {
                 unflagged.push(id.as_str());
             }
+        }
+        let source = record["source"].as_str().unwrap_or("?");
+        *sources.entry(source).or_default() += 1;
+        // The CDR alone tells only calls no pbxlink saw: inside a gap; it corrects only
+        // records that say which of their moments fell in one.
+        let attributed = match source {
+            "ami" => true,
+            "ami_cdr" => flagged,
+            "cdr" => held(t).is_some(),
+            _ => false,
+        };
+        if !attributed {
+            misattributed.push(format!(
+                "{id} ({}) {:.1}-{:.1}: source {source}, gap flags {flagged}",
+                t["scenario"],
+                seconds(start),
+                seconds(end)
+            ));
         }
         let said = |v: &Value| (v["disposition"].clone(), v["answered_by"].clone());
         if said(t) == said(record) {
@@ -282,41 +353,46 @@ async fn sigkilled_again_and_again_no_call_is_lost_doubled_or_stuck() {
             .closed
             .iter()
             .all(|&(from, to)| end < from || to < start);
+        let wrong = format!(
+            "{id} ({}) {:.1}-{:.1}, source {source}: truth {:?}, journal {:?}",
+            t["scenario"],
+            seconds(start),
+            seconds(end),
+            said(t),
+            said(record)
+        );
         if away {
-            mismatched.push(format!(
-                "{id} ({}): truth {:?}, journal {:?}",
-                t["scenario"],
-                said(t),
-                said(record)
-            ));
+            mismatched.push(wrong);
         } else {
-            wrong_across_gaps += 1;
+            wrong_across_gaps.push(wrong);
         }
     }
     let lost_total: usize = lost.values().map(Vec::len).sum();
     let excused = truth.len() - expected.len();
+    let inside_gaps = truth.values().filter(|t| held(t).is_some()).count();
     eprintln!(
-        "crash test summary (seed {seed}): {} kills; PBX calls (ground truth) {}, of which {excused} \
-         began and ended while no pbxlink was connected; journaled {}; lost {lost_total} {:?}; \
+        "crash test summary (seed {seed}{}): {} kills; PBX calls (ground truth) {}, of which \
+         {inside_gaps} began and ended while no pbxlink was connected ({excused} excused); \
+         journaled {}, by source {sources:?}; lost {lost_total} {:?}; \
          duplicated {}; unknown ids {}; stuck in /api/v1/live {LIVE_GRACE:?} after the end {} \
          (active_calls gauge {active_calls}); spanning a gap {spanning}, without a gap flag {}; \
-         disposition/answered_by wrong away from gaps {}, across gaps {wrong_across_gaps}",
+         disposition/answered_by wrong away from gaps {}, across gaps {}; \
+         source contradicting the gaps {}",
+        if with_cdr { ", with the CDR" } else { "" },
         schedule.len(),
         truth.len(),
         journaled.len(),
-        lost.iter().map(|(class, ids)| format!("{class}: {}", ids.len())).collect::<Vec<_>>(),
+        lost.iter()
+            .map(|(class, ids)| format!("{class}: {}", ids.len()))
+            .collect::<Vec<_>>(),
         duplicated.len(),
         unknown.len(),
         stuck.len(),
         unflagged.len(),
         mismatched.len(),
+        wrong_across_gaps.len(),
+        misattributed.len(),
     );
-    let boot = truth
-        .values()
-        .map(|t| millis(t, "started_ms"))
-        .min()
-        .unwrap_or_default();
-    let seconds = |at: u64| at.saturating_sub(boot) as f64 / 1000.0;
     let windows: Vec<String> = gaps
         .closed
         .iter()
@@ -359,6 +435,10 @@ async fn sigkilled_again_and_again_no_call_is_lost_doubled_or_stuck() {
         mismatched.is_empty(),
         "records that disagree with the PBX: {mismatched:#?}"
     );
+    assert!(
+        !with_cdr || wrong_across_gaps.is_empty(),
+        "records across a gap that disagree with the PBX and its CDR: {wrong_across_gaps:#?}"
+    );
     let unflagged: Vec<String> = unflagged
         .iter()
         .map(|id| {
@@ -378,6 +458,10 @@ async fn sigkilled_again_and_again_no_call_is_lost_doubled_or_stuck() {
     assert!(
         unflagged.is_empty(),
         "records across a gap without a gap flag: {unflagged:#?}"
+    );
+    assert!(
+        misattributed.is_empty(),
+        "records whose source contradicts the gaps: {misattributed:#?}"
     );
 }
 

@@ -13,6 +13,7 @@
 //!
 //! The store never reads the clock: every call that needs "now" takes it.
 
+mod cdr_backfill;
 mod cluster;
 mod codec;
 mod customers;

@@ -116,6 +116,7 @@ on_both_backends!(
     outbox_results_saved_together,
     outbox_list_requeue_purge,
     raw_events_and_retention,
+    cdr_backfill_mark_only_moves_on,
     real_call_records_round_trip,
     users_and_sessions,
     pbx_leases_one_owner_at_a_time,
@@ -938,6 +939,17 @@ async fn outbox_list_requeue_purge(store: &Store) {
             ]
         "#]],
     );
+}
+
+async fn cdr_backfill_mark_only_moves_on(store: &Store) {
+    assert_eq!(store.cdr_backfilled_to("pbx1").await.unwrap(), None);
+    store.set_cdr_backfilled_to("pbx1", at(20)).await.unwrap();
+    // A backfill finishing late, on an earlier gap, leaves the later mark.
+    store.set_cdr_backfilled_to("pbx1", at(10)).await.unwrap();
+    assert_eq!(store.cdr_backfilled_to("pbx1").await.unwrap(), Some(at(20)));
+    store.set_cdr_backfilled_to("pbx1", at(30)).await.unwrap();
+    assert_eq!(store.cdr_backfilled_to("pbx1").await.unwrap(), Some(at(30)));
+    assert_eq!(store.cdr_backfilled_to("pbx2").await.unwrap(), None);
 }
 
 async fn raw_events_and_retention(store: &Store) {

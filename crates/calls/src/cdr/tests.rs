@@ -152,9 +152,62 @@ fn answer_in_the_gap_moves_only_the_answer() {
 }
 
 #[test]
-fn rows_that_disagree_with_the_gap_change_nothing() {
-    // The CDR's end (22:54:42) is not in the gap the tracker names: keep what it saw.
+fn a_gap_opened_late_takes_what_the_cdr_puts_after_the_last_moment_seen() {
+    // Seen ringing from :30 only; events read late opened the gap at :44, after the call
+    // had been answered and had ended.
     let mut record = tracked();
+    record.disposition = Disposition::NoAnswer;
+    record.answered_at = None;
+    record.answered_by = None;
+    record.timeline.truncate(1);
+    record.ended_at = at("22:54:44");
+    record.talk_seconds = 0;
+    record.provenance.ended_in_gap = gap("22:54:44", "22:54:50");
+    check_repair(
+        record,
+        expect![[r#"
+            answered_at: "2026-11-22T22:54:44Z"
+            answered_by: "202"
+            disposition: "answered"
+            ring_seconds: 13
+            source: "ami_cdr"
+            timeline: [{"at":"2026-11-22T22:54:30Z","detail":"from the PBX's CDR","what":"started"},{"at":"2026-11-22T22:54:44Z","detail":"from the PBX's CDR: ended 22:54:44, answered 22:54:44 by 202","what":"cdr"}]
+        "#]],
+    );
+}
+
+#[test]
+fn a_first_answer_in_a_gap_before_the_one_seen() {
+    // 202 answered in a gap and transferred the call to 203, whose answer at :40 was seen.
+    let mut record = tracked();
+    record.answered_at = at("22:54:40").into();
+    record.answered_by = Some("203".into());
+    record.ring_seconds = 10;
+    record.timeline.truncate(1);
+    record.provenance.gaps = vec![gap("22:54:32", "22:54:39").unwrap()];
+    check_repair(
+        record,
+        expect![[r#"
+        answered_at: "2026-11-22T22:54:34.300Z"
+        answered_by: "202"
+        ring_seconds: 5
+        source: "ami_cdr"
+        talk_seconds: 7
+        timeline: [{"at":"2026-11-22T22:54:30Z","detail":"from the PBX's CDR","what":"started"},{"at":"2026-11-22T22:54:42Z","detail":"from the PBX's CDR: answered 22:54:34 by 202","what":"cdr"}]
+    "#]],
+    );
+}
+
+#[test]
+fn rows_that_disagree_with_the_gap_change_nothing() {
+    // The CDR's end (22:54:42) is before the gap the tracker names and before it last saw
+    // the call (a hold at :45): keep what it saw.
+    let mut record = tracked();
+    record.timeline.push(TimelineEntry {
+        at: at("22:54:45"),
+        what: "hold".into(),
+        detail: String::new(),
+    });
     record.provenance.ended_in_gap = gap("22:54:50", "22:55:10");
     check_repair(record.clone(), expect![""]);
     // No rows of the call: nothing to take.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use calls::cdr::{record_from_cdr, repair};
 use calls::{CallRecord, CdrRow, Gap, TrackerConfig};
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 use store::Store;
 use tokio::sync::mpsc;
 
@@ -33,6 +33,17 @@ const BACKFILL_WAIT: Duration = Duration::from_secs(5);
 
 /// CDR times are whole seconds: a leg that began in the gap's first second may read earlier.
 const CDR_RESOLUTION: TimeDelta = TimeDelta::seconds(1);
+
+/// How often, and how long apart, the backfill looks for its calls in the journal before
+/// it moves the store's mark (the writer commits within a batch's time).
+const JOURNAL_CHECKS: u32 = 50;
+const JOURNAL_CHECK_EVERY: Duration = Duration::from_millis(200);
+
+/// How far before a gap the backfill looks, back to the store's mark: to an earlier gap
+/// whose calls a killed pbxlink never looked up, and to the moment its stream really stopped
+/// (events read late, from a backlog, say that pbxlink listened longer than it did). Bounded
+/// like the calls a restart resumes: every call in it is looked up in the journal.
+const BACKFILL_LOOKBACK: TimeDelta = TimeDelta::hours(4);
 
 /// The `[pbx.cdr]` readers of the config, by PBX name.
 #[derive(Debug, Clone, Default)]
@@ -77,35 +88,50 @@ impl GapRepair {
         }
     }
 
-    /// The tracker closed `gap` (its channel list after a login): the calls that began and
-    /// ended inside it are looked up in the CDR.
-    pub(super) fn gap_closed(&self, gap: Gap) {
+    /// The tracker closed `gap` (its channel list after a login, which listed the calls
+    /// `live`): the calls that began and ended inside it, or since the store's mark, are
+    /// looked up in the CDR, and the mark moves past the gap once they are journaled.
+    pub(super) fn gap_closed(&self, gap: Gap, live: HashSet<String>) {
         let Some(source) = self.source.clone() else {
             return;
         };
         let (store, pbx, journal) = (self.store.clone(), self.pbx.clone(), self.journal.clone());
         let (config, repairing) = (self.config.clone(), self.repairing.clone());
         tokio::spawn(async move {
+            let window = Gap {
+                from: backfill_from(&store, &pbx, gap).await,
+                to: gap.to,
+            };
             tokio::time::sleep(BACKFILL_WAIT).await;
             let known = |id: &str| {
                 let id = id.to_owned();
-                let (store, pbx, repairing) = (&store, &pbx, &repairing);
+                let (store, pbx, repairing, live) = (&store, &pbx, &repairing, &live);
                 async move {
-                    repairing.lock().unwrap().contains(&id)
+                    // A listed call is the tracker's: its rows so far are not all of it.
+                    live.contains(&id)
+                        || repairing.lock().unwrap().contains(&id)
                         // An unreadable journal counts as known: better a call missing from
                         // the backfill than one journaled twice with other contents.
                         || !matches!(store.get_call(&id, Some(pbx)).await, Ok(None))
                 }
             };
-            match cdr_backfill(&source, gap, known, &config).await {
+            match cdr_backfill(&source, window, known, &config).await {
                 Ok(records) => {
                     if !records.is_empty() {
-                        tracing::info!(pbx, calls = records.len(), from = %gap.from, to = %gap.to, "journaling calls of a gap from the CDR");
+                        tracing::info!(pbx, calls = records.len(), from = %window.from, to = %window.to, "journaling calls of a gap from the CDR");
                     }
+                    let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
                     for record in records {
                         if journal.send(JournalItem::Call(record)).await.is_err() {
                             return;
                         }
+                    }
+                    // Sent is not yet written: the mark moves once a crash cannot lose them.
+                    if !journaled(&store, &pbx, &ids).await {
+                        return;
+                    }
+                    if let Err(e) = store.set_cdr_backfilled_to(&pbx, gap.to).await {
+                        tracing::warn!(pbx, error = %e, "cannot save how far the CDR backfill went");
                     }
                 }
                 Err(e) => {
@@ -119,8 +145,11 @@ impl GapRepair {
     /// and journals it (repaired or, when the CDR cannot tell, as it is).
     pub(super) fn take_gapped(&self, record: CallRecord) -> Option<CallRecord> {
         let p = &record.provenance;
-        let gapped =
-            p.started_in_gap.is_some() || p.answered_in_gap.is_some() || p.ended_in_gap.is_some();
+        // A call that merely went through a gap may have been answered first in it.
+        let gapped = !p.gaps.is_empty()
+            || p.started_in_gap.is_some()
+            || p.answered_in_gap.is_some()
+            || p.ended_in_gap.is_some();
         let Some(source) = self.source.clone().filter(|_| gapped) else {
             return Some(record);
         };
@@ -136,6 +165,44 @@ impl GapRepair {
         });
         None
     }
+}
+
+/// Where the backfill of `gap` starts: at the store's mark when that is earlier (within
+/// [`BACKFILL_LOOKBACK`]). Without a mark (the first gap), the gap's start becomes the mark
+/// before anything else, so that a pbxlink killed before the backfill leaves it to the next.
+async fn backfill_from(store: &Store, pbx: &str, gap: Gap) -> DateTime<Utc> {
+    match store.cdr_backfilled_to(pbx).await {
+        Ok(Some(mark)) => gap.from.min(mark.max(gap.from - BACKFILL_LOOKBACK)),
+        Ok(None) => {
+            if let Err(e) = store.set_cdr_backfilled_to(pbx, gap.from).await {
+                tracing::warn!(pbx, error = %e, "cannot save where the CDR backfill starts");
+            }
+            gap.from
+        }
+        Err(e) => {
+            tracing::warn!(pbx, error = %e, "cannot read how far the CDR backfill went; looking in the gap only");
+            gap.from
+        }
+    }
+}
+
+/// Whether the calls `ids` are all in the journal, waiting a while for its writer.
+async fn journaled(store: &Store, pbx: &str, ids: &[String]) -> bool {
+    for _ in 0..JOURNAL_CHECKS {
+        let mut all = true;
+        for id in ids {
+            all &= matches!(store.get_call(id, Some(pbx)).await, Ok(Some(_)));
+        }
+        if all {
+            return true;
+        }
+        tokio::time::sleep(JOURNAL_CHECK_EVERY).await;
+    }
+    tracing::warn!(
+        pbx,
+        "calls of a gap not yet journaled; the next gap looks them up again"
+    );
+    false
 }
 
 /// `record` corrected from the CDR, looked up until its rows are there.

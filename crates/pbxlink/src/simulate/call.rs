@@ -36,6 +36,8 @@ pub enum PhoneState {
 pub struct Leg {
     pub chan: Chan,
     pub created_ms: u64,
+    /// When it first went up: the answer of its CDR rows.
+    pub answered_ms: Option<u64>,
     pub ended_ms: Option<u64>,
 }
 
@@ -185,6 +187,7 @@ impl<'a> CallBuilder<'a> {
         self.legs.push(Leg {
             chan,
             created_ms: self.t,
+            answered_ms: None,
             ended_ms: None,
         });
         self.frames.push(Vec::new());
@@ -193,11 +196,13 @@ impl<'a> CallBuilder<'a> {
         c
     }
 
-    /// Takes over a channel that already exists (a call regenerated mid-way, e.g. transferred).
-    pub fn adopt(&mut self, chan: Chan, created_ms: u64) -> ChanId {
+    /// Takes over a channel that already exists (a call regenerated mid-way, e.g. transferred),
+    /// up since `answered_ms`.
+    pub fn adopt(&mut self, chan: Chan, created_ms: u64, answered_ms: Option<u64>) -> ChanId {
         self.legs.push(Leg {
             chan,
             created_ms,
+            answered_ms,
             ended_ms: None,
         });
         self.frames.push(Vec::new());
@@ -317,6 +322,9 @@ impl<'a> CallBuilder<'a> {
     /// Newstate to `state`.
     pub fn newstate(&mut self, c: ChanId, state: ChanState) {
         self.chan_mut(c).state = state;
+        if state == ChanState::Up {
+            self.legs[c].answered_ms.get_or_insert(self.t);
+        }
         self.on("Newstate", c, &[]);
     }
 

@@ -310,8 +310,13 @@ impl Generator {
             .calls
             .get(&call)
             .and_then(|cs| cs.truth.recording.then(String::new));
-        let c = b.adopt(transferee.chan.clone(), transferee.created_ms);
-        let p = b.adopt(transferer.chan.clone(), transferer.created_ms);
+        // Both have been up since the call was answered.
+        let answered = self
+            .calls
+            .get(&call)
+            .map(|cs| cs.start_ms + cs.truth.ring_seconds_approx * 1000);
+        let c = b.adopt(transferee.chan.clone(), transferee.created_ms, answered);
+        let p = b.adopt(transferer.chan.clone(), transferer.created_ms, answered);
         let br = b.adopt_bridge(&transferer.bridge, 2);
         let kind = match how {
             TransferAction::Attended => {

@@ -324,11 +324,11 @@ mod tests {
             inbound_ext_cancel: 164 events (86% noise) Inbound 18884127827->15550000204 Cancelled by None rang ["204"] [] ring 8s talk 0s
             inbound_ext_busy: 178 events (86% noise) Inbound 18884127827->15550000204 Busy by None rang ["204"] [] ring 2s talk 0s
             inbound_dnd: 118 events (92% noise) Inbound 18884127827->15550000204 Busy by None rang [] [] ring 2s talk 0s
-            ring_group: 400 events (73% noise) Inbound 14128260183->15550001008 Answered by Some("201") rang ["201", "204"] [] ring 4s talk 21s
+            ring_group: 401 events (73% noise) Inbound 14128260183->15550001008 Answered by Some("201") rang ["201", "204"] [] ring 4s talk 21s
             ring_group_noanswer: 350 events (80% noise) Inbound 14128260183->15550001008 NoAnswer by None rang ["201", "204"] [] ring 14s talk 0s
-            queue: 507 events (67% noise) Inbound 14128260183->15550001007 Answered by Some("204") rang ["202", "201", "204"] [] ring 15s talk 46s
+            queue: 508 events (67% noise) Inbound 14128260183->15550001007 Answered by Some("204") rang ["202", "201", "204"] [] ring 15s talk 46s
             queue_abandon: 431 events (75% noise) Inbound 14128260183->15550001007 NoAnswer by None rang ["202", "201", "204"] [] ring 15s talk 0s
-            ivr_queue: 418 events (67% noise) Inbound 14128260183->15550001003 Answered by Some("201") rang ["202", "201"] [] ring 13s talk 46s
+            ivr_queue: 419 events (67% noise) Inbound 14128260183->15550001003 Answered by Some("201") rang ["202", "201"] [] ring 13s talk 46s
             ivr_ext: 238 events (78% noise) Inbound 18884127827->15550001003 Answered by Some("201") rang ["201"] [] ring 14s talk 18s
             outbound: 205 events (55% noise) Outbound 204->18884127827 Answered by Some("18884127827") rang [] [] ring 9s talk 79s
             outbound_noanswer: 128 events (82% noise) Outbound 204->18884127827 NoAnswer by None rang [] [] ring 22s talk 0s
@@ -336,9 +336,9 @@ mod tests {
             internal_busy: 158 events (80% noise) Internal 204->205 Busy by None rang ["205"] [] ring 2s talk 0s
             click_to_call: 161 events (70% noise) Outbound 204->18884127827 Answered by Some("18884127827") rang ["204"] [] ring 6s talk 10s
             pickup: 242 events (68% noise) Inbound 18884127827->15550000204 Answered by Some("203") rang ["204"] [] ring 8s talk 45s
-            call_forward: 292 events (80% noise) Inbound 18884127827->15550000204 Answered by Some("16155183758") rang [] [] ring 5s talk 12s
-            blind_transfer: 360 events (71% noise) Inbound 18884127827->15550000204 Answered by Some("204") rang ["204", "203"] ["Blind 204->203"] ring 8s talk 58s
-            attended_transfer: 372 events (59% noise) Inbound 18884127827->15550000204 Answered by Some("204") rang ["204", "203"] ["Attended 204->203"] ring 8s talk 75s
+            call_forward: 293 events (80% noise) Inbound 18884127827->15550000204 Answered by Some("16155183758") rang [] [] ring 5s talk 12s
+            blind_transfer: 361 events (71% noise) Inbound 18884127827->15550000204 Answered by Some("204") rang ["204", "203"] ["Blind 204->203"] ring 8s talk 58s
+            attended_transfer: 373 events (59% noise) Inbound 18884127827->15550000204 Answered by Some("204") rang ["204", "203"] ["Attended 204->203"] ring 8s talk 75s
             conference: 98 events (78% noise) Inbound 18262148726->15550001006 Answered by Some("8000") rang [] [] ring 0s talk 15s
             local_inbound: 119 events (57% noise) Inbound 14128260183->15550001000 Answered by Some("205") rang ["205"] [] ring 6s talk 63s
             local_inbound_noanswer: 97 events (57% noise) Inbound 14128260183->15550001000 NoAnswer by None rang ["205"] [] ring 24s talk 0s

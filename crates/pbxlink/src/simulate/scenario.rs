@@ -588,6 +588,7 @@ fn exten(
             hangup_in_bridge(b, inner, two, trunk);
             b.trunk_device("NOT_INUSE");
             cdr_answered(b, c, Some(one), &num, talk);
+            leg_answered(b, two, trunk, &num);
             return;
         }
         Reach::Phone => dial_one_phone(b, c, ext, "15"),
@@ -814,6 +815,25 @@ fn cdr_answered(
 ) {
     let answered = b.t.saturating_sub(talk);
     b.dial_done(c, answered);
+    answered_row(b, c, dest, destination, answered);
+}
+
+/// The CDR row of the leg from `c` to `dest`, which answered: Asterisk writes one for each
+/// pair of bridged channels, so the first answerer of a transferred call and the Local
+/// channel half that dialed a ring group or queue member's phone have rows of their own
+/// (the rows that name the person who answered).
+fn leg_answered(b: &mut CallBuilder, c: ChanId, dest: ChanId, destination: &str) {
+    let answered = b.legs[dest].answered_ms.unwrap_or(b.t);
+    answered_row(b, c, Some(dest), destination, answered);
+}
+
+fn answered_row(
+    b: &mut CallBuilder,
+    c: ChanId,
+    dest: Option<ChanId>,
+    destination: &str,
+    answered: u64,
+) {
     let row = CdrRow {
         channel: c,
         dest,
@@ -925,6 +945,7 @@ pub(super) fn blind_transfer(
     b.leave(br, c);
     b.leave(br, p);
     b.hangup(p, 16);
+    leg_answered(b, c, p, ext);
     b.phone(ext, PhoneState::Idle);
     b.destroy(br);
     b.goto(c, "from-internal", to);
@@ -1027,6 +1048,7 @@ pub(super) fn attended_transfer(
     b.emit(m);
     b.destroy(consult);
     b.hangup(p, 16);
+    leg_answered(b, c, p, ext);
     b.phone(ext, PhoneState::Idle);
     // Local channel optimization: the caller replaces the Local pair in the target's bridge.
     let mut begin = event("LocalOptimizationBegin");
@@ -1162,6 +1184,7 @@ fn ring_group(
             hangup_in_bridge(b, inner, two, phones[w]);
             b.phone(&m, PhoneState::Idle);
             cdr_answered(b, c, Some(one), g.number, talk);
+            leg_answered(b, two, phones[w], &m);
         }
         None => {
             b.wait(g.seconds * 1000);
@@ -1356,6 +1379,7 @@ fn queue(
         b.destroy(inner);
         b.phone(m, PhoneState::Idle);
         cdr_answered(b, c, Some(one), q.number, talk);
+        leg_answered(b, two, p, m);
     }
 }
 

@@ -134,6 +134,14 @@ async fn pump(shared: Arc<Shared>) -> anyhow::Result<()> {
     }
     let started = tokio::time::Instant::now();
     let first_ms = shared.gen.lock().unwrap().now_ms();
+    if let Some(cdr) = cdr.as_mut().filter(|_| !shared.opts.fast) {
+        let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+        cdr.send_clock(super::cdr_csv::SendClock {
+            first_ms,
+            wall_ms: wall.as_millis() as u64,
+            speed: shared.opts.speed,
+        });
+    }
     let mut buf = Vec::new();
     loop {
         if shared.opts.fast && shared.subscribers.lock().unwrap().is_empty() {
@@ -736,13 +744,21 @@ impl Connection {
                     .collect(),
             )
         };
+        // A channel's age on the clock the events go out by, as its CDR (`cdr_csv.rs`): a
+        // client compares it with its own clock, not with the calls' virtual one.
+        let speed = if self.shared.opts.fast {
+            1.0
+        } else {
+            self.shared.opts.speed
+        };
         let items = live
             .iter()
             .map(|l| {
+                let secs = (now.saturating_sub(l.created_ms) as f64 / speed / 1000.0) as u64;
                 if status {
-                    status_item(l, now, id)
+                    status_item(l, secs, id)
                 } else {
-                    show_channel_item(l, now, id)
+                    show_channel_item(l, secs, id)
                 }
             })
             .collect();
@@ -800,12 +816,12 @@ fn db_key(action: &Message) -> String {
     )
 }
 
-fn show_channel_item(l: &LiveChan, now: u64, id: &str) -> Message {
+/// A `CoreShowChannel` of `l`, up `secs` seconds.
+fn show_channel_item(l: &LiveChan, secs: u64, id: &str) -> Message {
     let mut m = Message::new();
     m.push("Event", "CoreShowChannel");
     m.push("ActionID", id);
     l.chan.block("", &mut m);
-    let secs = now.saturating_sub(l.created_ms) / 1000;
     m.push("Application", &l.app);
     m.push("ApplicationData", &l.app_data);
     m.push(
@@ -816,7 +832,8 @@ fn show_channel_item(l: &LiveChan, now: u64, id: &str) -> Message {
     m
 }
 
-fn status_item(l: &LiveChan, now: u64, id: &str) -> Message {
+/// A `Status` of `l`, up `secs` seconds.
+fn status_item(l: &LiveChan, secs: u64, id: &str) -> Message {
     let mut m = Message::new();
     m.push("Event", "Status");
     m.push("Privilege", "Call");
@@ -827,7 +844,7 @@ fn status_item(l: &LiveChan, now: u64, id: &str) -> Message {
     } else {
         &l.chan.conn_num
     };
-    let seconds = (now.saturating_sub(l.created_ms) / 1000).to_string();
+    let seconds = secs.to_string();
     let fields: [(&str, &str); 17] = [
         ("Type", tech),
         ("DNID", ""),
