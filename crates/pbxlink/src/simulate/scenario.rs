@@ -1619,6 +1619,7 @@ fn conference(b: &mut CallBuilder, story: &mut Story, c: ChanId) {
     b.set(c, "MEETME_ROOMNUM", CONFERENCE);
     b.step(c, "Answer", "");
     b.newstate(c, ChanState::Up);
+    let answered = b.t;
     story.answer(b.t, CONFERENCE);
     b.step(c, "Wait", "1");
     b.wait(1000);
@@ -1652,5 +1653,18 @@ fn conference(b: &mut CallBuilder, story: &mut Story, c: ChanId) {
         let ext = b.chan(c).cid_num.clone();
         b.phone(&ext, PhoneState::Idle);
     }
-    cdr_answered(b, c, None, CONFERENCE, talk);
+    b.dial_done(c, b.t.saturating_sub(talk));
+    // Asterisk's row of a conference call: its last application is the room's ConfBridge,
+    // answered when the line was (what the CDR says a conference answered).
+    let row = CdrRow {
+        channel: c,
+        dest: None,
+        destination: CONFERENCE.to_owned(),
+        dest_context: "ext-meetme".into(),
+        last_app: "ConfBridge".into(),
+        last_data: format!("{CONFERENCE},default_bridge,default_user,admin_menu"),
+        answered_ms: Some(answered),
+        disposition: "ANSWERED",
+    };
+    b.cdr(&row);
 }
