@@ -1077,9 +1077,11 @@ impl Tracker {
     }
 
     fn finish(&mut self, mut call: Call, now: DateTime<Utc>) {
-        // Ended after a reconnect but before its channel list: the call lived through a
-        // gap no listing closed for it.
-        if let Some(from) = self.gap_from.filter(|from| call.started_at <= *from) {
+        // Ended after a reconnect but before its channel list: the call may have lived
+        // through a gap no listing closed for it (when its start was seen after the gap
+        // opened, all the same: the stream may have been behind), so it is flagged and the
+        // CDR may repair it.
+        if let Some(from) = self.gap_from {
             if call.gaps.last().is_none_or(|g| g.from != from) {
                 call.gaps.push(Gap { from, to: now });
             }
