@@ -164,6 +164,14 @@ pub struct Gap {
     pub to: DateTime<Utc>,
 }
 
+/// `between 10:04:08 and 10:04:09`: the bounds as the call story says them.
+impl std::fmt::Display for Gap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (from, to) = (self.from.format("%H:%M:%S"), self.to.format("%H:%M:%S"));
+        write!(f, "between {from} and {to}")
+    }
+}
+
 impl Gap {
     /// Whether `at` lies within the gap (bounds included).
     pub fn contains(&self, at: DateTime<Utc>) -> bool {

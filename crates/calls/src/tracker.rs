@@ -146,6 +146,11 @@ impl Call {
         self.origin == channel || self.origin_partner.as_deref() == Some(channel)
     }
 
+    /// The caller's side: its first channel and, for a Local origin, the other half.
+    fn caller_sides(&self) -> impl Iterator<Item = &str> + Clone {
+        std::iter::once(self.origin.as_str()).chain(self.origin_partner.as_deref())
+    }
+
     fn direction(&self) -> Direction {
         if self.inbound {
             Direction::Inbound
@@ -1087,11 +1092,7 @@ impl Tracker {
             }
         }
         if let Some(gap) = call.ended_in_gap {
-            let detail = format!(
-                "ended while pbxlink received no events from the PBX (between {} and {})",
-                gap.from.format("%H:%M:%S"),
-                gap.to.format("%H:%M:%S")
-            );
+            let detail = format!("ended while pbxlink received no events from the PBX ({gap})");
             call.note(now, "gap", detail);
         }
         let disposition = call.disposition();

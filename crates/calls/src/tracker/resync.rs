@@ -334,8 +334,7 @@ impl Tracker {
     fn fill_from_caller(&mut self, gap: Option<Gap>, by_name: &FxHashMap<&str, &Listed>) {
         let channels = &self.channels;
         for call in self.calls.values_mut() {
-            let sides = [Some(call.origin.as_str()), call.origin_partner.as_deref()];
-            let Some(caller) = sides.into_iter().flatten().find_map(|c| by_name.get(c)) else {
+            let Some(caller) = call.caller_sides().find_map(|c| by_name.get(c)) else {
                 continue;
             };
             // The dialplan's busy and congestion tones (Newexten, when seen).
@@ -390,10 +389,8 @@ impl Tracker {
             if call.answered_by.is_some() || call.originating {
                 continue;
             }
-            let sides = [Some(call.origin.as_str()), call.origin_partner.as_deref()];
-            let room = sides
-                .into_iter()
-                .flatten()
+            let room = call
+                .caller_sides()
                 .filter_map(|c| by_name.get(c))
                 .find(|c| c.get("Application") == Some("ConfBridge"))
                 .and_then(|c| c.get("ApplicationData"))
@@ -416,11 +413,8 @@ impl Tracker {
             self.answer_unseen(now, &id, party, rang);
             if let Some(call) = self.calls.get_mut(&id) {
                 call.answered_in_gap = Some(unseen);
-                let detail = format!(
-                    "the answer fell in a gap (between {} and {}): seen in the PBX's channel list",
-                    unseen.from.format("%H:%M:%S"),
-                    unseen.to.format("%H:%M:%S")
-                );
+                let detail =
+                    format!("the answer fell in a gap ({unseen}): seen in the PBX's channel list");
                 call.note(now, "gap", detail);
             }
         }
@@ -455,10 +449,7 @@ impl Tracker {
                 .map(String::as_str)
                 .find(|p| *p != name && !call.is_caller_side(p) && bridge_of(p) == Some(bridge))
         };
-        let start = [Some(call.origin.as_str()), call.origin_partner.as_deref()]
-            .into_iter()
-            .flatten()
-            .find(|c| bridge_of(c).is_some())?;
+        let start = call.caller_sides().find(|c| bridge_of(c).is_some())?;
         let mut at = start.to_owned();
         let mut through_local = None;
         let mut seen = FxHashSet::default();
