@@ -11,10 +11,15 @@
 //!   Linkedid and ends when its last channel hangs up. Exceptions that follow the real
 //!   signals: a Pickup moves the picker's channel into the picked-up call (the picker's
 //!   own Linkedid never becomes a call); in a ConfBridge every participant is its own call.
-//! - **Parties come from channel names and dial events**, never from context names:
-//!   `PJSIP/201-…` is extension 201, any endpoint that is not extension-shaped (or is listed
-//!   in [`TrackerConfig::trunks`]) is a trunk whose party is the number it dialed
-//!   (`DialString`) or its caller ID, `Local/201#@…`/`Local/203@from-queue` stand for 201/203.
+//! - **Parties are learned from the PBX, never from context names** ([`party::Directory`]):
+//!   a SIP/IAX2 endpoint is a phone when the config maps it, when the PBX's configuration
+//!   gives it an extension as caller ID (`PJSIPShowEndpoint`, `SIPshowpeer`, read at login),
+//!   when its name is an extension (`PJSIP/201-…`), or when its channels carry an extension
+//!   as their own caller ID (`SIP/7001234501-…` with caller ID 201); it is a trunk when the
+//!   config says so, when it is dialed with a number (`15551234567@carrier`), or when it
+//!   brings calls from several numbers. A trunk's party is the number it was dialed with
+//!   (`DialString`) or its caller ID; `Local/201#@…`/`Local/203@from-queue` stand for 201/203.
+//!   Every identification not plain from the name is written in the call story ("party").
 //!   A Local `;1` whose `;2` dials onwards is only a hop; the phone it dials is the party.
 //! - **Who answered** is the first party whose dial ended `ANSWER` (the picker for a pickup,
 //!   the external number for an outbound or forwarded call, the room for a conference).
@@ -47,7 +52,7 @@ pub mod record;
 pub mod tracker;
 
 pub use cdr::{CdrRow, CdrZone, CsvLayout};
-pub use party::{Kind, TrackerConfig};
+pub use party::{Directory, Kind, Rule, TrackerConfig};
 pub use presence::{ExtensionState, HintState, Presence, QueueMembership};
 pub use record::{
     CallEvent, CallEventKind, CallRecord, Direction, Disposition, Gap, Provenance, Source,

@@ -1,5 +1,5 @@
-//! Who a channel is: a phone (extension), a trunk, or one half of a Local channel pair,
-//! read from the channel name and the [`TrackerConfig`] alone.
+//! Who a channel is: a phone (extension), a trunk, or one half of a Local channel pair:
+//! from the [`TrackerConfig`], what the PBX says of its endpoints, and how they behave.
 
 use rustc_hash::FxHashMap;
 
@@ -15,6 +15,8 @@ pub struct TrackerConfig {
     pub max_extension_len: usize,
     /// Optional extension -> user name, used in the human timeline.
     pub users: FxHashMap<String, String>,
+    /// Endpoint name -> extension, for phones nothing else identifies (overrides all).
+    pub extensions: FxHashMap<String, String>,
 }
 
 impl Default for TrackerConfig {
@@ -24,6 +26,7 @@ impl Default for TrackerConfig {
             min_extension_len: 2,
             max_extension_len: 6,
             users: FxHashMap::default(),
+            extensions: FxHashMap::default(),
         }
     }
 }
@@ -35,36 +38,30 @@ impl TrackerConfig {
             && s.bytes().all(|b| b.is_ascii_digit())
     }
 
-    /// Classifies a channel by its name (`PJSIP/201-0000000a`, `Local/201#@from-internal-00000000;1`).
+    /// Classifies a channel by its name and the config alone (`PJSIP/201-0000000a`,
+    /// `Local/201#@from-internal-00000000;1`); [`Directory::classify`] also knows what the
+    /// PBX and the traffic said.
     pub fn classify(&self, channel: &str) -> Kind {
-        let Some((tech, rest)) = channel.split_once('/') else {
-            return Kind::Other;
-        };
-        if tech.eq_ignore_ascii_case("Local") {
-            // Local/<exten>@<context>-<seq>;<half>; `201#` (ring group member) means 201.
-            let (body, half) = match rest.rsplit_once(';') {
-                Some((b, "1")) => (b, 1),
-                Some((b, "2")) => (b, 2),
-                _ => return Kind::Other,
-            };
-            let exten = body.split_once('@').map_or(body, |(e, _)| e);
-            let number = exten.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
-            let number = number.strip_prefix('+').unwrap_or(number);
-            return Kind::Local {
-                number: number.to_owned(),
-                half,
-            };
+        match endpoint_of(channel) {
+            Some(Endpoint::Sip(endpoint)) => match self.configured(endpoint) {
+                Some(kind) => kind,
+                None if self.is_extension(endpoint) => Kind::Phone(endpoint.to_owned()),
+                None => Kind::Trunk,
+            },
+            Some(Endpoint::Dahdi) => Kind::Trunk,
+            Some(Endpoint::Local(kind)) => kind,
+            None => Kind::Other,
         }
-        let endpoint = rest.rsplit_once('-').map_or(rest, |(e, _)| e);
-        let phone_tech = ["PJSIP", "SIP", "IAX2"]
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case(tech));
-        if phone_tech && self.is_extension(endpoint) && !self.trunks.iter().any(|t| t == endpoint) {
-            Kind::Phone(endpoint.to_owned())
-        } else if phone_tech || tech.eq_ignore_ascii_case("DAHDI") {
-            Kind::Trunk
+    }
+
+    /// What `[tracker]` says `endpoint` is, if anything.
+    fn configured(&self, endpoint: &str) -> Option<Kind> {
+        if let Some(ext) = self.extensions.get(endpoint) {
+            Some(Kind::Phone(ext.clone()))
+        } else if self.trunks.iter().any(|t| t == endpoint) {
+            Some(Kind::Trunk)
         } else {
-            Kind::Other
+            None
         }
     }
 
@@ -106,6 +103,240 @@ pub fn local_partner(channel: &str) -> Option<String> {
     Some(format!("{body};{other}"))
 }
 
+/// What a channel name says before anything is learned.
+enum Endpoint<'a> {
+    /// A SIP or IAX2 endpoint (phone or trunk): `PJSIP/<endpoint>-0000000a`.
+    Sip(&'a str),
+    /// A DAHDI channel: a line to the outside.
+    Dahdi,
+    Local(Kind),
+}
+
+fn endpoint_of(channel: &str) -> Option<Endpoint<'_>> {
+    let (tech, rest) = channel.split_once('/')?;
+    if tech.eq_ignore_ascii_case("Local") {
+        // Local/<exten>@<context>-<seq>;<half>; `201#` (ring group member) means 201.
+        let (body, half) = match rest.rsplit_once(';') {
+            Some((b, "1")) => (b, 1),
+            Some((b, "2")) => (b, 2),
+            _ => return None,
+        };
+        let exten = body.split_once('@').map_or(body, |(e, _)| e);
+        let number = exten.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+        let number = number.strip_prefix('+').unwrap_or(number);
+        return Some(Endpoint::Local(Kind::Local {
+            number: number.to_owned(),
+            half,
+        }));
+    }
+    if ["PJSIP", "SIP", "IAX2"]
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(tech))
+    {
+        Some(Endpoint::Sip(
+            rest.rsplit_once('-').map_or(rest, |(e, _)| e),
+        ))
+    } else if tech.eq_ignore_ascii_case("DAHDI") {
+        Some(Endpoint::Dahdi)
+    } else {
+        None
+    }
+}
+
+/// Why an endpoint is taken for a phone or a trunk. The call story names it (but for the
+/// plain cases: a phone named by its extension, a trunk nothing marks as a phone), so a wrong
+/// guess is easy to see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// `[tracker] extensions` or `trunks` say so.
+    Config,
+    /// The PBX's endpoint configuration (`PJSIPShowEndpoint`, `SIPshowpeer`): its caller ID.
+    PbxConfig,
+    /// Its name is an extension (FreePBX's convention).
+    Name,
+    /// Its channel carries an extension as its own caller ID (a phone named by account).
+    CallerId,
+    /// It was dialed with a number (`15551234567@carrier`, `carrier/15551234567`).
+    DialedWithNumber,
+    /// It brought calls from different caller IDs: a line, not a phone.
+    ManyCallerIds,
+    /// Nothing marks it as a phone.
+    NotAPhone,
+}
+
+impl Rule {
+    /// The reason in words, for the call story; `None` for the plain cases.
+    pub fn reason(self) -> Option<&'static str> {
+        match self {
+            Rule::Config => Some("the tracker config"),
+            Rule::PbxConfig => Some("its caller ID in the PBX's configuration"),
+            Rule::CallerId => Some("its channel's own caller ID"),
+            Rule::DialedWithNumber => Some("it was dialed with a number"),
+            Rule::ManyCallerIds => Some("it brought calls from several numbers"),
+            Rule::Name | Rule::NotAPhone => None,
+        }
+    }
+}
+
+/// What the tracker has learned of the PBX's SIP/IAX2 endpoints: from the PBX's own
+/// configuration (read at login) and from how each endpoint behaves in calls. A phone is an
+/// endpoint that presents an extension as its caller ID or is named by one; a trunk is an
+/// endpoint dialed with numbers, or one that brings calls from several numbers.
+///
+/// Precedence: the config, then the PBX's configuration and what the traffic proved (a
+/// number dialed, several callers), then the name, then the caller ID seen.
+#[derive(Debug, Default)]
+pub struct Directory {
+    endpoints: FxHashMap<Box<str>, Learned>,
+}
+
+#[derive(Debug, Clone)]
+struct Learned {
+    /// `None`: a trunk.
+    extension: Option<Box<str>>,
+    rule: Rule,
+}
+
+impl Learned {
+    fn kind(&self) -> Kind {
+        match &self.extension {
+            Some(ext) => Kind::Phone(ext.to_string()),
+            None => Kind::Trunk,
+        }
+    }
+}
+
+impl Directory {
+    /// Classifies a new channel and learns from it. `caller_num` is the caller ID the
+    /// channel was created with: a phone's own (the PBX sets it from the endpoint's
+    /// configuration, or the phone sent it); `dialed` is true for a channel the PBX created to
+    /// dial out (its caller ID is the endpoint's configured one, or unknown), false for a call
+    /// coming in from the endpoint.
+    pub fn classify(
+        &mut self,
+        config: &TrackerConfig,
+        channel: &str,
+        caller_num: Option<&str>,
+        dialed: bool,
+    ) -> (Kind, Rule) {
+        let endpoint = match endpoint_of(channel) {
+            Some(Endpoint::Sip(endpoint)) => endpoint,
+            Some(Endpoint::Dahdi) => return (Kind::Trunk, Rule::NotAPhone),
+            Some(Endpoint::Local(kind)) => return (kind, Rule::Name),
+            None => return (Kind::Other, Rule::NotAPhone),
+        };
+        if let Some(kind) = config.configured(endpoint) {
+            return (kind, Rule::Config);
+        }
+        let caller_ext = caller_num.filter(|n| config.is_extension(n));
+        if let Some(learned) = self.endpoints.get_mut(endpoint) {
+            match (learned.rule, &learned.extension, caller_num) {
+                // A phone presents one caller ID; an endpoint that brings calls from
+                // another number is a line.
+                (Rule::CallerId, Some(ext), Some(num)) if !dialed && **ext != *num => {
+                    *learned = Learned {
+                        extension: None,
+                        rule: Rule::ManyCallerIds,
+                    };
+                }
+                _ => {}
+            }
+            return (learned.kind(), learned.rule);
+        }
+        if config.is_extension(endpoint) {
+            return (Kind::Phone(endpoint.to_owned()), Rule::Name);
+        }
+        match caller_ext {
+            Some(ext) => {
+                self.learn(endpoint, Some(ext), Rule::CallerId);
+                (Kind::Phone(ext.to_owned()), Rule::CallerId)
+            }
+            None => (Kind::Trunk, Rule::NotAPhone),
+        }
+    }
+
+    /// What `channel` is by what is known now, learning nothing (a channel listed after a
+    /// gap, whose caller ID is no longer its own).
+    pub fn known(&self, config: &TrackerConfig, channel: &str) -> Kind {
+        match endpoint_of(channel) {
+            Some(Endpoint::Sip(endpoint)) => config
+                .configured(endpoint)
+                .or_else(|| self.endpoints.get(endpoint).map(Learned::kind))
+                .unwrap_or_else(|| config.classify(channel)),
+            _ => config.classify(channel),
+        }
+    }
+
+    /// `channel` was dialed with `dial` (a `DialBegin`'s `DialString`). A number in it
+    /// (`15551234567@carrier`, `carrier/15551234567`) makes its endpoint a trunk, unless the
+    /// config or the PBX says it is a phone. True when that changes what it is.
+    pub fn dialed(&mut self, config: &TrackerConfig, channel: &str, dial: &str) -> bool {
+        let Some(Endpoint::Sip(endpoint)) = endpoint_of(channel) else {
+            return false;
+        };
+        if config.configured(endpoint).is_some() || number_in_dial(dial, endpoint).is_none() {
+            return false;
+        }
+        match self.endpoints.get(endpoint) {
+            Some(l) if l.extension.is_none() || l.rule == Rule::PbxConfig => false,
+            _ => {
+                self.learn(endpoint, None, Rule::DialedWithNumber);
+                true
+            }
+        }
+    }
+
+    /// The PBX's configuration of `endpoint` (`PJSIPShowEndpoint`'s `Callerid`,
+    /// `SIPshowpeer`'s `Callerid`: `"Alice" <201>`). An extension there makes it a phone;
+    /// an outside number a trunk; no caller ID says nothing.
+    pub fn configured(&mut self, config: &TrackerConfig, endpoint: &str, callerid: &str) {
+        let number = callerid_number(callerid);
+        if number.is_empty() || config.configured(endpoint).is_some() {
+            return;
+        }
+        if number == endpoint && config.is_extension(endpoint) {
+            // What the name says already: nothing to learn, nothing to note.
+            self.endpoints.remove(endpoint);
+        } else if config.is_extension(number) {
+            self.learn(endpoint, Some(number), Rule::PbxConfig);
+        } else {
+            self.learn(endpoint, None, Rule::PbxConfig);
+        }
+    }
+
+    fn learn(&mut self, endpoint: &str, extension: Option<&str>, rule: Rule) {
+        self.endpoints.insert(
+            endpoint.into(),
+            Learned {
+                extension: extension.map(Into::into),
+                rule,
+            },
+        );
+    }
+}
+
+/// The number of a caller ID as Asterisk prints it: `"Alice" <201>`, `<201>`, `201`.
+fn callerid_number(callerid: &str) -> &str {
+    let inner = match (callerid.rfind('<'), callerid.rfind('>')) {
+        (Some(open), Some(close)) if open < close => &callerid[open + 1..close],
+        _ => callerid,
+    };
+    inner.trim()
+}
+
+/// The number in a dial string for `endpoint`, if it was dialed with one: PJSIP's and
+/// chan_sip's `number@endpoint`, chan_sip's and IAX2's `endpoint/number`. A contact URI
+/// (`endpoint/sip:…`, FreePBX's way to dial a phone) or the endpoint alone is no number.
+fn number_in_dial<'a>(dial: &'a str, endpoint: &str) -> Option<&'a str> {
+    let number = match dial.split_once('@') {
+        Some((user, host)) if host.split([':', '/']).next() == Some(endpoint) => user,
+        _ => dial.strip_prefix(endpoint)?.strip_prefix('/')?,
+    };
+    let number = number.strip_prefix('+').unwrap_or(number);
+    (!number.is_empty() && number != endpoint && number.bytes().all(|b| b.is_ascii_digit()))
+        .then_some(number)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +373,24 @@ mod tests {
             local_partner("Local/201@agents-00000001;1").as_deref(),
             Some("Local/201@agents-00000001;2")
         );
+    }
+
+    #[test]
+    fn numbers_in_dial_strings_and_caller_ids() {
+        for (dial, endpoint, number) in [
+            ("15557654321@carrier", "carrier", Some("15557654321")),
+            ("carrier/15557654321", "carrier", Some("15557654321")),
+            ("+74951234567@city:5060", "city", Some("74951234567")),
+            ("7001234501", "7001234501", None),
+            ("202/sip:202@127.0.0.1:5070", "202", None),
+            ("carrier/sip:15557654321@10.0.0.1", "carrier", None),
+            ("s@carrier", "carrier", None),
+        ] {
+            assert_eq!(number_in_dial(dial, endpoint), number, "{dial}");
+        }
+        assert_eq!(callerid_number("\"Alice\" <201>"), "201");
+        assert_eq!(callerid_number("<201>"), "201");
+        assert_eq!(callerid_number("201"), "201");
+        assert_eq!(callerid_number("\"\" <>"), "");
     }
 }

@@ -8,7 +8,7 @@ use ami::Message;
 use chrono::{DateTime, Utc};
 use rustc_hash::FxHashMap;
 
-use crate::party::{local_partner, Kind, TrackerConfig};
+use crate::party::{local_partner, Directory, Kind, TrackerConfig};
 use crate::record::{
     CallEvent, CallEventKind, CallRecord, Direction, Disposition, Gap, Provenance, Source,
     TimelineEntry, Transfer, TransferKind,
@@ -22,6 +22,8 @@ pub use resync::Resync;
 #[derive(Debug, Default)]
 pub struct Tracker {
     config: TrackerConfig,
+    /// What is known of the PBX's endpoints: phones, trunks.
+    directory: Directory,
     channels: FxHashMap<String, Channel>,
     /// Keyed by Linkedid; channels share the key (`Arc`: no allocation per lookup).
     calls: FxHashMap<Arc<str>, Call>,
@@ -200,6 +202,15 @@ impl Call {
     }
 }
 
+/// A call-story line saying who a channel was taken for, and why.
+fn identified(channel: &str, kind: &Kind, reason: &str) -> String {
+    let endpoint = channel.rsplit_once('-').map_or(channel, |(e, _)| e);
+    match kind {
+        Kind::Phone(ext) => format!("{endpoint} is extension {ext}: {reason}"),
+        _ => format!("{endpoint} is a trunk: {reason}"),
+    }
+}
+
 fn non_empty(v: Option<&str>) -> Option<&str> {
     v.filter(|s| !s.is_empty() && *s != "<unknown>")
 }
@@ -213,6 +224,25 @@ fn dialed_number(dial: &str) -> &str {
         .iter()
         .find_map(|scheme| user.strip_prefix(scheme))
         .unwrap_or(user)
+}
+
+/// Whether two spellings name one number: the digits the phone dialed and the number an
+/// outbound route sent (`918005551212` -> `18005551212`, `5551212` -> `18005551212`):
+/// one ends with the other, or they share the last seven digits (`84951234567`,
+/// `+74951234567`).
+fn same_number(dialed: &str, sent: &str) -> bool {
+    let digits = |s: &str| -> String { s.chars().filter(char::is_ascii_digit).collect() };
+    let (a, b) = (digits(dialed), digits(sent));
+    let (short, long) = if a.len() <= b.len() {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    if short.len() < 3 {
+        return false;
+    }
+    long.ends_with(short.as_str())
+        || (short.len() >= 7 && long[long.len() - 7..] == short[short.len() - 7..])
 }
 
 /// A bridge's id as a number: bridges are compared, never shown, and a number costs no
@@ -264,6 +294,10 @@ impl Tracker {
             {
                 self.snapshot_start();
             }
+            // The answer to our own `SIPshowpeer`: a chan_sip peer's configuration.
+            if msg.get("Channeltype").is_some() {
+                self.on_endpoint_detail(msg);
+            }
             return;
         };
         match event {
@@ -288,7 +322,16 @@ impl Tracker {
             "CoreShowChannel" => self.on_snapshot_channel(msg),
             "Status" => self.on_status(msg),
             "CoreShowChannelsComplete" => self.on_snapshot_complete(now),
+            "EndpointDetail" => self.on_endpoint_detail(msg),
             _ => {}
+        }
+    }
+
+    /// An endpoint's configuration, as the PBX lists it (`PJSIPShowEndpoint`'s
+    /// `EndpointDetail`, `SIPshowpeer`'s answer): its caller ID says phone or trunk.
+    fn on_endpoint_detail(&mut self, msg: &Message) {
+        if let (Some(endpoint), Some(callerid)) = (msg.get("ObjectName"), msg.get("Callerid")) {
+            self.directory.configured(&self.config, endpoint, callerid);
         }
     }
 
@@ -399,8 +442,12 @@ impl Tracker {
             // counters too) means the old channel is gone, its Hangup unseen.
             self.hang_up_unseen(now, name, old);
         }
-        let kind = self.config.classify(name);
         let caller_num = non_empty(msg.get("CallerIDNum")).map(str::to_owned);
+        // A channel the PBX made to dial out starts Down; one a call came in on, ringing.
+        let dialed = msg.get("ChannelState") == Some("0");
+        let (kind, rule) =
+            self.directory
+                .classify(&self.config, name, caller_num.as_deref(), dialed);
         if !self.calls.contains_key(linkedid) {
             if uniqueid != linkedid {
                 // A leg of a call whose start we did not see (attached mid-call): not ours.
@@ -424,6 +471,9 @@ impl Tracker {
         self.created += 1;
         call.live += 1;
         call.legs.push(name.to_owned());
+        if let Some(reason) = rule.reason() {
+            call.note(now, "party", identified(name, &kind, reason));
+        }
         let call = call.id.clone();
         self.channels.insert(
             name.to_owned(),
@@ -580,15 +630,24 @@ impl Tracker {
             return;
         };
         let dialer = msg.get("Channel");
+        let dial = msg.get("DialString").unwrap_or("");
         let Some(dest_chan) = self.channels.get_mut(dest) else {
             return;
         };
+        // Dialed with a number: a trunk, whatever its caller ID suggested.
+        let reidentified = !matches!(dest_chan.kind, Kind::Trunk)
+            && self.directory.dialed(&self.config, dest, dial);
+        if reidentified {
+            dest_chan.kind = Kind::Trunk;
+        }
         let mut external = false;
+        let mut trunk_number = None;
         match &dest_chan.kind {
             Kind::Trunk => {
-                let number = dialed_number(msg.get("DialString").unwrap_or(""));
+                let number = dialed_number(dial);
                 if !number.is_empty() {
                     dest_chan.dialed = Some(number.to_owned());
+                    trunk_number = Some(number.to_owned());
                 }
                 external = true;
             }
@@ -611,6 +670,22 @@ impl Tracker {
         let Some(call) = self.calls.get_mut(&call_id) else {
             return;
         };
+        if reidentified {
+            let reason = "it was dialed with a number";
+            call.note(now, "party", identified(dest, &Kind::Trunk, reason));
+        }
+        // An outbound route that strips or prepends digits: the call went to the number
+        // that left on the trunk, not to the digits the phone dialed.
+        if let Some(sent) = trunk_number.filter(|_| !call.inbound && call.answered_by.is_none()) {
+            if call
+                .to
+                .as_deref()
+                .is_some_and(|to| to != sent && same_number(to, &sent))
+            {
+                call.note(now, "dialed", format!("sent to the trunk as {sent}"));
+                call.to = Some(sent);
+            }
+        }
         call.external |= external;
         if dialer.is_none() && call.is_caller_side(dest) {
             // Originate (click-to-call): until the agent leg answers, its ringing is the

@@ -1,5 +1,6 @@
 //! Tracker behaviour on hand-written event streams, for the cases the recorded fixtures do
-//! not show: DND, failed dials, configured trunks, attaching mid-call, reconnect resync and
+//! not show: DND, failed dials, configured trunks, phones not named by their extension,
+//! outbound routes that rewrite the number, attaching mid-call, reconnect resync and
 //! malformed events. One event per line (`Event k=v k=v`, `~` for a space in a value);
 //! line N happens at second N. A line `LinkDown` tells the tracker the link went down
 //! ([`Tracker::link_down`]); a record's moments that fell in the gap follow it, in seconds.
@@ -71,6 +72,14 @@ fn run(config: TrackerConfig, input: &str) -> String {
                 out.push_str(&format!(" ended_at={}", r.ended_at.timestamp()));
             }
             out.push('\n');
+            // Who each party was taken for, and why (when it is not plain from the name).
+            for entry in r
+                .timeline
+                .iter()
+                .filter(|e| ["party", "dialed"].contains(&&*e.what))
+            {
+                out.push_str(&format!("  {}: {}\n", entry.what, entry.detail));
+            }
         }
     }
     out.push_str(&format!("in progress: {}\n", tracker.calls_in_progress()));
@@ -131,6 +140,7 @@ fn configured_trunk_named_like_an_extension() {
         event {"type":"call.answered","by":"201"}
         event {"type":"call.ended","disposition":"answered"}
         record 9.1 Inbound Some("74951234567")->Some("4950000000") Answered by=Some("201") rang=["201"] ring=3 talk=2
+          party: PJSIP/5000 is a trunk: the tracker config
         in progress: 0
     "#]].assert_eq(&run(
         config,
@@ -511,6 +521,102 @@ fn pbx_restart_ends_calls_at_the_drop_and_names_are_reused() {
             record 9.1 Internal Some("201")->Some("202") Answered by=Some("202") rang=["202"] ring=3 talk=1 gap=4..8 ended_in_gap=4..8 ended_at=4
             event {"type":"call.ended","disposition":"cancelled"}
             record 20.1 Internal Some("201")->Some("203") Cancelled by=None rang=[] ring=4 talk=0
+            in progress: 0
+        "#]],
+    );
+}
+
+/// A bare dialplan on chan_sip: phones are accounts (`7001234501`, a MAC-like name) whose
+/// caller ID is the extension; the city trunk is dialed as `city/<number>`.
+#[test]
+fn phones_named_by_account_are_known_by_their_caller_id() {
+    check(
+        "
+        Newchannel Channel=SIP/city-1 ChannelState=4 Uniqueid=9.1 Linkedid=9.1 CallerIDNum=74951234567 Exten=4950000000
+        Newchannel Channel=SIP/7001234501-2 ChannelState=0 Uniqueid=9.2 Linkedid=9.1 CallerIDNum=201 Exten=s
+        Newchannel Channel=SIP/0004f2a1b2c3-3 ChannelState=0 Uniqueid=9.3 Linkedid=9.1 CallerIDNum=202 Exten=s
+        DialBegin Channel=SIP/city-1 DestChannel=SIP/7001234501-2 DialString=7001234501
+        DialBegin Channel=SIP/city-1 DestChannel=SIP/0004f2a1b2c3-3 DialString=0004f2a1b2c3
+        DialEnd Channel=SIP/city-1 DestChannel=SIP/0004f2a1b2c3-3 DialStatus=ANSWER
+        DialEnd Channel=SIP/city-1 DestChannel=SIP/7001234501-2 DialStatus=CANCEL
+        Hangup Channel=SIP/7001234501-2
+        Hangup Channel=SIP/0004f2a1b2c3-3
+        Hangup Channel=SIP/city-1
+        Newchannel Channel=SIP/7001234501-4 ChannelState=4 Uniqueid=9.4 Linkedid=9.4 CallerIDNum=201 Exten=98005551212
+        Newchannel Channel=SIP/city-5 ChannelState=0 Uniqueid=9.5 Linkedid=9.4 CallerIDNum=4950000000 Exten=s
+        DialBegin Channel=SIP/7001234501-4 DestChannel=SIP/city-5 DialString=city/18005551212
+        DialEnd Channel=SIP/7001234501-4 DestChannel=SIP/city-5 DialStatus=ANSWER
+        Hangup Channel=SIP/city-5
+        Hangup Channel=SIP/7001234501-4
+        ",
+        expect![[r#"
+            event {"type":"call.started","direction":"inbound","from":"74951234567","to":"4950000000"}
+            event {"type":"call.ringing","extensions":["201"]}
+            event {"type":"call.ringing","extensions":["201","202"]}
+            event {"type":"call.answered","by":"202"}
+            event {"type":"call.ended","disposition":"answered"}
+            record 9.1 Inbound Some("74951234567")->Some("4950000000") Answered by=Some("202") rang=["201", "202"] ring=5 talk=4
+              party: SIP/7001234501 is extension 201: its channel's own caller ID
+              party: SIP/0004f2a1b2c3 is extension 202: its channel's own caller ID
+            event {"type":"call.started","direction":"internal","from":"201","to":"98005551212"}
+            event {"type":"call.answered","by":"18005551212"}
+            event {"type":"call.ended","disposition":"answered"}
+            record 9.4 Outbound Some("201")->Some("18005551212") Answered by=Some("18005551212") rang=[] ring=3 talk=2
+              party: SIP/7001234501 is extension 201: its channel's own caller ID
+              dialed: sent to the trunk as 18005551212
+            in progress: 0
+        "#]],
+    );
+}
+
+/// An endpoint whose first call brought a short caller ID looks like a phone; a second
+/// caller proves it a line. Dialing it with a number proves it at once. The PBX's own
+/// configuration (`PJSIPShowEndpoint`), read at login, decides before any call.
+#[test]
+fn a_trunk_is_told_from_a_phone_by_what_it_does_or_what_the_pbx_says() {
+    check(
+        "
+        Newchannel Channel=PJSIP/city-1 ChannelState=4 Uniqueid=9.1 Linkedid=9.1 CallerIDNum=900 Exten=4950000000
+        Hangup Channel=PJSIP/city-1
+        Newchannel Channel=PJSIP/city-2 ChannelState=4 Uniqueid=9.2 Linkedid=9.2 CallerIDNum=74951234567 Exten=4950000000
+        Hangup Channel=PJSIP/city-2
+        Newchannel Channel=PJSIP/201-3 ChannelState=4 Uniqueid=9.3 Linkedid=9.3 CallerIDNum=201 Exten=989161234567
+        Newchannel Channel=PJSIP/5000-4 ChannelState=0 Uniqueid=9.4 Linkedid=9.3 CallerIDNum=<unknown> Exten=s
+        DialBegin Channel=PJSIP/201-3 DestChannel=PJSIP/5000-4 DialString=89161234567@5000
+        DialEnd Channel=PJSIP/201-3 DestChannel=PJSIP/5000-4 DialStatus=ANSWER
+        Hangup Channel=PJSIP/5000-4
+        Hangup Channel=PJSIP/201-3
+        EndpointDetail ObjectName=office-gw Callerid=\"Office\"~<4950000001>
+        EndpointDetail ObjectName=alice-desk Callerid=\"Alice\"~<201>
+        Newchannel Channel=PJSIP/office-gw-5 ChannelState=4 Uniqueid=9.5 Linkedid=9.5 CallerIDNum=301 Exten=201
+        Newchannel Channel=PJSIP/alice-desk-6 ChannelState=0 Uniqueid=9.6 Linkedid=9.5 CallerIDNum=<unknown> Exten=s
+        DialBegin Channel=PJSIP/office-gw-5 DestChannel=PJSIP/alice-desk-6 DialString=alice-desk
+        DialEnd Channel=PJSIP/office-gw-5 DestChannel=PJSIP/alice-desk-6 DialStatus=ANSWER
+        Hangup Channel=PJSIP/alice-desk-6
+        Hangup Channel=PJSIP/office-gw-5
+        ",
+        expect![[r#"
+            event {"type":"call.started","direction":"internal","from":"900","to":"4950000000"}
+            event {"type":"call.ended","disposition":"cancelled"}
+            record 9.1 Internal Some("900")->Some("4950000000") Cancelled by=None rang=[] ring=1 talk=0
+              party: PJSIP/city is extension 900: its channel's own caller ID
+            event {"type":"call.started","direction":"inbound","from":"74951234567","to":"4950000000"}
+            event {"type":"call.ended","disposition":"cancelled"}
+            record 9.2 Inbound Some("74951234567")->Some("4950000000") Cancelled by=None rang=[] ring=1 talk=0
+              party: PJSIP/city is a trunk: it brought calls from several numbers
+            event {"type":"call.started","direction":"internal","from":"201","to":"989161234567"}
+            event {"type":"call.answered","by":"89161234567"}
+            event {"type":"call.ended","disposition":"answered"}
+            record 9.3 Outbound Some("201")->Some("89161234567") Answered by=Some("89161234567") rang=[] ring=3 talk=2
+              party: PJSIP/5000 is a trunk: it was dialed with a number
+              dialed: sent to the trunk as 89161234567
+            event {"type":"call.started","direction":"inbound","from":"301","to":"201"}
+            event {"type":"call.ringing","extensions":["201"]}
+            event {"type":"call.answered","by":"201"}
+            event {"type":"call.ended","disposition":"answered"}
+            record 9.5 Inbound Some("301")->Some("201") Answered by=Some("201") rang=["201"] ring=3 talk=2
+              party: PJSIP/office-gw is a trunk: its caller ID in the PBX's configuration
+              party: PJSIP/alice-desk is extension 201: its caller ID in the PBX's configuration
             in progress: 0
         "#]],
     );

@@ -242,7 +242,7 @@ impl Tracker {
         let Some(linkedid) = l.get("Linkedid") else {
             return;
         };
-        let kind = self.config.classify(l.name);
+        let kind = self.directory.known(&self.config, l.name);
         if !self.calls.contains_key(linkedid) {
             // Its origin starts it; the other channels join it (they come after it).
             if origins.get(linkedid).is_some_and(|o| o.name != l.name) {
@@ -455,7 +455,7 @@ impl Tracker {
         let mut seen = FxHashSet::default();
         while seen.insert(at.clone()) {
             let peer = peer_of(&at)?;
-            match self.config.classify(peer) {
+            match self.directory.known(&self.config, peer) {
                 Kind::Phone(ext) => return Some(ext),
                 Kind::Local { number, .. } => {
                     through_local = Some(number).filter(|n| !n.is_empty());
