@@ -131,6 +131,11 @@ struct Call {
     ivr_seen: bool,
     /// Who hung up is in the timeline already.
     hangup_noted: bool,
+    /// The caller hung up (rather than the PBX or the callee).
+    caller_hung_up: bool,
+    /// The PBX answered the caller's line itself (an IVR, a queue, an announcement) before
+    /// any person did.
+    pbx_answered: bool,
     /// `call.started` was emitted.
     announced: bool,
     /// An Originate is still ringing the caller's own side (the click-to-call agent).
@@ -188,19 +193,31 @@ impl Call {
         if self.abandoned || (self.queue.is_some() && !self.gaps.is_empty()) {
             return Disposition::NoAnswer;
         }
+        // `cancelled` is the caller giving up while phones rang, the PBX never having
+        // answered. Once the PBX answered (an IVR, a queue, an announcement) and no person
+        // did, the call went unanswered, whoever hung up.
         match self.last_dial.as_deref() {
             Some("BUSY") => Disposition::Busy,
             Some("NOANSWER") => Disposition::NoAnswer,
+            Some("CANCEL") if self.pbx_answered => Disposition::NoAnswer,
             Some("CANCEL") => Disposition::Cancelled,
             Some("CONGESTION" | "CHANUNAVAIL" | "INVALIDARGS") => Disposition::Failed,
             _ if self.busy_app => Disposition::Busy,
             _ if self.failed_app => Disposition::Failed,
-            // Nobody was tried: the caller gave up before being routed (in the IVR).
+            _ if self.pbx_answered => Disposition::NoAnswer,
+            // Nobody was tried and nothing answered: the PBX dropped the call (its end was
+            // seen, and it was not the caller's), or the caller gave up before being routed.
+            _ if self.rang.is_empty() && self.hangup_noted && !self.caller_hung_up => {
+                Disposition::Failed
+            }
             _ if self.rang.is_empty() => Disposition::Cancelled,
             _ => Disposition::NoAnswer,
         }
     }
 }
+
+/// The call-story line of a caller who hung up.
+const CALLER_HUNG_UP: &str = "hung up by caller";
 
 /// A call-story line saying who a channel was taken for, and why.
 fn identified(channel: &str, kind: &Kind, reason: &str) -> String {
@@ -547,6 +564,8 @@ impl Tracker {
             in_ivr: false,
             ivr_seen: false,
             hangup_noted: false,
+            caller_hung_up: false,
+            pbx_answered: false,
             announced: false,
             originating: false,
             gaps: Vec::new(),
@@ -599,6 +618,15 @@ impl Tracker {
         };
         if call.from.is_none() && call.is_caller_side(name) {
             call.from = chan.caller_num.clone();
+        }
+        // The caller's line answered with no person on it (the click-to-call agent
+        // answering their own leg is not the PBX answering).
+        if state == "Up"
+            && call.is_caller_side(name)
+            && call.answered_by.is_none()
+            && !call.originating
+        {
+            call.pbx_answered = true;
         }
         if let Some(ext) = rings {
             self.ring(now, &call_id, ext);
@@ -1070,6 +1098,18 @@ impl Tracker {
     }
 
     fn hang_up(&mut self, now: DateTime<Utc>, name: &str, chan: Channel) {
+        // A Local channel that goes while another channel of the call still stands for its
+        // party (the pair optimised away after a transfer, the phone still talking) is
+        // plumbing, not that party hanging up.
+        let party_stays = !matches!(chan.kind, Kind::Phone(_) | Kind::Trunk)
+            && chan.party().is_some_and(|party| {
+                self.calls.get(&chan.call).is_some_and(|call| {
+                    call.legs
+                        .iter()
+                        .filter_map(|leg| self.channels.get(leg))
+                        .any(|leg| leg.call == chan.call && leg.party() == Some(party))
+                })
+            });
         let Some(call) = self.calls.get_mut(&chan.call) else {
             return;
         };
@@ -1083,11 +1123,12 @@ impl Tracker {
             let sip = matches!(chan.kind, Kind::Phone(_) | Kind::Trunk);
             let who = match Self::who_hangs_up(call, name, &chan) {
                 Some(_) if sip && call.is_caller_side(name) => Some("ended by the PBX"),
-                Some(who) if !sip => Some(who),
+                Some(who) if !sip && !party_stays => Some(who),
                 _ => None,
             };
             if let Some(who) = who {
                 call.hangup_noted = true;
+                call.caller_hung_up = who == CALLER_HUNG_UP;
                 call.note(now, "hangup", who.to_owned());
             }
         }
@@ -1101,7 +1142,7 @@ impl Tracker {
     /// "caller" or "callee" when `chan` is the caller's side or the party they talk to.
     fn who_hangs_up(call: &Call, name: &str, chan: &Channel) -> Option<&'static str> {
         if call.is_caller_side(name) {
-            Some("hung up by caller")
+            Some(CALLER_HUNG_UP)
         } else if call.answered_by.is_some()
             && chan.party().is_some()
             && chan.party() == call.current.as_deref()
@@ -1131,6 +1172,7 @@ impl Tracker {
         }
         if let Some(who) = Self::who_hangs_up(call, name, chan) {
             call.hangup_noted = true;
+            call.caller_hung_up = who == CALLER_HUNG_UP;
             call.note(now, "hangup", who.to_owned());
         }
     }

@@ -200,10 +200,10 @@ fn resync_snapshot_ends_channels_that_hung_up_while_away() {
             event {"type":"call.ended","disposition":"answered"}
             event {"type":"call.started","direction":"internal","from":"999","to":null}
             record 9.1 Internal Some("201")->Some("202") Answered by=Some("202") rang=["202"] ring=3 talk=6
-            event {"type":"call.ended","disposition":"cancelled"}
-            record 9.3 Internal Some("203")->Some("204") Cancelled by=None rang=[] ring=6 talk=0
-            event {"type":"call.ended","disposition":"cancelled"}
-            record 9.5 Internal Some("205")->Some("201") Cancelled by=None rang=[] ring=3 talk=0
+            event {"type":"call.ended","disposition":"failed"}
+            record 9.3 Internal Some("203")->Some("204") Failed by=None rang=[] ring=6 talk=0
+            event {"type":"call.ended","disposition":"failed"}
+            record 9.5 Internal Some("205")->Some("201") Failed by=None rang=[] ring=3 talk=0
             in progress: 1
         "#]],
     );
@@ -519,8 +519,8 @@ fn pbx_restart_ends_calls_at_the_drop_and_names_are_reused() {
             event {"type":"call.started","direction":"internal","from":"201","to":"203"}
             event {"type":"call.ended","disposition":"answered"}
             record 9.1 Internal Some("201")->Some("202") Answered by=Some("202") rang=["202"] ring=3 talk=1 gap=4..8 ended_in_gap=4..8 ended_at=4
-            event {"type":"call.ended","disposition":"cancelled"}
-            record 20.1 Internal Some("201")->Some("203") Cancelled by=None rang=[] ring=4 talk=0
+            event {"type":"call.ended","disposition":"failed"}
+            record 20.1 Internal Some("201")->Some("203") Failed by=None rang=[] ring=4 talk=0
             in progress: 0
         "#]],
     );
@@ -597,12 +597,12 @@ fn a_trunk_is_told_from_a_phone_by_what_it_does_or_what_the_pbx_says() {
         ",
         expect![[r#"
             event {"type":"call.started","direction":"internal","from":"900","to":"4950000000"}
-            event {"type":"call.ended","disposition":"cancelled"}
-            record 9.1 Internal Some("900")->Some("4950000000") Cancelled by=None rang=[] ring=1 talk=0
+            event {"type":"call.ended","disposition":"failed"}
+            record 9.1 Internal Some("900")->Some("4950000000") Failed by=None rang=[] ring=1 talk=0
               party: PJSIP/city is extension 900: its channel's own caller ID
             event {"type":"call.started","direction":"inbound","from":"74951234567","to":"4950000000"}
-            event {"type":"call.ended","disposition":"cancelled"}
-            record 9.2 Inbound Some("74951234567")->Some("4950000000") Cancelled by=None rang=[] ring=1 talk=0
+            event {"type":"call.ended","disposition":"failed"}
+            record 9.2 Inbound Some("74951234567")->Some("4950000000") Failed by=None rang=[] ring=1 talk=0
               party: PJSIP/city is a trunk: it brought calls from several numbers
             event {"type":"call.started","direction":"internal","from":"201","to":"989161234567"}
             event {"type":"call.answered","by":"89161234567"}
@@ -617,6 +617,108 @@ fn a_trunk_is_told_from_a_phone_by_what_it_does_or_what_the_pbx_says() {
             record 9.5 Inbound Some("301")->Some("201") Answered by=Some("201") rang=["201"] ring=3 talk=2
               party: PJSIP/office-gw is a trunk: its caller ID in the PBX's configuration
               party: PJSIP/alice-desk is extension 201: its caller ID in the PBX's configuration
+            in progress: 0
+        "#]],
+    );
+}
+
+/// Directed pickup, whichever of the picker's answer (the caller's `DialEnd`) and the
+/// `Pickup` event Asterisk sends first: one call, answered by the picker.
+#[test]
+fn pickup_is_answered_by_the_picker_in_either_event_order() {
+    let call = |first: &str, second: &str| {
+        format!(
+            "
+            Newchannel Channel=PJSIP/trunk-1 ChannelState=4 Uniqueid=9.1 Linkedid=9.1 CallerIDNum=15551234567 Exten=15550001005
+            Newchannel Channel=PJSIP/202-2 ChannelState=0 Uniqueid=9.2 Linkedid=9.1 CallerIDNum=202 Exten=s
+            DialBegin Channel=PJSIP/trunk-1 DestChannel=PJSIP/202-2 DialString=202
+            Newchannel Channel=PJSIP/203-3 ChannelState=4 Uniqueid=9.3 Linkedid=9.3 CallerIDNum=203 Exten=**202
+            Newstate Channel=PJSIP/203-3 ChannelStateDesc=Up
+            {first}
+            {second}
+            Hangup Channel=PJSIP/202-2
+            HangupRequest Channel=PJSIP/trunk-1
+            Hangup Channel=PJSIP/trunk-1
+            Hangup Channel=PJSIP/203-3
+            "
+        )
+    };
+    let pickup = "Pickup Channel=PJSIP/203-3 TargetChannel=PJSIP/202-2";
+    let answer = "DialEnd Channel=PJSIP/trunk-1 DestChannel=PJSIP/203-3 DialStatus=ANSWER";
+    let answered = expect![[r#"
+        event {"type":"call.started","direction":"inbound","from":"15551234567","to":"15550001005"}
+        event {"type":"call.ringing","extensions":["202"]}
+        event {"type":"call.answered","by":"203"}
+        event {"type":"call.ended","disposition":"answered"}
+        record 9.1 Inbound Some("15551234567")->Some("15550001005") Answered by=Some("203") rang=["202"] ring=5 talk=5
+        in progress: 0
+    "#]];
+    check(&call(answer, pickup), answered);
+    check(
+        &call(pickup, answer),
+        expect![[r#"
+            event {"type":"call.started","direction":"inbound","from":"15551234567","to":"15550001005"}
+            event {"type":"call.ringing","extensions":["202"]}
+            event {"type":"call.answered","by":"203"}
+            event {"type":"call.ended","disposition":"answered"}
+            record 9.1 Inbound Some("15551234567")->Some("15550001005") Answered by=Some("203") rang=["202"] ring=6 talk=4
+            in progress: 0
+        "#]],
+    );
+}
+
+/// `cancelled` is the caller giving up while phones rang and the PBX never answered. Once
+/// the PBX answered (an IVR) and no person did, the call is `no_answer`, even when the
+/// caller hangs up in the menu; a call the PBX itself drops unanswered is `failed`.
+#[test]
+fn cancelled_only_while_phones_ring_before_the_pbx_answers() {
+    check(
+        "
+        Newchannel Channel=PJSIP/trunk-1 ChannelState=4 Uniqueid=9.1 Linkedid=9.1 CallerIDNum=15551234567 Exten=15550001000
+        Newchannel Channel=PJSIP/201-2 ChannelState=0 Uniqueid=9.2 Linkedid=9.1 CallerIDNum=201 Exten=s
+        DialBegin Channel=PJSIP/trunk-1 DestChannel=PJSIP/201-2 DialString=201
+        HangupRequest Channel=PJSIP/trunk-1
+        DialEnd Channel=PJSIP/trunk-1 DestChannel=PJSIP/201-2 DialStatus=CANCEL
+        Hangup Channel=PJSIP/201-2
+        Hangup Channel=PJSIP/trunk-1
+        Newchannel Channel=PJSIP/trunk-3 ChannelState=4 Uniqueid=9.3 Linkedid=9.3 CallerIDNum=15551234567 Exten=15550001000
+        Newstate Channel=PJSIP/trunk-3 ChannelStateDesc=Up
+        Newexten Channel=PJSIP/trunk-3 Application=BackGround AppData=menu
+        Newchannel Channel=PJSIP/201-4 ChannelState=0 Uniqueid=9.4 Linkedid=9.3 CallerIDNum=201 Exten=s
+        DialBegin Channel=PJSIP/trunk-3 DestChannel=PJSIP/201-4 DialString=201
+        HangupRequest Channel=PJSIP/trunk-3
+        DialEnd Channel=PJSIP/trunk-3 DestChannel=PJSIP/201-4 DialStatus=CANCEL
+        Hangup Channel=PJSIP/201-4
+        Hangup Channel=PJSIP/trunk-3
+        Newchannel Channel=PJSIP/trunk-5 ChannelState=4 Uniqueid=9.5 Linkedid=9.5 CallerIDNum=15551234567 Exten=15550001000
+        Newstate Channel=PJSIP/trunk-5 ChannelStateDesc=Up
+        Newexten Channel=PJSIP/trunk-5 Application=BackGround AppData=menu
+        HangupRequest Channel=PJSIP/trunk-5
+        Hangup Channel=PJSIP/trunk-5
+        Newchannel Channel=PJSIP/trunk-6 ChannelState=4 Uniqueid=9.6 Linkedid=9.6 CallerIDNum=15551234567 Exten=15550009999
+        Hangup Channel=PJSIP/trunk-6
+        Newchannel Channel=PJSIP/trunk-7 ChannelState=4 Uniqueid=9.7 Linkedid=9.7 CallerIDNum=15551234567 Exten=15550009999
+        HangupRequest Channel=PJSIP/trunk-7
+        Hangup Channel=PJSIP/trunk-7
+        ",
+        expect![[r#"
+            event {"type":"call.started","direction":"inbound","from":"15551234567","to":"15550001000"}
+            event {"type":"call.ringing","extensions":["201"]}
+            event {"type":"call.ended","disposition":"cancelled"}
+            record 9.1 Inbound Some("15551234567")->Some("15550001000") Cancelled by=None rang=["201"] ring=4 talk=0
+            event {"type":"call.started","direction":"inbound","from":"15551234567","to":"15550001000"}
+            event {"type":"call.ringing","extensions":["201"]}
+            event {"type":"call.ended","disposition":"no_answer"}
+            record 9.3 Inbound Some("15551234567")->Some("15550001000") NoAnswer by=None rang=["201"] ring=2 talk=0
+            event {"type":"call.started","direction":"inbound","from":"15551234567","to":"15550001000"}
+            event {"type":"call.ended","disposition":"no_answer"}
+            record 9.5 Inbound Some("15551234567")->Some("15550001000") NoAnswer by=None rang=[] ring=4 talk=0
+            event {"type":"call.started","direction":"inbound","from":"15551234567","to":"15550009999"}
+            event {"type":"call.ended","disposition":"failed"}
+            record 9.6 Inbound Some("15551234567")->Some("15550009999") Failed by=None rang=[] ring=1 talk=0
+            event {"type":"call.started","direction":"inbound","from":"15551234567","to":"15550009999"}
+            event {"type":"call.ended","disposition":"cancelled"}
+            record 9.7 Inbound Some("15551234567")->Some("15550009999") Cancelled by=None rang=[] ring=2 talk=0
             in progress: 0
         "#]],
     );
