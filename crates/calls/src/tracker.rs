@@ -489,7 +489,11 @@ impl Tracker {
         call.live += 1;
         call.legs.push(name.to_owned());
         if let Some(reason) = rule.reason() {
-            call.note(now, "party", identified(name, &kind, reason));
+            // Once per endpoint and call: a phone's second channel says nothing new.
+            let detail = identified(name, &kind, reason);
+            if !call.timeline.iter().any(|e| e.detail == detail) {
+                call.note(now, "party", detail);
+            }
         }
         let call = call.id.clone();
         self.channels.insert(
@@ -995,6 +999,16 @@ impl Tracker {
             .map(|c| c.call.clone())
             .next();
         let Some(call_id) = call_id else { return };
+        // A phone's own attended transfer (SIP REFER with Replaces) joins its consultation,
+        // a call of its own (its own Linkedid), into the call.
+        let consult = ["SecondTransfererChannel", "TransferTargetChannel"]
+            .iter()
+            .filter_map(|k| msg.get(k).and_then(|c| self.channels.get(c)))
+            .map(|c| c.call.clone())
+            .find(|id| *id != call_id);
+        if let Some(consult) = consult {
+            self.absorb(now, &consult, &call_id);
+        }
         let transfer = Transfer {
             kind: TransferKind::Attended,
             from,
@@ -1002,6 +1016,61 @@ impl Tracker {
             at: now,
         };
         self.transferred(now, &call_id, transfer);
+    }
+
+    /// The consultation call `consult` becomes part of `into`: its channels are legs of
+    /// `into`, the phones it rang rang for `into`, its story joins `into`'s. It is no call of
+    /// its own: it ends unrecorded (its live `call.ended` closes it for live views).
+    fn absorb(&mut self, now: DateTime<Utc>, consult: &str, into: &str) {
+        if !self.calls.contains_key(into) {
+            return;
+        }
+        let Some(consulted) = self.calls.remove(consult) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(into) else {
+            return;
+        };
+        for leg in &consulted.legs {
+            if let Some(chan) = self.channels.get_mut(leg) {
+                chan.call = call.id.clone();
+            }
+        }
+        call.live += consulted.live;
+        call.legs.extend(consulted.legs.iter().cloned());
+        for ext in &consulted.rang {
+            if !call.rang.contains(ext) {
+                call.rang.push(ext.clone());
+            }
+        }
+        call.gaps.extend(consulted.gaps.iter().copied());
+        if call.recording.is_none() {
+            call.recording.clone_from(&consulted.recording);
+        }
+        let from = consulted.from.as_deref().unwrap_or("unknown");
+        let to = consulted.to.as_deref().unwrap_or("unknown");
+        call.timeline.push(TimelineEntry {
+            at: consulted.started_at,
+            what: "consultation".to_owned(),
+            detail: format!("consultation call from {from} to {to}"),
+        });
+        call.timeline.extend(
+            consulted
+                .timeline
+                .iter()
+                .filter(|e| e.what != "started")
+                .cloned(),
+        );
+        call.timeline.sort_by_key(|e| e.at);
+        if consulted.announced {
+            self.events.push_back(CallEvent {
+                call_id: consulted.id.to_string(),
+                at: now,
+                kind: CallEventKind::Ended {
+                    disposition: consulted.disposition(),
+                },
+            });
+        }
     }
 
     fn on_conference_join(&mut self, now: DateTime<Utc>, msg: &Message) {

@@ -723,3 +723,45 @@ fn cancelled_only_while_phones_ring_before_the_pbx_answers() {
         "#]],
     );
 }
+
+/// An attended transfer done from the phone (SIP REFER with Replaces): the consultation is
+/// the phone's own second call, with its own Linkedid. The transfer joins it into the call:
+/// one record, the target rang for it, the transfer in order; the consultation ends without
+/// a record of its own.
+#[test]
+fn a_phones_attended_transfer_is_one_call() {
+    check(
+        "
+        Newchannel Channel=SIP/city-1 ChannelState=4 Uniqueid=9.1 Linkedid=9.1 CallerIDNum=74951234567 Exten=4950000000
+        Newchannel Channel=SIP/7001234501-2 ChannelState=0 Uniqueid=9.2 Linkedid=9.1 CallerIDNum=201 Exten=s
+        DialBegin Channel=SIP/city-1 DestChannel=SIP/7001234501-2 DialString=7001234501
+        DialEnd Channel=SIP/city-1 DestChannel=SIP/7001234501-2 DialStatus=ANSWER
+        Newchannel Channel=SIP/7001234501-3 ChannelState=4 Uniqueid=9.3 Linkedid=9.3 CallerIDNum=201 Exten=203
+        Newchannel Channel=SIP/0004f2a1b2c3-4 ChannelState=0 Uniqueid=9.4 Linkedid=9.3 CallerIDNum=203 Exten=s
+        DialBegin Channel=SIP/7001234501-3 DestChannel=SIP/0004f2a1b2c3-4 DialString=0004f2a1b2c3
+        DialEnd Channel=SIP/7001234501-3 DestChannel=SIP/0004f2a1b2c3-4 DialStatus=ANSWER
+        AttendedTransfer OrigTransfererChannel=SIP/7001234501-2 SecondTransfererChannel=SIP/7001234501-3 TransfereeChannel=SIP/city-1 TransferTargetChannel=SIP/0004f2a1b2c3-4 DestType=Bridge Result=Success
+        Hangup Channel=SIP/7001234501-2
+        Hangup Channel=SIP/7001234501-3
+        HangupRequest Channel=SIP/city-1
+        Hangup Channel=SIP/city-1
+        Hangup Channel=SIP/0004f2a1b2c3-4
+        ",
+        expect![[r#"
+            event {"type":"call.started","direction":"inbound","from":"74951234567","to":"4950000000"}
+            event {"type":"call.ringing","extensions":["201"]}
+            event {"type":"call.answered","by":"201"}
+            event {"type":"call.started","direction":"internal","from":"201","to":"203"}
+            event {"type":"call.ringing","extensions":["203"]}
+            event {"type":"call.answered","by":"203"}
+            event {"type":"call.ended","disposition":"answered"}
+            event {"type":"call.transferred","transfer":{"kind":"attended","from":"201","to":"203","at":"1970-01-01T00:00:08Z"}}
+            event {"type":"call.ended","disposition":"answered"}
+            record 9.1 Inbound Some("74951234567")->Some("4950000000") Answered by=Some("201") rang=["201", "203"] ring=3 talk=10
+              party: SIP/7001234501 is extension 201: its channel's own caller ID
+              party: SIP/7001234501 is extension 201: its channel's own caller ID
+              party: SIP/0004f2a1b2c3 is extension 203: its channel's own caller ID
+            in progress: 0
+        "#]],
+    );
+}
