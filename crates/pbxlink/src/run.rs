@@ -21,6 +21,7 @@ use crate::config::{Config, PbxConfig, RawEvents, Secret};
 use crate::simulate;
 
 mod cdr;
+mod endpoints;
 
 /// `pbxlink run` arguments.
 #[derive(Debug, clap::Args)]
@@ -477,7 +478,15 @@ impl PbxTracking {
                 // none may wait into the next connection's stream.
                 self.snapshots.clear();
             }
-            LinkEvent::Event(msg) => self.observe(&msg),
+            LinkEvent::Event(msg) => {
+                self.observe(&msg);
+                if is_endpoint_reload(&msg) {
+                    // Endpoints may have come, gone or changed their caller ID.
+                    let mut held = Vec::new();
+                    self.learn_endpoints(events, &mut held).await;
+                    return self.track_held(held, events).await;
+                }
+            }
         }
         self.flush().await
     }
@@ -505,10 +514,12 @@ impl PbxTracking {
         self.journal_finished().await
     }
 
-    /// After a (re)connect, reads which channels exist (`Status` for the number each was
+    /// After a (re)connect, reads the PBX's endpoints (who is a phone, see
+    /// [`Self::learn_endpoints`]), which channels exist (`Status` for the number each was
     /// dialed with, then `CoreShowChannels` for state, bridges and age: the tracker
     /// reconciles with them, so calls that went on while the link was down are neither lost
-    /// nor invented) and every hint's and queue member's state (with the paused flag). Each answer is applied where it sits in the event stream:
+    /// nor invented) and every hint's and queue member's state (with the paused flag). Each
+    /// answer is applied where it sits in the event stream:
     /// Asterisk sent the events before it first, and a channel list applied ahead of them
     /// would end, unanswered, a call they answer and hang up. Events keep being read (and
     /// held) meanwhile: a full queue must not keep the link from reading the answer.
@@ -522,28 +533,16 @@ impl PbxTracking {
         ];
         let reads = channels.into_iter().chain(presence);
         let mut held = Vec::new();
-        let mut link_changed = false;
+        // The endpoints first: the channels listed next are told apart by them.
+        let mut link_changed = !self.learn_endpoints(events, &mut held).await;
         for (action, snapshot) in reads {
+            if link_changed {
+                break;
+            }
             let name = action.name().to_owned();
             let client = self.client.clone();
-            let answer = client.send_in_stream(action);
-            tokio::pin!(answer);
-            let answer = loop {
-                tokio::select! {
-                    answer = &mut answer => break Some(answer),
-                    link_event = events.recv() => match link_event {
-                        Some(LinkEvent::Event(msg)) => held.push(LinkEvent::Event(msg)),
-                        // The connection is gone, and its answers are moot: the next
-                        // login reads them again.
-                        Some(other) => {
-                            held.push(other);
-                            link_changed = true;
-                            break None;
-                        }
-                        None => break None,
-                    },
-                }
-            };
+            let answer = holding_events(client.send_in_stream(action), events, &mut held).await;
+            link_changed = answer.is_none();
             match answer {
                 Some(Ok(answer)) => {
                     self.snapshots
@@ -552,10 +551,7 @@ impl PbxTracking {
                 Some(Err(e)) => {
                     tracing::warn!(pbx = self.pbx, action = name, error = %e, "resync read failed; tracking from the events alone")
                 }
-                None => {}
-            }
-            if link_changed {
-                break;
+                None => break,
             }
             // Track what came meanwhile now: the channel list is applied at its place
             // without waiting for the presence reads (thousands of hints can take 100s of ms).
@@ -571,6 +567,15 @@ impl PbxTracking {
             }
         }
         self.apply_due_snapshots();
+        self.track_held(held, events).await
+    }
+
+    /// Tracks the link events held while an answer was awaited, in order.
+    async fn track_held(
+        &mut self,
+        held: Vec<LinkEvent>,
+        events: &mut mpsc::Receiver<LinkEvent>,
+    ) -> bool {
         for link_event in held {
             match link_event {
                 LinkEvent::Event(msg) => {
@@ -583,6 +588,30 @@ impl PbxTracking {
             }
         }
         self.flush().await
+    }
+
+    /// Reads what the PBX says of its endpoints into the tracker (at login, and when the PBX
+    /// reloads its configuration). `false` when the link changed meanwhile.
+    async fn learn_endpoints(
+        &mut self,
+        events: &mut mpsc::Receiver<LinkEvent>,
+        held: &mut Vec<LinkEvent>,
+    ) -> bool {
+        let client = self.client.clone();
+        let Some(details) = holding_events(endpoints::read(&client, &self.pbx), events, held).await
+        else {
+            return false;
+        };
+        let now = Utc::now();
+        for detail in &details {
+            self.tracker.handle(now, detail);
+        }
+        tracing::debug!(
+            pbx = self.pbx,
+            endpoints = details.len(),
+            "read the PBX's endpoints"
+        );
+        true
     }
 
     /// Applies the state lists whose events before them are all tracked.
@@ -824,6 +853,39 @@ fn spawn_journal_writer(
         }
     });
     (tx, task)
+}
+
+/// The PBX reloaded its SIP configuration (or all of it): `Reload` with `Module:
+/// res_pjsip.so`, `chan_sip.so`, or none.
+fn is_endpoint_reload(msg: &Message) -> bool {
+    msg.event() == Some("Reload")
+        && msg
+            .get("Module")
+            .is_none_or(|m| m.contains("pjsip") || m.contains("chan_sip"))
+}
+
+/// Awaits `answer` while reading the link's events on into `held`: a full queue must not
+/// keep the link from reading the answer. `None` when the link changed (or ended) meanwhile:
+/// the answer is moot, the next login reads it again.
+async fn holding_events<F: std::future::Future>(
+    answer: F,
+    events: &mut mpsc::Receiver<LinkEvent>,
+    held: &mut Vec<LinkEvent>,
+) -> Option<F::Output> {
+    tokio::pin!(answer);
+    loop {
+        tokio::select! {
+            answer = &mut answer => return Some(answer),
+            link_event = events.recv() => match link_event {
+                Some(LinkEvent::Event(msg)) => held.push(LinkEvent::Event(msg)),
+                Some(other) => {
+                    held.push(other);
+                    return None;
+                }
+                None => return None,
+            },
+        }
+    }
 }
 
 /// What a state list read after a login sets.

@@ -1,30 +1,14 @@
 //! `pbxlink run` with no config: the demo PBX, the journal, the API and click-to-call, end to end
 //! through the real binary.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 mod gateway;
-use gateway::Gateway;
+use gateway::{eventually, Gateway};
 
 const TOKEN: &str = "test-admin-token";
-
-/// Polls `check` until it yields a value; the deadline only bounds a hung test.
-async fn eventually<T>(
-    deadline: Duration,
-    what: &str,
-    mut check: impl AsyncFnMut() -> Option<T>,
-) -> T {
-    let end = Instant::now() + deadline;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < end, "gave up waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 async fn calls(http: &reqwest::Client, base: &str, query: &str) -> Vec<Value> {
     let body: Value = http
@@ -46,19 +30,27 @@ async fn demo_mode_journals_calls_and_click_to_call_is_answered() {
     let gw = Gateway::start(TOKEN);
     let http = reqwest::Client::new();
 
-    let health: Value = http
-        .get(format!("{}/health", gw.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(health["status"], "ok");
+    // `ok` once the demo PBX's AMI link is up (`degraded` for the moment before).
+    eventually(
+        "the health check says ok",
+        Duration::from_secs(10),
+        async || {
+            let health: Value = http
+                .get(format!("{}/health", gw.base))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (health["status"] == "ok").then_some(())
+        },
+    )
+    .await;
 
     let first = eventually(
-        Duration::from_secs(10),
         "a journaled demo call",
+        Duration::from_secs(10),
         async || calls(&http, &gw.base, "limit=5").await.into_iter().next(),
     )
     .await;
@@ -86,8 +78,8 @@ async fn demo_mode_journals_calls_and_click_to_call_is_answered() {
     assert_eq!(resp.status(), reqwest::StatusCode::ACCEPTED);
 
     let call = eventually(
-        Duration::from_secs(180),
         "the click-to-call record",
+        Duration::from_secs(180),
         async || {
             calls(&http, &gw.base, &format!("number={number}&limit=5"))
                 .await
