@@ -56,6 +56,9 @@ enum Command {
         /// Also print the live call events (JSON lines with a "type" field), in order.
         #[arg(long)]
         events: bool,
+        /// Track with this `[[pbx]]`'s `[pbx.tracker]` from --config (default: the first).
+        #[arg(long)]
+        pbx: Option<String>,
     },
     /// Run the gateway: track calls from the configured PBXes (or the built-in demo PBX),
     /// journal them, serve the API and web UI.
@@ -97,7 +100,24 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             out.flush()?;
             Ok(())
         }
-        Command::Replay { file, events } => crate::replay::run(&file, events),
+        Command::Replay { file, events, pbx } => {
+            let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
+            let tracker = match &pbx {
+                Some(name) => config
+                    .pbx
+                    .iter()
+                    .find(|p| p.name == *name)
+                    .ok_or_else(|| anyhow::anyhow!("no [[pbx]] is named '{name}'"))?
+                    .tracker
+                    .tracker_config(),
+                None => config
+                    .pbx
+                    .first()
+                    .map(|p| p.tracker.tracker_config())
+                    .unwrap_or_default(),
+            };
+            crate::replay::run(&file, tracker, events)
+        }
         Command::Simulate(args) => crate::simulate::run(args),
         Command::Agi(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;

@@ -290,6 +290,72 @@ pub struct PbxConfig {
     pub ajam: Option<AjamConfig>,
     /// The PBX's CDR (`[pbx.cdr]`): what happened while the event stream had a gap.
     pub cdr: Option<crate::cdr::CdrConfig>,
+    /// `[pbx.tracker]`: who is a phone, where what the PBX says is not enough.
+    #[serde(default)]
+    pub tracker: TrackerSettings,
+}
+
+/// `[pbx.tracker]`: overrides for telling phones from trunks. Not needed on a standard
+/// FreePBX or a bare Asterisk whose phones carry their extension as caller ID: the tracker
+/// learns that from the PBX (see README, "Who is who").
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackerSettings {
+    /// Fewest and most digits of an extension (default `[2, 6]`).
+    pub extension_digits: Option<[usize; 2]>,
+    /// Endpoints that are trunks whatever their name or caller ID.
+    #[serde(default)]
+    pub trunks: Vec<String>,
+    /// Endpoint name -> extension, for phones nothing else identifies.
+    #[serde(default)]
+    pub extensions: std::collections::BTreeMap<String, String>,
+}
+
+impl TrackerSettings {
+    /// What serde cannot check, by key.
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some([fewest, most]) = self.extension_digits {
+            if fewest == 0 || fewest > most {
+                out.push((
+                    "extension_digits",
+                    format!("extension_digits [{fewest}, {most}]: need 1 <= fewest <= most"),
+                ));
+            }
+        }
+        let config = self.tracker_config();
+        for (endpoint, ext) in &self.extensions {
+            if !config.is_extension(ext) {
+                out.push((
+                    "extensions",
+                    format!(
+                        "extensions: '{ext}' (for {endpoint}) is not an extension: {} to {} digits",
+                        config.min_extension_len, config.max_extension_len
+                    ),
+                ));
+            }
+        }
+        out
+    }
+
+    /// The tracker's configuration: these overrides on its defaults.
+    pub fn tracker_config(&self) -> calls::TrackerConfig {
+        let defaults = calls::TrackerConfig::default();
+        let [min_extension_len, max_extension_len] = self
+            .extension_digits
+            .unwrap_or([defaults.min_extension_len, defaults.max_extension_len]);
+        calls::TrackerConfig {
+            trunks: self.trunks.clone(),
+            min_extension_len,
+            max_extension_len,
+            extensions: self
+                .extensions
+                .iter()
+                .map(|(endpoint, ext)| (endpoint.clone(), ext.clone()))
+                .collect(),
+            ..defaults
+        }
+    }
 }
 
 /// `[pbx.ajam]`.
@@ -582,6 +648,17 @@ impl Config {
                         Seg::key(key),
                     ],
                     message: format!("pbx '{}': [pbx.cdr] {message}", pbx.name),
+                });
+            }
+            for (key, message) in pbx.tracker.problems() {
+                out.push(Problem {
+                    at: vec![
+                        Seg::key("pbx"),
+                        Seg::Index(i),
+                        Seg::key("tracker"),
+                        Seg::key(key),
+                    ],
+                    message: format!("pbx '{}': [pbx.tracker] {message}", pbx.name),
                 });
             }
         }
@@ -925,7 +1002,7 @@ url = "http://pbx.example.com:8088/rawman"
         );
         check(
             "[[pbx]]\nping_intervall = 5\n",
-            expect!["error: pbxlink.toml:2:1: unknown field `ping_intervall`, expected one of `name`, `host`, `port`, `tls`, `tls_ca_file`, `tls_insecure_skip_verify`, `username`, `secret`, `secret_env`, `auth`, `events`, `ping_interval`, `action_timeout`, `reconnect_min`, `reconnect_max`, `event_queue`, `overflow`, `ajam`, `cdr`"],
+            expect!["error: pbxlink.toml:2:1: unknown field `ping_intervall`, expected one of `name`, `host`, `port`, `tls`, `tls_ca_file`, `tls_insecure_skip_verify`, `username`, `secret`, `secret_env`, `auth`, `events`, `ping_interval`, `action_timeout`, `reconnect_min`, `reconnect_max`, `event_queue`, `overflow`, `ajam`, `cdr`, `tracker`"],
         );
         check(
             "[[pbx]]\nauth = \"sha1\"\n",

@@ -355,6 +355,29 @@ columns = ["start", "linkedid"]
     }
 
     #[test]
+    fn tracker_section_problems_with_their_line() {
+        check_with(
+            r#"
+[[pbx]]
+name = "office"
+secret = "x"
+[pbx.tracker]
+extension_digits = [4, 3]
+extensions = { "0004f2a1b2c3" = "alice" }
+"#,
+            expect![[r#"
+                pbxlink.toml:6:20: pbx 'office': [pbx.tracker] extension_digits [4, 3]: need 1 <= fewest <= most
+                    6 | extension_digits = [4, 3]
+                      |                    ^
+                pbxlink.toml:7:14: pbx 'office': [pbx.tracker] extensions: 'alice' (for 0004f2a1b2c3) is not an extension: 4 to 3 digits
+                    7 | extensions = { "0004f2a1b2c3" = "alice" }
+                      |              ^
+                pbxlink.toml: 2 problem(s)
+            "#]],
+        );
+    }
+
+    #[test]
     fn every_problem_with_its_line() {
         check_with(
             r#"

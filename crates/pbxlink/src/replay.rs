@@ -1,5 +1,6 @@
-//! `pbxlink replay FILE [--events]`: runs the call tracker over a recorded AMI stream and
-//! prints one call record per line (JSON Lines), optionally with the live call events.
+//! `pbxlink replay FILE [--events] [--pbx NAME]`: runs the call tracker over a recorded AMI
+//! stream and prints one call record per line (JSON Lines), optionally with the live call
+//! events; `[pbx.tracker]` of the config's PBX, if any, tells phones from trunks.
 //!
 //! FILE is a raw AMI transcript (wire format, `*.rx.raw`) or a JSON array of event objects
 //! (`[{"Event": "Newchannel", ...}]`, what common AMI libraries dump), told apart by the
@@ -13,12 +14,12 @@ use anyhow::Context;
 use calls::{Tracker, TrackerConfig};
 
 /// Replays `file` and writes the JSON lines to stdout.
-pub fn run(file: &Path, events: bool) -> anyhow::Result<()> {
+pub fn run(file: &Path, tracker: TrackerConfig, events: bool) -> anyhow::Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let msgs = load(&bytes).with_context(|| format!("decoding {}", file.display()))?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    for line in replay(&msgs, TrackerConfig::default(), events) {
+    for line in replay(&msgs, tracker, events) {
         writeln!(out, "{line}")?;
     }
     out.flush()?;

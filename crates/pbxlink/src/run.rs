@@ -169,6 +169,13 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
         raw_events: config.journal.raw_events,
         resume: _demo.is_none(),
         cdr: cdr::CdrSources::from_config(&config)?,
+        trackers: Arc::new(
+            config
+                .pbx
+                .iter()
+                .map(|pbx| (pbx.name.clone(), pbx.tracker.tracker_config()))
+                .collect(),
+        ),
     };
     for (name, client, events) in control_links {
         tokio::spawn(crate::cluster::control_link(
@@ -361,6 +368,15 @@ pub struct Pipeline {
     pub resume: bool,
     /// `[pbx.cdr]` readers: what fell in a gap of the event stream.
     pub cdr: cdr::CdrSources,
+    /// `[pbx.tracker]` of each PBX, by name (a PBX not in it: the defaults).
+    pub trackers: Arc<HashMap<String, TrackerConfig>>,
+}
+
+impl Pipeline {
+    /// How `pbx`'s tracker tells phones from trunks.
+    fn tracker_config(&self, pbx: &str) -> TrackerConfig {
+        self.trackers.get(pbx).cloned().unwrap_or_default()
+    }
 }
 
 /// How far back the raw event log is searched for calls to resume: longer than any call.
@@ -382,7 +398,7 @@ pub async fn track(
     let (raw_log, raw_log_done) =
         spawn_raw_event_writer(pipeline.store.clone(), &pbx, pipeline.raw_events);
     let mut pbx = PbxTracking {
-        tracker: Tracker::new(TrackerConfig::default()),
+        tracker: Tracker::new(pipeline.tracker_config(&pbx)),
         cdr: cdr::GapRepair::new(&pbx, &pipeline, journal.clone()),
         // Handles made once: the per-event cost is an atomic add, not a registry lookup.
         events_total: metrics::counter!("pbxlink_ami_events_total", "pbx" => pbx.clone()),

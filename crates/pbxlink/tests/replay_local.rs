@@ -325,3 +325,45 @@ fn events_flag_prints_the_live_call_events_in_order() {
         record"#]]
     .assert_eq(&kinds.join("\n"));
 }
+
+/// A phone nothing in the stream names (an endpoint without an extension as caller ID):
+/// `[pbx.tracker] extensions` of the config's PBX says who it is.
+#[test]
+fn replay_takes_the_tracker_overrides_of_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = serde_json::json!([
+        {"Event": "Newchannel", "Channel": "PJSIP/city-00000001", "ChannelState": "4",
+         "CallerIDNum": "74951234567", "Exten": "4950000000",
+         "Uniqueid": "9.1", "Linkedid": "9.1"},
+        {"Event": "Newchannel", "Channel": "PJSIP/frontdesk-00000002", "ChannelState": "0",
+         "CallerIDNum": "<unknown>", "Exten": "s", "Uniqueid": "9.2", "Linkedid": "9.1"},
+        {"Event": "DialBegin", "Channel": "PJSIP/city-00000001",
+         "DestChannel": "PJSIP/frontdesk-00000002", "DialString": "frontdesk"},
+        {"Event": "DialEnd", "Channel": "PJSIP/city-00000001",
+         "DestChannel": "PJSIP/frontdesk-00000002", "DialStatus": "ANSWER"},
+        {"Event": "Hangup", "Channel": "PJSIP/frontdesk-00000002"},
+        {"Event": "Hangup", "Channel": "PJSIP/city-00000001"}
+    ]);
+    let json = dir.path().join("events.json");
+    std::fs::write(&json, events.to_string()).unwrap();
+    let config = dir.path().join("pbxlink.toml");
+    std::fs::write(
+        &config,
+        "[[pbx]]\nname = \"office\"\n[pbx.tracker]\nextensions = { frontdesk = \"200\" }\n",
+    )
+    .unwrap();
+    let answered_by = |args: &[&std::ffi::OsStr]| {
+        let out = replay(args);
+        let record: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+        record["answered_by"].clone()
+    };
+    assert_eq!(answered_by(&[json.as_os_str()]), "frontdesk");
+    let with_config = [
+        json.as_os_str(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--pbx".as_ref(),
+        "office".as_ref(),
+    ];
+    assert_eq!(answered_by(&with_config), "200");
+}

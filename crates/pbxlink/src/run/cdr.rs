@@ -83,7 +83,7 @@ impl GapRepair {
             source: pipeline.cdr.0.get(pbx).cloned(),
             store: pipeline.store.clone(),
             journal,
-            config: TrackerConfig::default(),
+            config: pipeline.tracker_config(pbx),
             repairing: Arc::default(),
         }
     }

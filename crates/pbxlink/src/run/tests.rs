@@ -105,6 +105,7 @@ async fn a_channel_list_read_at_login_applies_after_the_events_sent_before_it() 
         raw_events: RawEvents::default(),
         resume: false,
         cdr: Default::default(),
+        trackers: Default::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let tracking = tokio::spawn(track("pbx".into(), client, link, pipeline, async {
