@@ -992,7 +992,16 @@ impl Tracker {
                 .and_then(Channel::owned_party)
         };
         let from = party("OrigTransfererChannel");
-        let to = party("TransferTargetChannel").or_else(|| party("SecondTransfererChannel"));
+        // A "blonde" transfer (completed while the target still rang: `DestType: App`) has
+        // no target channel: the target is the phone the consultation was ringing.
+        let ringing_in_consultation = || {
+            let second = msg.get("SecondTransfererChannel")?;
+            let consultation = self.calls.get(&self.channels.get(second)?.call)?;
+            consultation.ringing.last().cloned()
+        };
+        let to = party("TransferTargetChannel")
+            .or_else(ringing_in_consultation)
+            .or_else(|| party("SecondTransfererChannel"));
         let call_id = ["TransfereeChannel", "OrigTransfererChannel"]
             .iter()
             .filter_map(|k| msg.get(k).and_then(|c| self.channels.get(c)))
