@@ -232,8 +232,11 @@ impl Directory {
         if let Some(learned) = self.endpoints.get_mut(endpoint) {
             match (learned.rule, &learned.extension, caller_num) {
                 // A phone presents one caller ID; an endpoint that brings calls from
-                // another number is a line.
-                (Rule::CallerId, Some(ext), Some(num)) if !dialed && **ext != *num => {
+                // another number is a line. (A phone withholding its number, `anonymous`,
+                // proves nothing.)
+                (Rule::CallerId, Some(ext), Some(num))
+                    if !dialed && **ext != *num && is_number(num) =>
+                {
                     *learned = Learned {
                         extension: None,
                         rule: Rule::ManyCallerIds,
@@ -315,6 +318,12 @@ impl Directory {
     }
 }
 
+/// Digits, with an optional leading `+`.
+fn is_number(s: &str) -> bool {
+    let digits = s.strip_prefix('+').unwrap_or(s);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// The number of a caller ID as Asterisk prints it: `"Alice" <201>`, `<201>`, `201`.
 fn callerid_number(callerid: &str) -> &str {
     let inner = match (callerid.rfind('<'), callerid.rfind('>')) {
@@ -332,9 +341,7 @@ fn number_in_dial<'a>(dial: &'a str, endpoint: &str) -> Option<&'a str> {
         Some((user, host)) if host.split([':', '/']).next() == Some(endpoint) => user,
         _ => dial.strip_prefix(endpoint)?.strip_prefix('/')?,
     };
-    let number = number.strip_prefix('+').unwrap_or(number);
-    (!number.is_empty() && number != endpoint && number.bytes().all(|b| b.is_ascii_digit()))
-        .then_some(number)
+    (number != endpoint && is_number(number)).then(|| number.strip_prefix('+').unwrap_or(number))
 }
 
 #[cfg(test)]

@@ -527,7 +527,8 @@ fn pbx_restart_ends_calls_at_the_drop_and_names_are_reused() {
 }
 
 /// A bare dialplan on chan_sip: phones are accounts (`7001234501`, a MAC-like name) whose
-/// caller ID is the extension; the city trunk is dialed as `city/<number>`.
+/// caller ID is the extension; the city trunk is dialed as `city/<number>`. A phone that
+/// withholds its number once is still that phone.
 #[test]
 fn phones_named_by_account_are_known_by_their_caller_id() {
     check(
@@ -548,6 +549,10 @@ fn phones_named_by_account_are_known_by_their_caller_id() {
         DialEnd Channel=SIP/7001234501-4 DestChannel=SIP/city-5 DialStatus=ANSWER
         Hangup Channel=SIP/city-5
         Hangup Channel=SIP/7001234501-4
+        Newchannel Channel=SIP/7001234501-6 ChannelState=4 Uniqueid=9.6 Linkedid=9.6 CallerIDNum=anonymous Exten=202
+        Hangup Channel=SIP/7001234501-6
+        Newchannel Channel=SIP/7001234501-7 ChannelState=4 Uniqueid=9.7 Linkedid=9.7 CallerIDNum=201 Exten=202
+        Hangup Channel=SIP/7001234501-7
         ",
         expect![[r#"
             event {"type":"call.started","direction":"inbound","from":"74951234567","to":"4950000000"}
@@ -564,6 +569,14 @@ fn phones_named_by_account_are_known_by_their_caller_id() {
             record 9.4 Outbound Some("201")->Some("18005551212") Answered by=Some("18005551212") rang=[] ring=3 talk=2
               party: SIP/7001234501 is extension 201: its channel's own caller ID
               dialed: sent to the trunk as 18005551212
+            event {"type":"call.started","direction":"internal","from":"201","to":"202"}
+            event {"type":"call.ended","disposition":"failed"}
+            record 9.6 Internal Some("201")->Some("202") Failed by=None rang=[] ring=1 talk=0
+              party: SIP/7001234501 is extension 201: its channel's own caller ID
+            event {"type":"call.started","direction":"internal","from":"201","to":"202"}
+            event {"type":"call.ended","disposition":"failed"}
+            record 9.7 Internal Some("201")->Some("202") Failed by=None rang=[] ring=1 talk=0
+              party: SIP/7001234501 is extension 201: its channel's own caller ID
             in progress: 0
         "#]],
     );

@@ -1,5 +1,7 @@
 //! `pbxlink replay` against the ground truth of real Asterisk: every transcript listed in
-//! every `../shared/fixtures/*/expected.json` (any future set is picked up automatically).
+//! every `../shared/fixtures/*/expected.json` and in the project's own recordings,
+//! `fixtures/*/expected.json` (bare dialplans, chan_sip; any future set is picked up
+//! automatically).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -7,6 +9,8 @@ use std::process::Command;
 use serde_json::Value;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures");
+/// The project's own recordings from the lab (see each set's README.txt).
+const OWN_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures");
 
 /// The call records `pbxlink replay` prints for `file`.
 fn replay(file: &Path) -> Vec<Value> {
@@ -93,9 +97,10 @@ fn diffs(exp: &Value, rec: &Value) -> Vec<String> {
     out
 }
 
-fn expected_sets() -> Vec<PathBuf> {
-    let dir = std::fs::read_dir(FIXTURES)
-        .unwrap_or_else(|e| panic!("fixture directory {FIXTURES} is missing: {e}"));
+/// The sets with an expected.json under `root`; at least `least` of them.
+fn expected_sets(root: &str, least: usize) -> Vec<PathBuf> {
+    let dir = std::fs::read_dir(root)
+        .unwrap_or_else(|e| panic!("fixture directory {root} is missing: {e}"));
     let mut sets: Vec<PathBuf> = dir
         .flatten()
         .map(|e| e.path())
@@ -103,8 +108,8 @@ fn expected_sets() -> Vec<PathBuf> {
         .collect();
     sets.sort();
     assert!(
-        sets.len() >= 2,
-        "expected.json sets missing under {FIXTURES}"
+        sets.len() >= least,
+        "expected.json sets missing under {root}"
     );
     sets
 }
@@ -113,7 +118,10 @@ fn expected_sets() -> Vec<PathBuf> {
 fn every_expected_call_is_exact_and_nothing_is_invented() {
     let mut failures = Vec::new();
     let mut total = 0;
-    for set in expected_sets() {
+    let sets = expected_sets(FIXTURES, 2)
+        .into_iter()
+        .chain(expected_sets(OWN_FIXTURES, 2));
+    for set in sets {
         let expected: Vec<Value> =
             serde_json::from_slice(&std::fs::read(set.join("expected.json")).unwrap()).unwrap();
         for entry in expected {
@@ -139,7 +147,7 @@ fn every_expected_call_is_exact_and_nothing_is_invented() {
             }
         }
     }
-    assert!(total >= 34, "only {total} expected calls found");
+    assert!(total >= 66, "only {total} expected calls found");
     assert!(
         failures.is_empty(),
         "{} of {total} calls wrong:\n{}",
