@@ -307,6 +307,25 @@ impl Directory {
         }
     }
 
+    /// `config` with what was learned added to its overrides, for whoever judges channel
+    /// names alone (the CDR repair): learned phones as `extensions`, learned trunks as
+    /// `trunks`. The config's own entries stay first.
+    pub fn applied_to(&self, config: &TrackerConfig) -> TrackerConfig {
+        let mut out = config.clone();
+        for (endpoint, learned) in &self.endpoints {
+            if config.configured(endpoint).is_some() {
+                continue;
+            }
+            match &learned.extension {
+                Some(ext) => {
+                    out.extensions.insert(endpoint.to_string(), ext.to_string());
+                }
+                None => out.trunks.push(endpoint.to_string()),
+            }
+        }
+        out
+    }
+
     fn learn(&mut self, endpoint: &str, extension: Option<&str>, rule: Rule) {
         self.endpoints.insert(
             endpoint.into(),
@@ -399,5 +418,25 @@ mod tests {
         assert_eq!(callerid_number("<201>"), "201");
         assert_eq!(callerid_number("201"), "201");
         assert_eq!(callerid_number("\"\" <>"), "");
+    }
+
+    /// What the traffic taught reaches whoever judges names alone (the CDR repair).
+    #[test]
+    fn learned_endpoints_become_overrides() {
+        let config = TrackerConfig::default();
+        let mut directory = Directory::default();
+        directory.classify(&config, "SIP/7001234501-00000001", Some("201"), false);
+        directory.classify(&config, "PJSIP/5000-00000002", None, true);
+        directory.dialed(&config, "PJSIP/5000-00000002", "15551234567@5000");
+        let names = directory.applied_to(&config);
+        assert_eq!(
+            names.classify("SIP/7001234501-0000000a"),
+            Kind::Phone("201".into())
+        );
+        assert_eq!(names.classify("PJSIP/5000-0000000b"), Kind::Trunk);
+        assert_eq!(
+            config.classify("PJSIP/5000-0000000b"),
+            Kind::Phone("5000".into())
+        );
     }
 }

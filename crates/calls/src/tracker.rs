@@ -295,6 +295,12 @@ impl Tracker {
         self.records.pop_front()
     }
 
+    /// The configuration with what the tracker learned of the PBX's endpoints added (see
+    /// [`Directory::applied_to`]): for judging channel names outside the event stream.
+    pub fn party_config(&self) -> TrackerConfig {
+        self.directory.applied_to(&self.config)
+    }
+
     /// Calls in progress (for metrics and bounded-memory checks).
     pub fn calls_in_progress(&self) -> usize {
         self.calls.len()

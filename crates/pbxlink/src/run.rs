@@ -660,7 +660,7 @@ impl PbxTracking {
                                 .filter_map(|item| item.get("Linkedid"))
                                 .map(str::to_owned)
                                 .collect();
-                            self.cdr.gap_closed(gap, live);
+                            self.cdr.gap_closed(gap, live, self.tracker.party_config());
                         }
                     }
                 }
@@ -725,7 +725,8 @@ impl PbxTracking {
     /// Sends the calls that ended to the journal writer; `false` if it has stopped.
     async fn journal_finished(&mut self) -> bool {
         while let Some(record) = self.tracker.poll_record() {
-            let Some(record) = self.cdr.take_gapped(record) else {
+            let tracker = &self.tracker;
+            let Some(record) = self.cdr.take_gapped(record, || tracker.party_config()) else {
                 continue;
             };
             if self.journal.send(JournalItem::Call(record)).await.is_err() {

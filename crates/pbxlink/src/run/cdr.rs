@@ -67,7 +67,6 @@ pub(super) struct GapRepair {
     source: Option<Arc<CdrSource>>,
     store: Store,
     journal: mpsc::Sender<JournalItem>,
-    config: TrackerConfig,
     /// Calls whose record is being repaired: not to be journaled again from the CDR alone.
     repairing: Arc<Mutex<HashSet<String>>>,
 }
@@ -83,7 +82,6 @@ impl GapRepair {
             source: pipeline.cdr.0.get(pbx).cloned(),
             store: pipeline.store.clone(),
             journal,
-            config: pipeline.tracker_config(pbx),
             repairing: Arc::default(),
         }
     }
@@ -91,12 +89,14 @@ impl GapRepair {
     /// The tracker closed `gap` (its channel list after a login, which listed the calls
     /// `live`): the calls that began and ended inside it, or since the store's mark, are
     /// looked up in the CDR, and the mark moves past the gap once they are journaled.
-    pub(super) fn gap_closed(&self, gap: Gap, live: HashSet<String>) {
+    /// `parties` tells phones from trunks in the CDR's channel names: the tracker's
+    /// knowledge ([`calls::Tracker::party_config`]).
+    pub(super) fn gap_closed(&self, gap: Gap, live: HashSet<String>, parties: TrackerConfig) {
         let Some(source) = self.source.clone() else {
             return;
         };
         let (store, pbx, journal) = (self.store.clone(), self.pbx.clone(), self.journal.clone());
-        let (config, repairing) = (self.config.clone(), self.repairing.clone());
+        let (config, repairing) = (parties, self.repairing.clone());
         tokio::spawn(async move {
             let window = Gap {
                 from: backfill_from(&store, &pbx, gap).await,
@@ -143,7 +143,11 @@ impl GapRepair {
 
     /// A finished record: back when it needs nothing from the CDR; else the repair takes it
     /// and journals it (repaired or, when the CDR cannot tell, as it is).
-    pub(super) fn take_gapped(&self, record: CallRecord) -> Option<CallRecord> {
+    pub(super) fn take_gapped(
+        &self,
+        record: CallRecord,
+        parties: impl FnOnce() -> TrackerConfig,
+    ) -> Option<CallRecord> {
         let p = &record.provenance;
         // A call that merely went through a gap may have been answered first in it.
         let gapped = !p.gaps.is_empty()
@@ -153,7 +157,7 @@ impl GapRepair {
         let Some(source) = self.source.clone().filter(|_| gapped) else {
             return Some(record);
         };
-        let (pbx, journal, config) = (self.pbx.clone(), self.journal.clone(), self.config.clone());
+        let (pbx, journal, config) = (self.pbx.clone(), self.journal.clone(), parties());
         let repairing = self.repairing.clone();
         repairing.lock().unwrap().insert(record.id.clone());
         tokio::spawn(async move {
