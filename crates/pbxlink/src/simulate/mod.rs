@@ -9,6 +9,7 @@ mod generator;
 mod local;
 mod scenario;
 mod server;
+mod style;
 mod wire;
 
 use std::io::Write;
@@ -20,6 +21,7 @@ use anyhow::{bail, Context};
 pub use generator::{Generator, Options};
 pub use scenario::Scenario;
 pub use server::{start, ServerOptions, SimulatorHandle};
+pub use style::Style;
 
 /// The banner real Asterisk 22 sends first.
 pub const BANNER: &str = "Asterisk Call Manager/11.0.0\r\n";
@@ -70,6 +72,11 @@ pub struct SimulateArgs {
     /// as Asterisk's cdr_csv does: what `[pbx.cdr] kind = "csv"` reads.
     #[arg(long, value_name = "FILE")]
     cdr: Option<PathBuf>,
+    /// What kind of PBX: "freepbx" (PJSIP endpoints named by extension, FreePBX's dialplan)
+    /// or "bare" (a plain Asterisk: chan_sip phones named by account, a `city` trunk, its
+    /// own contexts, 9 before outside numbers).
+    #[arg(long, default_value = "freepbx", value_parser = parse_style)]
+    style: Style,
 }
 
 /// Runs `pbxlink simulate`.
@@ -80,6 +87,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         duration_secs: args.duration,
         seed: args.seed,
         extensions: parse_extensions(&args.extensions)?,
+        style: args.style,
         ..Options::default()
     };
     if let Some(mix) = &args.mix {
@@ -177,6 +185,10 @@ pub fn truth_path(file: &Path) -> PathBuf {
     let mut name = file.as_os_str().to_owned();
     name.push(".truth.jsonl");
     PathBuf::from(name)
+}
+
+fn parse_style(s: &str) -> Result<Style, String> {
+    Style::from_name(s).ok_or_else(|| format!("expected freepbx or bare, got '{s}'"))
 }
 
 fn parse_speed(s: &str) -> Result<f64, String> {
