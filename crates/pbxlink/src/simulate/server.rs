@@ -165,47 +165,62 @@ async fn pump(shared: Arc<Shared>) -> anyhow::Result<()> {
                 _ = shared.wake.notified() => continue,
             }
         }
-        let (event, truths) = {
+        // The event goes into every client's queue under the generator's lock, so that a
+        // client's queue holds exactly the events made since it last read: an answer about
+        // the present can then go out right after them (`Connection::before_answer`). Fast
+        // mode first waits for room in every queue: the slowest client sets the pace.
+        let subscribers: Vec<_> = shared.subscribers.lock().unwrap().clone();
+        let mut permits = Vec::new();
+        if shared.opts.fast {
+            for tx in &subscribers {
+                // A closed connection is dropped from the list below.
+                if let Ok(permit) = tx.reserve().await {
+                    permits.push(permit);
+                }
+            }
+        }
+        let (m, bytes, truths) = {
             let mut gen = shared.gen.lock().unwrap();
-            (gen.next_event(), gen.take_finished())
+            let Some((_, m)) = gen.next_event() else {
+                continue;
+            };
+            buf.clear();
+            m.encode(&mut buf);
+            let bytes = Bytes::copy_from_slice(&buf);
+            if shared.opts.fast {
+                for permit in permits {
+                    permit.send(bytes.clone());
+                }
+            } else {
+                // Real time waits for nobody: a client CLIENT_QUEUE events behind is cut
+                // off, as Asterisk drops a manager session it cannot write to.
+                shared
+                    .subscribers
+                    .lock()
+                    .unwrap()
+                    .retain(|tx| tx.try_send(bytes.clone()).is_ok());
+            }
+            (m, bytes, gen.take_finished())
         };
-        let Some((_, m)) = event else { continue };
+        if shared.opts.fast {
+            shared
+                .subscribers
+                .lock()
+                .unwrap()
+                .retain(|tx| !tx.is_closed());
+        }
         if let Some(dir) = &shared.opts.monitor_dir {
             crate::recordings::demo::mixmonitor(dir, &m);
         }
         if let Some(cdr) = cdr.as_mut() {
             cdr.observe(&m)?;
         }
-        buf.clear();
-        m.encode(&mut buf);
-        let bytes = Bytes::copy_from_slice(&buf);
         if let Some((raw, truth)) = files.as_mut() {
             raw.write_all(&bytes)?;
             for t in truths {
                 serde_json::to_writer(&mut *truth, &t)?;
                 truth.write_all(b"\n")?;
             }
-        }
-        if shared.opts.fast {
-            // Load mode: the slowest client sets the pace.
-            let subscribers: Vec<_> = shared.subscribers.lock().unwrap().clone();
-            for tx in subscribers {
-                // A closed connection is dropped from the list below.
-                let _ = tx.send(bytes.clone()).await;
-            }
-            shared
-                .subscribers
-                .lock()
-                .unwrap()
-                .retain(|tx| !tx.is_closed());
-        } else {
-            // Real time waits for nobody: a client CLIENT_QUEUE events behind is cut off, as
-            // Asterisk drops a manager session it cannot write to.
-            shared
-                .subscribers
-                .lock()
-                .unwrap()
-                .retain(|tx| tx.try_send(bytes.clone()).is_ok());
         }
     }
 }
@@ -221,6 +236,11 @@ struct Connection {
     logged_in: bool,
     events: Option<mpsc::Receiver<Bytes>>,
     out: Vec<u8>,
+    // Events of the queue to write before the answer in `out`: those made before the
+    // present it tells of (CoreShowChannels, phone states). Asterisk sends the events it
+    // generated before an answer first; a client must not see a channel listed before it
+    // was told of its Newchannel, nor listed after its Hangup.
+    before_answer: usize,
 }
 
 impl Connection {
@@ -231,6 +251,7 @@ impl Connection {
             logged_in: false,
             events: None,
             out: Vec::new(),
+            before_answer: 0,
         }
     }
 
@@ -257,6 +278,14 @@ impl Connection {
                             Err(_) => continue,
                         };
                         let after = self.handle(&action);
+                        if let Some(rx) = self.events.as_mut() {
+                            for _ in 0..std::mem::take(&mut self.before_answer) {
+                                let Ok(bytes) = rx.try_recv() else { break };
+                                if wr.write_all(&bytes).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
                         if wr.write_all(&self.out).await.is_err() {
                             return;
                         }
@@ -620,8 +649,9 @@ impl Connection {
     }
 
     /// What each phone is doing per the live channels: ringing, else in use, else idle.
-    fn phone_states(&self) -> Vec<(String, PhoneState)> {
+    fn phone_states(&mut self) -> Vec<(String, PhoneState)> {
         let gen = self.shared.gen.lock().unwrap();
+        self.before_answer = self.events.as_ref().map_or(0, mpsc::Receiver::len);
         let style = gen.directory().style;
         let live: Vec<(&str, bool)> = gen
             .live()
@@ -761,6 +791,7 @@ impl Connection {
     fn channel_list(&mut self, id: &str, status: bool, only: &str) {
         let (now, live): (u64, Vec<LiveChan>) = {
             let gen = self.shared.gen.lock().unwrap();
+            self.before_answer = self.events.as_ref().map_or(0, mpsc::Receiver::len);
             (
                 gen.now_ms(),
                 gen.live()
@@ -813,7 +844,7 @@ impl Connection {
     /// The PBX's SIP endpoints: each phone with its configured caller ID (`"Alice" <201>`,
     /// which chan_sip also gives the phone's channels) and device state, then the trunk,
     /// which has no caller ID of its own.
-    fn endpoints(&self) -> Vec<Endpoint> {
+    fn endpoints(&mut self) -> Vec<Endpoint> {
         let states = self.phone_states();
         let gen = self.shared.gen.lock().unwrap();
         let dir = gen.directory();
