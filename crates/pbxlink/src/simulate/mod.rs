@@ -293,15 +293,16 @@ mod tests {
         );
     }
 
-    /// One call of every scenario (seed 1): its size and its ground truth, minus the ids.
-    #[test]
-    fn one_call_of_each_scenario() {
+    /// One call of every scenario (seed 1) on a PBX of `style`: its size and its ground
+    /// truth, minus the ids.
+    fn one_call_of_each(style: Style) -> String {
         let mut out = String::new();
         for (scenario, _) in Scenario::DEFAULT_MIX {
             let opts = Options {
                 mix: vec![(scenario, 1)],
                 duration_secs: Some(0.001),
                 extensions: parse_extensions("201-205").unwrap(),
+                style,
                 ..Options::default()
             };
             let mut gen = Generator::new(opts);
@@ -330,6 +331,11 @@ mod tests {
                 t.talk_seconds_approx,
             ));
         }
+        out
+    }
+
+    #[test]
+    fn one_call_of_each_scenario() {
         expect![[r#"
             inbound_ext: 238 events (70% noise) Inbound 18884127827->15550000204 Answered by Some("204") rang ["204"] [] ring 8s talk 45s
             inbound_ext_noanswer: 192 events (88% noise) Inbound 18884127827->15550000204 NoAnswer by None rang ["204"] [] ring 18s talk 0s
@@ -356,7 +362,40 @@ mod tests {
             local_inbound_noanswer: 97 events (57% noise) Inbound 14128260183->15550001000 NoAnswer by None rang ["205"] [] ring 24s talk 0s
             local_inbound_busy: 93 events (56% noise) Inbound 14128260183->15550001000 Busy by None rang ["205"] [] ring 4s talk 0s
             local_click_to_call: 99 events (49% noise) Outbound 205->14128260183 Answered by Some("14128260183") rang ["205"] [] ring 8s talk 38s
-        "#]].assert_eq(&out);
+        "#]].assert_eq(&one_call_of_each(Style::FREEPBX));
+    }
+
+    /// The same calls on a bare Asterisk: the same parties and outcomes, far less dialplan
+    /// noise (times differ where FreePBX's dialplan drew random numbers a bare one does not).
+    #[test]
+    fn one_bare_call_of_each_scenario() {
+        expect![[r#"
+            inbound_ext: 114 events (38% noise) Inbound 18884127827->15550000204 Answered by Some("204") rang ["204"] [] ring 8s talk 45s
+            inbound_ext_noanswer: 54 events (57% noise) Inbound 18884127827->15550000204 NoAnswer by None rang ["204"] [] ring 18s talk 0s
+            inbound_ext_cancel: 44 events (50% noise) Inbound 18884127827->15550000204 Cancelled by None rang ["204"] [] ring 8s talk 0s
+            inbound_ext_busy: 48 events (50% noise) Inbound 18884127827->15550000204 Busy by None rang ["204"] [] ring 2s talk 0s
+            inbound_dnd: 15 events (40% noise) Inbound 18884127827->15550000204 Busy by None rang [] [] ring 2s talk 0s
+            ring_group: 105 events (43% noise) Inbound 14128260183->15550001008 Answered by Some("201") rang ["201", "204"] [] ring 4s talk 12s
+            ring_group_noanswer: 71 events (45% noise) Inbound 14128260183->15550001008 NoAnswer by None rang ["201", "204"] [] ring 13s talk 0s
+            queue: 221 events (34% noise) Inbound 14128260183->15550001007 Answered by Some("204") rang ["202", "201", "204"] [] ring 15s talk 21s
+            queue_abandon: 164 events (34% noise) Inbound 14128260183->15550001007 NoAnswer by None rang ["202", "201", "204"] [] ring 15s talk 0s
+            ivr_queue: 248 events (33% noise) Inbound 14128260183->15550001003 Answered by Some("204") rang ["202", "201", "204"] [] ring 19s talk 46s
+            ivr_ext: 100 events (49% noise) Inbound 18884127827->15550001003 Answered by Some("201") rang ["201"] [] ring 14s talk 18s
+            outbound: 123 events (34% noise) Outbound 204->18884127827 Answered by Some("18884127827") rang [] [] ring 9s talk 63s
+            outbound_noanswer: 45 events (51% noise) Outbound 204->18884127827 NoAnswer by None rang [] [] ring 22s talk 0s
+            internal: 142 events (30% noise) Internal 204->205 Answered by Some("205") rang ["205"] [] ring 9s talk 80s
+            internal_busy: 54 events (42% noise) Internal 204->205 Busy by None rang ["205"] [] ring 4s talk 0s
+            click_to_call: 115 events (37% noise) Outbound 204->18884127827 Answered by Some("18884127827") rang ["204"] [] ring 6s talk 44s
+            pickup: 122 events (36% noise) Inbound 18884127827->15550000204 Answered by Some("203") rang ["204"] [] ring 8s talk 45s
+            call_forward: 124 events (50% noise) Inbound 18884127827->15550000204 Answered by Some("16155183758") rang [] [] ring 5s talk 18s
+            blind_transfer: 188 events (37% noise) Inbound 18884127827->15550000204 Answered by Some("204") rang ["204", "203"] ["Blind 204->203"] ring 8s talk 80s
+            attended_transfer: 206 events (28% noise) Inbound 18884127827->15550000204 Answered by Some("204") rang ["204", "203"] ["Attended 204->203"] ring 8s talk 71s
+            conference: 39 events (46% noise) Inbound 18262148726->15550001006 Answered by Some("8000") rang [] [] ring 0s talk 11s
+            local_inbound: 119 events (57% noise) Inbound 14128260183->15550001000 Answered by Some("205") rang ["205"] [] ring 6s talk 63s
+            local_inbound_noanswer: 97 events (57% noise) Inbound 14128260183->15550001000 NoAnswer by None rang ["205"] [] ring 24s talk 0s
+            local_inbound_busy: 93 events (56% noise) Inbound 14128260183->15550001000 Busy by None rang ["205"] [] ring 4s talk 0s
+            local_click_to_call: 99 events (49% noise) Outbound 205->14128260183 Answered by Some("14128260183") rang ["205"] [] ring 8s talk 38s
+        "#]].assert_eq(&one_call_of_each(Style::BARE));
     }
 
     /// Once every call ended, no channel is left up for CoreShowChannels to list: Dial's
