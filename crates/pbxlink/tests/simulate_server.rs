@@ -19,15 +19,17 @@ const SECRET: &str = "s3cret";
 struct Server {
     child: Child,
     addr: String,
+    /// What its banner says: Asterisk 22's AMI, or Asterisk 18's for a bare PBX (chan_sip).
+    ami_version: &'static str,
 }
 
 impl Server {
     fn start() -> Server {
-        Server::start_with(&[])
+        Server::start_with("freepbx", &[])
     }
 
-    /// With more `pbxlink simulate` arguments (`--style bare`).
-    fn start_with(extra: &[&str]) -> Server {
+    /// A PBX of `style` (`--style`), with more `pbxlink simulate` arguments.
+    fn start_with(style: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pbxlink"))
             .args([
                 "simulate",
@@ -38,6 +40,7 @@ impl Server {
                 "5",
             ])
             .args(["--username", "admin", "--secret", SECRET, "--seed", "9"])
+            .args(["--style", style])
             .args(extra)
             .stderr(Stdio::piped())
             .spawn()
@@ -47,7 +50,12 @@ impl Server {
             .read_line(&mut line)
             .unwrap();
         let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
-        Server { child, addr }
+        let ami_version = if style == "bare" { "7.0.3" } else { "11.0.0" };
+        Server {
+            child,
+            addr,
+            ami_version,
+        }
     }
 
     fn connect(&self) -> Client {
@@ -62,7 +70,7 @@ impl Server {
             dec: Decoder::new(),
             events: Vec::new(),
         };
-        assert!(matches!(c.frame(), Some(Frame::Banner(b)) if b.ami_version == "11.0.0"));
+        assert!(matches!(c.frame(), Some(Frame::Banner(b)) if b.ami_version == self.ami_version));
         c
     }
 }
@@ -526,7 +534,7 @@ fn endpoint_actions_answer_for_the_pbxs_own_channel_driver() {
             "Peer",
         ),
     ] {
-        let server = Server::start_with(&["--style", style, "--extensions", "201-202"]);
+        let server = Server::start_with(style, &["--extensions", "201-202"]);
         let mut c = server.connect();
         c.login("off");
         let r = c.action(&[("Action", list), ("ActionID", "l")]);

@@ -23,9 +23,6 @@ pub use scenario::Scenario;
 pub use server::{start, ServerOptions, SimulatorHandle};
 pub use style::Style;
 
-/// The banner real Asterisk 22 sends first.
-pub const BANNER: &str = "Asterisk Call Manager/11.0.0\r\n";
-
 /// `pbxlink simulate` arguments.
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
@@ -156,11 +153,12 @@ pub fn write_transcript(mut gen: Generator, file: &Path) -> anyhow::Result<Write
     };
     let mut raw = open(file)?;
     let mut truth = open(&truth_path(file))?;
-    raw.write_all(BANNER.as_bytes())?;
+    let banner = gen.directory().style.banner();
+    raw.write_all(banner.as_bytes())?;
     let mut stats = WriteStats {
         calls: 0,
         events: 0,
-        bytes: BANNER.len(),
+        bytes: banner.len(),
     };
     let mut buf = Vec::new();
     while let Some((_, m)) = gen.next_event() {

@@ -18,8 +18,8 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::call::PhoneState;
 use super::generator::{Generator, LiveChan, Options, TransferAction};
 use super::style::Style;
+use super::truth_path;
 use super::wire::{event, ChanState, UNKNOWN};
-use super::{truth_path, BANNER};
 
 /// How the server behaves (the generator has its own [`Options`]).
 #[derive(Debug, Clone)]
@@ -113,7 +113,8 @@ async fn pump(shared: Arc<Shared>) -> anyhow::Result<()> {
     let mut files = match &shared.opts.write {
         Some(path) => {
             let mut raw = std::io::BufWriter::new(std::fs::File::create(path)?);
-            raw.write_all(BANNER.as_bytes())?;
+            let banner = shared.gen.lock().unwrap().directory().style.banner();
+            raw.write_all(banner.as_bytes())?;
             Some((
                 raw,
                 std::io::BufWriter::new(std::fs::File::create(truth_path(path))?),
@@ -257,7 +258,11 @@ impl Connection {
 
     async fn serve(mut self, sock: TcpStream) {
         let (mut rd, mut wr) = sock.into_split();
-        if wr.write_all(BANNER.as_bytes()).await.is_err() {
+        if wr
+            .write_all(self.style().banner().as_bytes())
+            .await
+            .is_err()
+        {
             return;
         }
         let mut dec = Decoder::without_banner();
@@ -382,7 +387,19 @@ impl Connection {
                     ),
                 ]));
             }
-            "coresettings" => self.respond(with_id(&CORE_SETTINGS.map(|(k, v)| (k, v.to_owned())))),
+            "coresettings" => {
+                let style = self.style();
+                let versions = [
+                    ("AMIversion", style.ami_version),
+                    ("AsteriskVersion", style.asterisk_version),
+                ];
+                let fields: Vec<(&str, String)> = versions
+                    .into_iter()
+                    .chain(CORE_SETTINGS)
+                    .map(|(k, v)| (k, v.to_owned()))
+                    .collect();
+                self.respond(with_id(&fields));
+            }
             "corestatus" => {
                 let calls = self.shared.gen.lock().unwrap().live().count().to_string();
                 self.respond(with_id(&[
@@ -397,7 +414,10 @@ impl Connection {
             "command" => {
                 let cmd = action.get("Command").unwrap_or_default();
                 let output = match cmd.trim() {
-                    "core show version" => "Asterisk 22.10.1 built by pbxlink simulate".to_owned(),
+                    "core show version" => format!(
+                        "Asterisk {} built by pbxlink simulate",
+                        self.style().asterisk_version
+                    ),
                     other => format!("No such command '{other}' (type 'core show help {other}' for other possible commands)"),
                 };
                 self.respond(with_id(&[
@@ -1074,9 +1094,8 @@ impl Connection {
     }
 }
 
-const CORE_SETTINGS: [(&str, &str); 12] = [
-    ("AMIversion", "11.0.0"),
-    ("AsteriskVersion", "22.10.1"),
+// CoreSettings after AMIversion and AsteriskVersion.
+const CORE_SETTINGS: [(&str, &str); 10] = [
     ("SystemName", ""),
     ("CoreMaxCalls", "0"),
     ("CoreMaxLoadAvg", "0.000000"),
@@ -1089,7 +1108,6 @@ const CORE_SETTINGS: [(&str, &str); 12] = [
     ("SoundsSearchCustomDir", "No"),
 ];
 
-// DBGet/DBPut/DBDel name the entry by Family and Key: AstDB path "Family/Key".
 /// A SIP endpoint as the endpoint actions list it.
 struct Endpoint {
     name: String,
@@ -1122,6 +1140,7 @@ fn item(name: &str, id: &str, fields: &[(&str, &str)]) -> Message {
     m
 }
 
+// DBGet/DBPut/DBDel name the entry by Family and Key: AstDB path "Family/Key".
 fn db_key(action: &Message) -> String {
     format!(
         "{}/{}",

@@ -35,6 +35,10 @@ pub struct Style {
     pub pickup: &'static str,
     /// The context of the phones' hints (ExtensionStatus).
     pub hints: &'static str,
+    /// Asterisk's version (CoreSettings, `core show version`): chan_sip is gone since 21.
+    pub asterisk_version: &'static str,
+    /// Its AMI version (the banner, CoreSettings).
+    pub ami_version: &'static str,
 }
 
 impl Style {
@@ -55,6 +59,8 @@ impl Style {
         conference: "ext-meetme",
         pickup: "app-pickup",
         hints: "ext-local",
+        asterisk_version: "22.10.1",
+        ami_version: "11.0.0",
     };
 
     pub const BARE: Style = Style {
@@ -74,7 +80,14 @@ impl Style {
         conference: "conference",
         pickup: "office",
         hints: "office",
+        asterisk_version: "18.26.4",
+        ami_version: "7.0.3",
     };
+
+    /// The first line Asterisk sends on an AMI connection.
+    pub fn banner(&self) -> String {
+        format!("Asterisk Call Manager/{}\r\n", self.ami_version)
+    }
 
     /// Parses a `--style` name.
     pub fn from_name(name: &str) -> Option<Style> {
