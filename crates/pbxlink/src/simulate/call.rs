@@ -145,7 +145,7 @@ impl<'a> CallBuilder<'a> {
     // ---------------------------------------------------------------- channels
 
     /// `PJSIP/<endpoint>-0000000a`: the next channel name of a phone's or the trunk's endpoint.
-    pub fn sip_name(&mut self, endpoint: &str) -> String {
+    fn sip_name(&mut self, endpoint: &str) -> String {
         let n = self.ids.sip;
         self.ids.sip += 1;
         format!("{}/{endpoint}-{n:08x}", self.dir.style.tech)
