@@ -19,10 +19,17 @@ const SECRET: &str = "s3cret";
 struct Server {
     child: Child,
     addr: String,
+    /// What its banner says: Asterisk 22's AMI, or Asterisk 18's for a bare PBX (chan_sip).
+    ami_version: &'static str,
 }
 
 impl Server {
     fn start() -> Server {
+        Server::start_with("freepbx", &[])
+    }
+
+    /// A PBX of `style` (`--style`), with more `pbxlink simulate` arguments.
+    fn start_with(style: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pbxlink"))
             .args([
                 "simulate",
@@ -33,6 +40,8 @@ impl Server {
                 "5",
             ])
             .args(["--username", "admin", "--secret", SECRET, "--seed", "9"])
+            .args(["--style", style])
+            .args(extra)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -41,7 +50,12 @@ impl Server {
             .read_line(&mut line)
             .unwrap();
         let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
-        Server { child, addr }
+        let ami_version = if style == "bare" { "7.0.3" } else { "11.0.0" };
+        Server {
+            child,
+            addr,
+            ami_version,
+        }
     }
 
     fn connect(&self) -> Client {
@@ -56,7 +70,7 @@ impl Server {
             dec: Decoder::new(),
             events: Vec::new(),
         };
-        assert!(matches!(c.frame(), Some(Frame::Banner(b)) if b.ami_version == "11.0.0"));
+        assert!(matches!(c.frame(), Some(Frame::Banner(b)) if b.ami_version == self.ami_version));
         c
     }
 }
@@ -496,4 +510,89 @@ fn queue_status_lists_members_as_real_asterisk_with_their_pause() {
             .unwrap();
         assert_eq!(header_names(ours), header_names(real), "{event}");
     }
+}
+
+/// The endpoint actions `pbxlink run` sends at login: a FreePBX answers the PJSIP ones, a bare
+/// Asterisk the chan_sip ones, each as Asterisk formats them (res_pjsip's EndpointList and
+/// EndpointDetail, chan_sip's PeerEntry and SIPshowpeer), and the other driver's with an error.
+#[test]
+fn endpoint_actions_answer_for_the_pbxs_own_channel_driver() {
+    let mut out = String::new();
+    for (style, list, complete, detail, key) in [
+        (
+            "freepbx",
+            "PJSIPShowEndpoints",
+            "EndpointListComplete",
+            "PJSIPShowEndpoint",
+            "Endpoint",
+        ),
+        (
+            "bare",
+            "SIPpeers",
+            "PeerlistComplete",
+            "SIPshowpeer",
+            "Peer",
+        ),
+    ] {
+        let server = Server::start_with(style, &["--extensions", "201-202"]);
+        let mut c = server.connect();
+        c.login("off");
+        let r = c.action(&[("Action", list), ("ActionID", "l")]);
+        assert_eq!(r.get("EventList"), Some("start"), "{}", text(&r));
+        let (items, done) = c.list("l", complete);
+        let names: Vec<&str> = items.iter().filter_map(|m| m.get("ObjectName")).collect();
+        out += &format!(
+            "{style} {list}: {names:?}, {} {}\n",
+            done.get("ListItems").unwrap(),
+            r.get("Message").unwrap()
+        );
+        for name in &names {
+            let r = c.action(&[("Action", detail), ("ActionID", "d"), (key, name)]);
+            // PJSIPShowEndpoint answers a list; SIPshowpeer the fields themselves.
+            let fields = match r.get("EventList") {
+                Some(_) => c.list("d", "EndpointDetailComplete").0.remove(0),
+                None => r,
+            };
+            out += &format!(
+                "{style} {detail} {name}: Context {:?}, Callerid {:?}\n",
+                fields.get("Context").unwrap(),
+                fields.get("Callerid").unwrap()
+            );
+        }
+        let other = if style == "bare" {
+            ["PJSIPShowEndpoints", "PJSIPShowEndpoint"]
+        } else {
+            ["SIPpeers", "SIPshowpeer"]
+        };
+        for action in other {
+            let r = c.action(&[("Action", action), ("ActionID", "x")]);
+            out += &format!(
+                "{style} {action}: {} {}\n",
+                r.get("Response").unwrap(),
+                r.get("Message").unwrap()
+            );
+        }
+        let r = c.action(&[("Action", detail), ("ActionID", "n"), (key, "nobody")]);
+        out += &format!(
+            "{style} {detail} nobody: {} {}\n",
+            r.get("Response").unwrap(),
+            r.get("Message").unwrap()
+        );
+    }
+    expect![[r#"
+        freepbx PJSIPShowEndpoints: ["201", "202", "carrier"], 3 A listing of Endpoints follows, presented as EndpointList events
+        freepbx PJSIPShowEndpoint 201: Context "from-internal", Callerid "\"Alice Anderson\" <201>"
+        freepbx PJSIPShowEndpoint 202: Context "from-internal", Callerid "\"Bob Brown\" <202>"
+        freepbx PJSIPShowEndpoint carrier: Context "from-pstn", Callerid ""
+        freepbx SIPpeers: Error Invalid/unknown command
+        freepbx SIPshowpeer: Error Invalid/unknown command
+        freepbx PJSIPShowEndpoint nobody: Error Unable to retrieve endpoint nobody
+        bare SIPpeers: ["7001234201", "7001234202", "city"], 3 Peer status list will follow
+        bare SIPshowpeer 7001234201: Context "office", Callerid "\"Alice Anderson\" <201>"
+        bare SIPshowpeer 7001234202: Context "office", Callerid "\"Bob Brown\" <202>"
+        bare SIPshowpeer city: Context "city-in", Callerid ""
+        bare PJSIPShowEndpoints: Error Invalid/unknown command
+        bare PJSIPShowEndpoint: Error Invalid/unknown command
+        bare SIPshowpeer nobody: Error Peer nobody not found.
+    "#]].assert_eq(&out);
 }

@@ -13,7 +13,7 @@ use super::wire::{chan_event, event, Bridge, BridgeKind, Chan, ChanState, UNKNOW
 #[derive(Debug, Clone, Default)]
 pub struct Ids {
     next_uniqueid: u64,
-    pjsip: u32,
+    sip: u32,
     local: u32,
 }
 
@@ -144,11 +144,31 @@ impl<'a> CallBuilder<'a> {
 
     // ---------------------------------------------------------------- channels
 
-    /// `PJSIP/<endpoint>-0000000a`: the next PJSIP channel name.
-    pub fn pjsip_name(&mut self, endpoint: &str) -> String {
-        let n = self.ids.pjsip;
-        self.ids.pjsip += 1;
-        format!("PJSIP/{endpoint}-{n:08x}")
+    /// `PJSIP/<endpoint>-0000000a`: the next channel name of a phone's or the trunk's endpoint.
+    fn sip_name(&mut self, endpoint: &str) -> String {
+        let n = self.ids.sip;
+        self.ids.sip += 1;
+        format!("{}/{endpoint}-{n:08x}", self.dir.style.tech)
+    }
+
+    /// The next channel of extension `ext`'s phone.
+    pub fn phone_name(&mut self, ext: &str) -> String {
+        let endpoint = self.dir.style.endpoint(ext);
+        self.sip_name(&endpoint)
+    }
+
+    /// The next channel of the trunk.
+    pub fn trunk_name(&mut self) -> String {
+        self.sip_name(self.dir.style.trunk)
+    }
+
+    /// The caller ID a channel the PBX creates toward a phone starts with: chan_sip gives it
+    /// the peer's configured one (`cid`), PJSIP none.
+    pub fn peer_cid<'c>(&self, cid: (&'c str, &'c str)) -> (&'c str, &'c str) {
+        match self.dir.style.freepbx {
+            true => (UNKNOWN, UNKNOWN),
+            false => cid,
+        }
     }
 
     /// Creates a channel and sends its Newchannel. `linked` is the call's Linkedid (None: a new call).
@@ -414,8 +434,12 @@ impl<'a> CallBuilder<'a> {
         ch.priority = frame.priority;
     }
 
-    /// FreePBX sub-record-check: MixMonitor once per call, on the first PBX channel.
+    /// FreePBX sub-record-check: MixMonitor once per call, on the first PBX channel. A bare
+    /// dialplan calls MixMonitor itself, once.
     pub fn record_check(&mut self, c: ChanId, kind: &str, to: &str) {
+        if !self.dir.style.freepbx {
+            return self.mix_monitor(c);
+        }
         self.gosub(c, "sub-record-check", &[kind, to, "dontcare"]);
         if self.recording.is_some() {
             self.step(c, "GotoIf", "1?done");
@@ -426,7 +450,7 @@ impl<'a> CallBuilder<'a> {
         self.set(c, "PFX", kind);
         let pfx = if kind != "exten" {
             kind
-        } else if self.chan(c).name.starts_with("PJSIP/carrier") {
+        } else if self.dir.style.is_trunk(&self.chan(c).name) {
             "external"
         } else {
             "internal"
@@ -466,6 +490,22 @@ impl<'a> CallBuilder<'a> {
         self.ret(c);
     }
 
+    // `MixMonitor(<uniqueid>.wav,b)` unless the call records already.
+    fn mix_monitor(&mut self, c: ChanId) {
+        if self.recording.is_some() {
+            return;
+        }
+        let file = format!("{}.wav", self.chan(c).uniqueid);
+        self.step(c, "MixMonitor", &format!("{file},b"));
+        self.var(
+            c,
+            "MIXMONITOR_FILENAME",
+            &format!("/var/spool/asterisk/monitor/{file}"),
+        );
+        self.on("MixMonitorStart", c, &[]);
+        self.recording = Some(file);
+    }
+
     // ---------------------------------------------------------------- phones
 
     /// DeviceStateChange + ExtensionStatus + QueueMemberStatus per queue, for one phone.
@@ -476,20 +516,21 @@ impl<'a> CallBuilder<'a> {
             PhoneState::Ringing => ("RINGING", "8", "Ringing", "6"),
             PhoneState::Busy => ("BUSY", "2", "Busy", "3"),
         };
+        let style = self.dir.style;
         let mut m = event("DeviceStateChange");
-        m.push("Device", &format!("PJSIP/{ext}"));
+        m.push("Device", &style.device(ext));
         m.push("State", device);
         self.emit(m);
         let mut m = event("ExtensionStatus");
         m.push("Exten", ext);
-        m.push("Context", "ext-local");
-        m.push("Hint", &format!("PJSIP/{ext}&Custom:DND{ext}"));
+        m.push("Context", style.hints);
+        m.push("Hint", &style.hint(ext));
         m.push("Status", code);
         m.push("StatusText", text);
         self.emit(m);
         let dir = self.dir;
         for q in dir.queues_of(ext) {
-            let interface = format!("Local/{ext}@from-queue/n");
+            let interface = style.queue_member(ext);
             let paused = self
                 .state
                 .paused
@@ -500,7 +541,7 @@ impl<'a> CallBuilder<'a> {
                 ("Queue", q.number),
                 ("MemberName", &dir.name(ext)),
                 ("Interface", &interface),
-                ("StateInterface", &format!("hint:{ext}@ext-local")),
+                ("StateInterface", &style.member_state(ext)),
                 ("Membership", "static"),
                 ("Penalty", "0"),
                 ("CallsTaken", "0"),
@@ -523,7 +564,7 @@ impl<'a> CallBuilder<'a> {
 
     /// The trunk's device state (`PJSIP/carrier`).
     pub fn trunk_device(&mut self, state: &str) {
-        self.device("PJSIP/carrier", state);
+        self.device(&self.dir.style.trunk_device(), state);
     }
 
     /// DeviceStateChange of any device (`Local/201@agents`, `PJSIP/carrier`, ...).
@@ -555,22 +596,32 @@ impl<'a> CallBuilder<'a> {
         }
     }
 
-    /// The outgoing PJSIP channel Dial() creates toward `endpoint` (a phone or `carrier`),
-    /// including its AppDial Newexten and the func-apply-sipheaders pre-dial handler.
+    /// The outgoing channel Dial() creates toward extension `ext`'s phone (None: the trunk),
+    /// including its AppDial Newexten and FreePBX's func-apply-sipheaders pre-dial handler.
+    /// chan_sip creates it with the peer's configured caller ID (`cid` for a phone; the
+    /// trunk has none); PJSIP with none.
     pub fn outgoing(
         &mut self,
         caller: ChanId,
-        endpoint: &str,
+        ext: Option<&str>,
         peer: &str,
         cid: (&str, &str),
         context: &str,
     ) -> ChanId {
-        let name = self.pjsip_name(endpoint);
+        let name = match ext {
+            Some(ext) => self.phone_name(ext),
+            None => self.trunk_name(),
+        };
         let linked = self.chan(caller).linkedid.clone();
+        let freepbx = self.dir.style.freepbx;
+        let own_cid = match ext {
+            Some(_) => self.peer_cid(cid),
+            None => (UNKNOWN, UNKNOWN),
+        };
         let d = self.new_chan(
             name.clone(),
             ChanState::Down,
-            (UNKNOWN, UNKNOWN),
+            own_cid,
             (UNKNOWN, UNKNOWN),
             context,
             "s",
@@ -585,15 +636,17 @@ impl<'a> CallBuilder<'a> {
         );
         self.set_ids(d, cid, (&caller_cid.0, &caller_cid.1));
         self.on("NewConnectedLine", d, &[]);
-        self.gosub(d, "func-apply-sipheaders", &[]);
-        self.step(
-            d,
-            "NoOp",
-            &format!("Applying SIP Headers to channel {name}"),
-        );
-        self.set(d, "TECH", "PJSIP");
-        self.step(d, "ExecIf", "0?Set(PJSIP_HEADER(add,Alert-Info)=)");
-        self.ret(d);
+        if freepbx {
+            self.gosub(d, "func-apply-sipheaders", &[]);
+            self.step(
+                d,
+                "NoOp",
+                &format!("Applying SIP Headers to channel {name}"),
+            );
+            self.set(d, "TECH", "PJSIP");
+            self.step(d, "ExecIf", "0?Set(PJSIP_HEADER(add,Alert-Info)=)");
+            self.ret(d);
+        }
         self.goto(d, context, "s");
         self.chan_mut(d).priority = 1;
         d
@@ -752,14 +805,14 @@ impl<'a> CallBuilder<'a> {
 
     // ---------------------------------------------------------------- media
 
-    /// Talk time: RTCPSent/RTCPReceived every 5 s on each PJSIP channel, then the time passes.
+    /// Talk time: RTCPSent/RTCPReceived every 5 s on each SIP channel, then the time passes.
     pub fn talk(&mut self, chans: &[ChanId], ms: u64) {
         let mut done = 0;
         while done + 5000 <= ms {
             self.wait(5000);
             done += 5000;
             for &c in chans {
-                if self.chan(c).name.starts_with("PJSIP/") {
+                if self.dir.style.is_sip(&self.chan(c).name) {
                     self.rtcp(c, done);
                 }
             }
@@ -814,10 +867,10 @@ impl<'a> CallBuilder<'a> {
 
     // ---------------------------------------------------------------- hangup
 
-    /// Hangup of one channel with its cause; marks the leg ended. A PJSIP channel that had
+    /// Hangup of one channel with its cause; marks the leg ended. A SIP channel that had
     /// media first reports its RTP statistics (RTPAUDIOQOS* VarSets).
     pub fn hangup(&mut self, c: ChanId, cause: u32) {
-        if self.chan(c).name.starts_with("PJSIP/") && self.chan(c).state == ChanState::Up {
+        if self.dir.style.is_sip(&self.chan(c).name) && self.chan(c).state == ChanState::Up {
             self.rtp_stats(c);
         }
         let txt = match cause {

@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::style::Style;
+
 /// Caller ID of the outbound route, kept as the caller for call-forwarded calls.
 pub const OFFICE_CID: (&str, &str) = ("15550001000", "Lab Office");
 /// The conference room (FreePBX `ext-meetme`).
@@ -62,11 +64,13 @@ pub struct Directory {
     pub queues: Vec<Queue>,
     /// Unix time the simulated Asterisk started (queue member `LoginTime`).
     pub boot_epoch: u64,
+    /// How the PBX names its endpoints, contexts and dial strings.
+    pub style: Style,
 }
 
 impl Directory {
     /// Builds the PBX for `extensions` (at least one); groups and queues use the first few.
-    pub fn new(extensions: Vec<String>, boot_epoch: u64) -> Self {
+    pub fn new(extensions: Vec<String>, boot_epoch: u64, style: Style) -> Self {
         let pick = |idx: &[usize]| -> Vec<String> {
             let mut v: Vec<String> = idx
                 .iter()
@@ -118,6 +122,7 @@ impl Directory {
             ring_groups,
             queues,
             boot_epoch,
+            style,
         }
     }
 
@@ -166,11 +171,4 @@ impl PbxState {
             .map(String::as_str)
             .filter(|v| !v.is_empty())
     }
-}
-
-/// The extension of a phone channel name (`PJSIP/201-0000000a` -> `201`), not the trunk's.
-pub fn phone_of(channel: &str) -> Option<&str> {
-    let rest = channel.strip_prefix("PJSIP/")?;
-    let (endpoint, _) = rest.rsplit_once('-')?;
-    (endpoint != "carrier").then_some(endpoint)
 }

@@ -8,8 +8,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::call::{CallBuilder, Ids};
-use super::directory::{phone_of, Directory, PbxState};
+use super::directory::{Directory, PbxState};
 use super::scenario::{self, Scenario, Truth, TruthTransfer};
+use super::style::Style;
 use super::wire::{chan_event, event, Chan};
 
 /// What to generate.
@@ -29,6 +30,8 @@ pub struct Options {
     pub mix: Vec<(Scenario, u32)>,
     /// Virtual time of the first call, ms since the Unix epoch.
     pub start_ms: u64,
+    /// FreePBX or a bare Asterisk.
+    pub style: Style,
 }
 
 impl Default for Options {
@@ -42,6 +45,7 @@ impl Default for Options {
             mix: Scenario::DEFAULT_MIX.to_vec(),
             // 2026-11-22 22:54:30 UTC, the day the reference transcripts were recorded.
             start_ms: 1_795_388_070_000,
+            style: Style::FREEPBX,
         }
     }
 }
@@ -106,7 +110,11 @@ pub struct Generator {
 impl Generator {
     pub fn new(opts: Options) -> Self {
         let rng = StdRng::seed_from_u64(opts.seed);
-        let dir = Directory::new(opts.extensions.clone(), opts.start_ms / 1000 - 4);
+        let dir = Directory::new(
+            opts.extensions.clone(),
+            opts.start_ms / 1000 - 4,
+            opts.style,
+        );
         let first = (opts.calls_per_second > 0.0).then_some(opts.start_ms);
         Generator {
             dir,
@@ -265,7 +273,7 @@ impl Generator {
 
     /// AMI BlindTransfer / Atxfer (`channel` sends its bridge peer to extension `to`, blind or
     /// after consulting) or Redirect (`channel` itself goes to `to`, its peer hangs up): the
-    /// rest of the call is generated anew from now. Only for two PJSIP channels bridged to
+    /// rest of the call is generated anew from now. Only for two SIP channels bridged to
     /// each other, the transferring one a phone; false otherwise.
     pub fn transfer(&mut self, channel: &str, to: &str, how: TransferAction) -> bool {
         let Some(named) = self.live.get(channel).cloned() else {
@@ -286,12 +294,11 @@ impl Generator {
             TransferAction::Redirect => (peer, named),
             TransferAction::Blind | TransferAction::Attended => (named, peer),
         };
-        let Some(from_ext) = phone_of(&transferer.chan.name).map(str::to_owned) else {
+        let style = self.dir.style;
+        let Some(from_ext) = style.phone_of(&transferer.chan.name).map(str::to_owned) else {
             return false;
         };
-        if !transferee.chan.name.starts_with("PJSIP/")
-            || !self.dir.extensions.iter().any(|e| e == to)
-        {
+        if !style.is_sip(&transferee.chan.name) || !self.dir.extensions.iter().any(|e| e == to) {
             return false;
         }
         let call = transferer.call;

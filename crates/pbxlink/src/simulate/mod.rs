@@ -9,6 +9,7 @@ mod generator;
 mod local;
 mod scenario;
 mod server;
+mod style;
 mod wire;
 
 use std::io::Write;
@@ -20,9 +21,7 @@ use anyhow::{bail, Context};
 pub use generator::{Generator, Options};
 pub use scenario::Scenario;
 pub use server::{start, ServerOptions, SimulatorHandle};
-
-/// The banner real Asterisk 22 sends first.
-pub const BANNER: &str = "Asterisk Call Manager/11.0.0\r\n";
+pub use style::Style;
 
 /// `pbxlink simulate` arguments.
 #[derive(Debug, clap::Args)]
@@ -70,6 +69,11 @@ pub struct SimulateArgs {
     /// as Asterisk's cdr_csv does: what `[pbx.cdr] kind = "csv"` reads.
     #[arg(long, value_name = "FILE")]
     cdr: Option<PathBuf>,
+    /// What kind of PBX: "freepbx" (PJSIP endpoints named by extension, FreePBX's dialplan)
+    /// or "bare" (a plain Asterisk: chan_sip phones named by account, a `city` trunk, its
+    /// own contexts, 9 before outside numbers).
+    #[arg(long, default_value = "freepbx", value_parser = parse_style)]
+    style: Style,
 }
 
 /// Runs `pbxlink simulate`.
@@ -80,6 +84,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         duration_secs: args.duration,
         seed: args.seed,
         extensions: parse_extensions(&args.extensions)?,
+        style: args.style,
         ..Options::default()
     };
     if let Some(mix) = &args.mix {
@@ -148,11 +153,12 @@ pub fn write_transcript(mut gen: Generator, file: &Path) -> anyhow::Result<Write
     };
     let mut raw = open(file)?;
     let mut truth = open(&truth_path(file))?;
-    raw.write_all(BANNER.as_bytes())?;
+    let banner = gen.directory().style.banner();
+    raw.write_all(banner.as_bytes())?;
     let mut stats = WriteStats {
         calls: 0,
         events: 0,
-        bytes: BANNER.len(),
+        bytes: banner.len(),
     };
     let mut buf = Vec::new();
     while let Some((_, m)) = gen.next_event() {
@@ -177,6 +183,10 @@ pub fn truth_path(file: &Path) -> PathBuf {
     let mut name = file.as_os_str().to_owned();
     name.push(".truth.jsonl");
     PathBuf::from(name)
+}
+
+fn parse_style(s: &str) -> Result<Style, String> {
+    Style::from_name(s).ok_or_else(|| format!("expected freepbx or bare, got '{s}'"))
 }
 
 fn parse_speed(s: &str) -> Result<f64, String> {
@@ -281,15 +291,16 @@ mod tests {
         );
     }
 
-    /// One call of every scenario (seed 1): its size and its ground truth, minus the ids.
-    #[test]
-    fn one_call_of_each_scenario() {
+    /// One call of every scenario (seed 1) on a PBX of `style`: its size and its ground
+    /// truth, minus the ids.
+    fn one_call_of_each(style: Style) -> String {
         let mut out = String::new();
         for (scenario, _) in Scenario::DEFAULT_MIX {
             let opts = Options {
                 mix: vec![(scenario, 1)],
                 duration_secs: Some(0.001),
                 extensions: parse_extensions("201-205").unwrap(),
+                style,
                 ..Options::default()
             };
             let mut gen = Generator::new(opts);
@@ -318,6 +329,11 @@ mod tests {
                 t.talk_seconds_approx,
             ));
         }
+        out
+    }
+
+    #[test]
+    fn one_call_of_each_scenario() {
         expect![[r#"
             inbound_ext: 238 events (70% noise) Inbound 18884127827->15550000204 Answered by Some("204") rang ["204"] [] ring 8s talk 45s
             inbound_ext_noanswer: 192 events (88% noise) Inbound 18884127827->15550000204 NoAnswer by None rang ["204"] [] ring 18s talk 0s
@@ -344,7 +360,40 @@ mod tests {
             local_inbound_noanswer: 97 events (57% noise) Inbound 14128260183->15550001000 NoAnswer by None rang ["205"] [] ring 24s talk 0s
             local_inbound_busy: 93 events (56% noise) Inbound 14128260183->15550001000 Busy by None rang ["205"] [] ring 4s talk 0s
             local_click_to_call: 99 events (49% noise) Outbound 205->14128260183 Answered by Some("14128260183") rang ["205"] [] ring 8s talk 38s
-        "#]].assert_eq(&out);
+        "#]].assert_eq(&one_call_of_each(Style::FREEPBX));
+    }
+
+    /// The same calls on a bare Asterisk: the same parties and outcomes, far less dialplan
+    /// noise (times differ where FreePBX's dialplan drew random numbers a bare one does not).
+    #[test]
+    fn one_bare_call_of_each_scenario() {
+        expect![[r#"
+            inbound_ext: 114 events (38% noise) Inbound 18884127827->15550000204 Answered by Some("204") rang ["204"] [] ring 8s talk 45s
+            inbound_ext_noanswer: 54 events (57% noise) Inbound 18884127827->15550000204 NoAnswer by None rang ["204"] [] ring 18s talk 0s
+            inbound_ext_cancel: 44 events (50% noise) Inbound 18884127827->15550000204 Cancelled by None rang ["204"] [] ring 8s talk 0s
+            inbound_ext_busy: 48 events (50% noise) Inbound 18884127827->15550000204 Busy by None rang ["204"] [] ring 2s talk 0s
+            inbound_dnd: 15 events (40% noise) Inbound 18884127827->15550000204 Busy by None rang [] [] ring 2s talk 0s
+            ring_group: 105 events (43% noise) Inbound 14128260183->15550001008 Answered by Some("201") rang ["201", "204"] [] ring 4s talk 12s
+            ring_group_noanswer: 71 events (45% noise) Inbound 14128260183->15550001008 NoAnswer by None rang ["201", "204"] [] ring 13s talk 0s
+            queue: 221 events (34% noise) Inbound 14128260183->15550001007 Answered by Some("204") rang ["202", "201", "204"] [] ring 15s talk 21s
+            queue_abandon: 164 events (34% noise) Inbound 14128260183->15550001007 NoAnswer by None rang ["202", "201", "204"] [] ring 15s talk 0s
+            ivr_queue: 248 events (33% noise) Inbound 14128260183->15550001003 Answered by Some("204") rang ["202", "201", "204"] [] ring 19s talk 46s
+            ivr_ext: 100 events (49% noise) Inbound 18884127827->15550001003 Answered by Some("201") rang ["201"] [] ring 14s talk 18s
+            outbound: 123 events (34% noise) Outbound 204->18884127827 Answered by Some("18884127827") rang [] [] ring 9s talk 63s
+            outbound_noanswer: 45 events (51% noise) Outbound 204->18884127827 NoAnswer by None rang [] [] ring 22s talk 0s
+            internal: 142 events (30% noise) Internal 204->205 Answered by Some("205") rang ["205"] [] ring 9s talk 80s
+            internal_busy: 54 events (42% noise) Internal 204->205 Busy by None rang ["205"] [] ring 4s talk 0s
+            click_to_call: 115 events (37% noise) Outbound 204->18884127827 Answered by Some("18884127827") rang ["204"] [] ring 6s talk 44s
+            pickup: 122 events (36% noise) Inbound 18884127827->15550000204 Answered by Some("203") rang ["204"] [] ring 8s talk 45s
+            call_forward: 124 events (50% noise) Inbound 18884127827->15550000204 Answered by Some("16155183758") rang [] [] ring 5s talk 18s
+            blind_transfer: 188 events (37% noise) Inbound 18884127827->15550000204 Answered by Some("204") rang ["204", "203"] ["Blind 204->203"] ring 8s talk 80s
+            attended_transfer: 206 events (28% noise) Inbound 18884127827->15550000204 Answered by Some("204") rang ["204", "203"] ["Attended 204->203"] ring 8s talk 71s
+            conference: 39 events (46% noise) Inbound 18262148726->15550001006 Answered by Some("8000") rang [] [] ring 0s talk 11s
+            local_inbound: 119 events (57% noise) Inbound 14128260183->15550001000 Answered by Some("205") rang ["205"] [] ring 6s talk 63s
+            local_inbound_noanswer: 97 events (57% noise) Inbound 14128260183->15550001000 NoAnswer by None rang ["205"] [] ring 24s talk 0s
+            local_inbound_busy: 93 events (56% noise) Inbound 14128260183->15550001000 Busy by None rang ["205"] [] ring 4s talk 0s
+            local_click_to_call: 99 events (49% noise) Outbound 205->14128260183 Answered by Some("14128260183") rang ["205"] [] ring 8s talk 38s
+        "#]].assert_eq(&one_call_of_each(Style::BARE));
     }
 
     /// Once every call ended, no channel is left up for CoreShowChannels to list: Dial's

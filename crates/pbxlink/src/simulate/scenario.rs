@@ -242,6 +242,7 @@ pub fn build(b: &mut CallBuilder, scenario: Scenario) -> Truth {
     let started_ms = b.t;
     let mut story = Story::new(b.t);
     let ext = pick_ext(b);
+    let style = b.dir.style;
     let (direction, from, to) = match scenario {
         Scenario::InboundExt
         | Scenario::InboundExtNoAnswer
@@ -254,8 +255,8 @@ pub fn build(b: &mut CallBuilder, scenario: Scenario) -> Truth {
         | Scenario::AttendedTransfer => {
             let did = Directory::direct_did(&ext);
             let c = inbound(b, &did);
-            b.step(c, "Goto", &format!("from-did-direct,{ext},1"));
-            b.goto(c, "from-did-direct", &ext);
+            b.step(c, "Goto", &format!("{},{ext},1", style.direct));
+            b.goto(c, style.direct, &ext);
             let callee = callee_for(b, scenario, &ext);
             let mode = match scenario {
                 Scenario::InboundDnd => Reach::Dnd,
@@ -269,8 +270,8 @@ pub fn build(b: &mut CallBuilder, scenario: Scenario) -> Truth {
             let g = b.dir.ring_groups[b.rng.random_range(0..b.dir.ring_groups.len())].clone();
             let c = inbound(b, g.did);
             let from = b.chan(c).cid_num.clone();
-            b.step(c, "Goto", &format!("ext-group,{},1", g.number));
-            b.goto(c, "ext-group", g.number);
+            b.step(c, "Goto", &format!("{},{},1", style.ring_groups, g.number));
+            b.goto(c, style.ring_groups, g.number);
             ring_group(b, &mut story, c, &g, scenario == Scenario::RingGroup);
             (Direction::Inbound, from, g.did.to_owned())
         }
@@ -286,11 +287,9 @@ pub fn build(b: &mut CallBuilder, scenario: Scenario) -> Truth {
             if scenario == Scenario::IvrQueue {
                 let digit = if q.number == "600" { "2" } else { "3" };
                 ivr(b, c, digit);
-                b.step(c, "Goto", &format!("ext-queues,{},1", q.number));
-            } else {
-                b.step(c, "Goto", &format!("ext-queues,{},1", q.number));
             }
-            b.goto(c, "ext-queues", q.number);
+            b.step(c, "Goto", &format!("{},{},1", style.queues, q.number));
+            b.goto(c, style.queues, q.number);
             queue(b, &mut story, c, &q, scenario != Scenario::QueueAbandon);
             (Direction::Inbound, from, did.to_owned())
         }
@@ -299,8 +298,8 @@ pub fn build(b: &mut CallBuilder, scenario: Scenario) -> Truth {
             let c = inbound(b, IVR_DID);
             let from = b.chan(c).cid_num.clone();
             ivr(b, c, "1");
-            b.step(c, "Goto", &format!("from-did-direct,{target},1"));
-            b.goto(c, "from-did-direct", &target);
+            b.step(c, "Goto", &format!("{},{target},1", style.direct));
+            b.goto(c, style.direct, &target);
             let ring = b.secs(2, 10);
             let talk = b.talk_secs(5, 120);
             let mode = reach_of(b, &target);
@@ -316,7 +315,7 @@ pub fn build(b: &mut CallBuilder, scenario: Scenario) -> Truth {
         }
         Scenario::Outbound | Scenario::OutboundNoAnswer => {
             let number = pstn_number(b);
-            let c = phone_call(b, &ext, &number);
+            let c = phone_call(b, &ext, &format!("{}{number}", style.outbound_prefix));
             let answers = scenario == Scenario::Outbound;
             outbound(b, &mut story, c, &ext, &number, answers);
             (Direction::Outbound, ext.clone(), number)
@@ -347,8 +346,8 @@ pub fn build(b: &mut CallBuilder, scenario: Scenario) -> Truth {
             let inbound_caller = b.rng.random_bool(0.5);
             let (c, from, to, direction) = if inbound_caller {
                 let c = inbound(b, CONFERENCE_DID);
-                b.step(c, "Goto", &format!("ext-meetme,{CONFERENCE},1"));
-                b.goto(c, "ext-meetme", CONFERENCE);
+                b.step(c, "Goto", &format!("{},{CONFERENCE},1", style.conference));
+                b.goto(c, style.conference, CONFERENCE);
                 (
                     c,
                     b.chan(c).cid_num.clone(),
@@ -439,23 +438,27 @@ fn reach_of(b: &CallBuilder, ext: &str) -> Reach {
 
 // ------------------------------------------------------------------ entry points
 
-/// A PSTN call arriving on the trunk for `did`, through from-pstn and sub-did-common.
+/// A PSTN call arriving on the trunk for `did`, through from-pstn and sub-did-common (FreePBX).
 fn inbound(b: &mut CallBuilder, did: &str) -> ChanId {
     let num = pstn_number(b);
     let name = CALLER_NAMES[b.rng.random_range(0..CALLER_NAMES.len())];
-    let trunk = b.pjsip_name("carrier");
+    let trunk = b.trunk_name();
+    let context = b.dir.style.inbound;
     let c = b.new_chan(
         trunk,
         ChanState::Ring,
         (&num, name),
         (UNKNOWN, UNKNOWN),
-        "from-pstn",
+        context,
         did,
         None,
     );
     b.trunk_device("INUSE");
     b.var(c, "SIPDOMAIN", "127.0.0.1");
-    b.goto(c, "from-pstn", did);
+    b.goto(c, context, did);
+    if !b.dir.style.freepbx {
+        return c;
+    }
     b.gosub(c, "sub-did-common", &[did]);
     b.set(c, "__FROM_DID", did);
     b.set(c, "CDR(did)", did);
@@ -470,42 +473,52 @@ fn inbound(b: &mut CallBuilder, did: &str) -> ChanId {
     c
 }
 
-/// A phone dialing `dialed`: its PJSIP channel enters from-internal.
+/// A phone dialing `dialed`: its channel enters its context (from-internal).
 fn phone_call(b: &mut CallBuilder, ext: &str, dialed: &str) -> ChanId {
-    let name = b.pjsip_name(ext);
+    let name = b.phone_name(ext);
     let cid_name = b.dir.name(ext);
+    let context = b.dir.style.internal;
     let c = b.new_chan(
         name,
         ChanState::Ring,
         (ext, &cid_name),
         (UNKNOWN, UNKNOWN),
-        "from-internal",
+        context,
         dialed,
         None,
     );
     b.var(c, "SIPDOMAIN", "127.0.0.1");
     b.phone(ext, PhoneState::InUse);
-    b.goto(c, "from-internal", dialed);
+    b.goto(c, context, dialed);
     c
 }
 
 /// The IVR: answer, menu, the caller presses `digit` (RFC 4733 DTMF).
 fn ivr(b: &mut CallBuilder, c: ChanId, digit: &str) {
-    b.step(c, "Goto", "ivr-1,s,1");
-    b.goto(c, "ivr-1", "s");
-    b.set(c, "TIMEOUT_LOOPCOUNT", "0");
-    b.set(c, "INVALID_LOOPCOUNT", "0");
-    b.set(c, "_IVR_CONTEXT_ivr-1", "");
-    b.set(c, "_IVR_CONTEXT", "ivr-1");
-    b.set(c, "__IVR_RETVM", "");
-    b.step(c, "GotoIf", "0?skip");
+    let (context, freepbx) = (b.dir.style.ivr, b.dir.style.freepbx);
+    b.step(c, "Goto", &format!("{context},s,1"));
+    b.goto(c, context, "s");
+    if freepbx {
+        b.set(c, "TIMEOUT_LOOPCOUNT", "0");
+        b.set(c, "INVALID_LOOPCOUNT", "0");
+        b.set(c, "_IVR_CONTEXT_ivr-1", "");
+        b.set(c, "_IVR_CONTEXT", "ivr-1");
+        b.set(c, "__IVR_RETVM", "");
+        b.step(c, "GotoIf", "0?skip");
+    }
     b.step(c, "Answer", "");
     b.newstate(c, ChanState::Up);
     b.step(c, "Wait", "1");
     b.wait(1000);
-    b.set(c, "IVR_MSG", "custom/main-menu");
+    if freepbx {
+        b.set(c, "IVR_MSG", "custom/main-menu");
+    }
     b.set(c, "TIMEOUT(digit)", "3");
-    b.step(c, "ExecIf", "1?Background(custom/main-menu)");
+    if freepbx {
+        b.step(c, "ExecIf", "1?Background(custom/main-menu)");
+    } else {
+        b.step(c, "Background", "custom/main-menu");
+    }
     b.wait_between(2000, 6000);
     b.on(
         "DTMFBegin",
@@ -522,7 +535,7 @@ fn ivr(b: &mut CallBuilder, c: ChanId, digit: &str) {
             ("Direction", "Received"),
         ],
     );
-    b.goto(c, "ivr-1", digit);
+    b.goto(c, context, digit);
 }
 
 // ------------------------------------------------------------------ extensions
@@ -536,20 +549,36 @@ fn exten(
     reach: Reach,
     callee: Callee,
 ) {
-    b.set(c, "__RINGTIMER", "15");
-    b.gosub(c, "macro-exten-vm", &["novm", ext, "0", "0", "0"]);
-    b.set(c, "RingGroupMethod", "none");
-    b.set(c, "__EXTTOCALL", ext);
-    b.set(c, "__PICKUPMARK", ext);
-    b.set(c, "RT", "15");
+    let style = b.dir.style;
+    if style.freepbx {
+        b.set(c, "__RINGTIMER", "15");
+        b.gosub(c, "macro-exten-vm", &["novm", ext, "0", "0", "0"]);
+        b.set(c, "RingGroupMethod", "none");
+        b.set(c, "__EXTTOCALL", ext);
+        b.set(c, "__PICKUPMARK", ext);
+        b.set(c, "RT", "15");
+    }
     b.record_check(c, "exten", ext);
     dial_one_head(b, c, ext, "15");
+    if !style.freepbx {
+        // The bare dialplan's own DND and forward checks, in the AstDB as FreePBX keeps them.
+        b.step(
+            c,
+            "GotoIf",
+            &format!("$[\"${{DB(DND/{ext})}}\" = \"YES\"]?dnd"),
+        );
+        if reach != Reach::Dnd {
+            b.step(c, "GotoIf", &format!("$[\"${{DB(CF/{ext})}}\" != \"\"]?cf"));
+        }
+    }
     match reach {
         Reach::Dnd => {
-            b.step(c, "GotoIf", "1?dnd");
-            b.step(c, "NoOp", &format!("Extension {ext} has DND enabled"));
-            b.set(c, "DIALSTATUS", "BUSY");
-            b.ret(c);
+            if style.freepbx {
+                b.step(c, "GotoIf", "1?dnd");
+                b.step(c, "NoOp", &format!("Extension {ext} has DND enabled"));
+                b.set(c, "DIALSTATUS", "BUSY");
+                b.ret(c);
+            }
             after_dial_one(b, c, "BUSY");
             b.wait_between(1000, 4000);
             caller_gone(b, c, 17, None, None);
@@ -557,23 +586,26 @@ fn exten(
             return;
         }
         Reach::Forward(num) => {
-            b.step(c, "GotoIf", "0?dnd");
-            b.step(c, "GotoIf", "1?cf");
-            b.set(c, "CFNUM", &num);
-            b.step(
-                c,
-                "NoOp",
-                &format!("Call Forward Unconditional {ext} -> {num}"),
-            );
-            b.set(c, "__DIVERSION_REASON", "unconditional");
-            b.set(c, "__CFIGNORE", "");
-            let dialstr = format!("Local/{num}@from-internal/n");
+            if style.freepbx {
+                b.step(c, "GotoIf", "0?dnd");
+                b.step(c, "GotoIf", "1?cf");
+                b.set(c, "CFNUM", &num);
+                b.step(
+                    c,
+                    "NoOp",
+                    &format!("Call Forward Unconditional {ext} -> {num}"),
+                );
+                b.set(c, "__DIVERSION_REASON", "unconditional");
+                b.set(c, "__CFIGNORE", "");
+            }
+            // The forward goes out by the outbound route, on a Local channel.
+            let route = style.outbound;
+            let dialstr = format!("Local/{num}@{route}/n");
             b.step(c, "Dial", &format!("{dialstr},,Ttr"));
             b.dial_vars(c);
-            let (one, two) =
-                b.local_pair(&format!("{num}@from-internal"), "from-internal", &num, c);
-            b.dial_begin(Some(c), one, &format!("{num}@from-internal/n"));
-            b.goto(two, "from-internal", &num);
+            let (one, two) = b.local_pair(&format!("{num}@{route}"), route, &num, c);
+            b.dial_begin(Some(c), one, &format!("{num}@{route}/n"));
+            b.goto(two, route, &num);
             let ring = b.secs(2, 10);
             let talk = b.talk_secs(5, 120);
             let trunk = trunk_dial(b, two, &num, true, ring);
@@ -626,7 +658,7 @@ fn exten(
             b.var(c, "DIALSTATUS", "CANCEL");
             b.soft_hangup(c, 16);
             b.hangup(c, 19);
-            if b.chan(c).name.starts_with("PJSIP/carrier") {
+            if style.is_trunk(&b.chan(c).name) {
                 b.trunk_device("NOT_INUSE");
             }
             cdr_unanswered(b, c, Some(p), ext, "NO ANSWER");
@@ -677,15 +709,30 @@ fn exten(
     }
 }
 
-/// macro-dial-one up to its DND / CF checks.
+/// macro-dial-one up to its DND / CF checks (a bare dialplan has none of it).
 fn dial_one_head(b: &mut CallBuilder, c: ChanId, ext: &str, timeout: &str) {
+    if !b.dir.style.freepbx {
+        return;
+    }
     b.gosub(c, "macro-dial-one", &[timeout, "Ttr", ext]);
     b.set(c, "DEXTEN", ext);
     b.set(c, "DIALSTATUS_CW", "");
 }
 
-/// macro-dial-one's way to the phone: no DND, no CF, Dial(PJSIP_DIAL_CONTACTS).
+/// macro-dial-one's way to the phone: no DND, no CF, Dial(PJSIP_DIAL_CONTACTS); a bare
+/// dialplan's `Dial(SIP/<peer>,<timeout>)`.
 fn dial_one_phone(b: &mut CallBuilder, c: ChanId, ext: &str, timeout: &str) {
+    let style = b.dir.style;
+    if !style.freepbx {
+        let device = style.device(ext);
+        let data = match timeout {
+            "" => device,
+            t => format!("{device},{t}"),
+        };
+        b.step(c, "Dial", &data);
+        b.dial_vars(c);
+        return;
+    }
     b.step(c, "GotoIf", "0?dnd");
     b.step(c, "GotoIf", "0?cf");
     b.set(c, "D_OPTIONS", "Ttr");
@@ -700,11 +747,12 @@ fn dial_one_phone(b: &mut CallBuilder, c: ChanId, ext: &str, timeout: &str) {
     b.dial_vars(c);
 }
 
-/// The PJSIP phone channel `caller`'s Dial() creates for `ext`, ringing.
+/// The phone channel `caller`'s Dial() creates for `ext`, ringing.
 fn ring_phone(b: &mut CallBuilder, caller: ChanId, ext: &str) -> ChanId {
     let name = b.dir.name(ext);
-    let peer = format!("{ext}/sip:{ext}@127.0.0.1:5070");
-    let p = b.outgoing(caller, ext, &peer, (ext, &name), "from-internal");
+    let peer = b.dir.style.phone_dial(ext);
+    let context = b.dir.style.internal;
+    let p = b.outgoing(caller, Some(ext), &peer, (ext, &name), context);
     b.dial_begin(Some(caller), p, &peer);
     b.connected(caller, ext, &name);
     b.wait_between(20, 200);
@@ -712,30 +760,40 @@ fn ring_phone(b: &mut CallBuilder, caller: ChanId, ext: &str) -> ChanId {
     p
 }
 
-/// macro-exten-vm after macro-dial-one returned `status` (BUSY / NOANSWER).
+/// macro-exten-vm after macro-dial-one returned `status` (BUSY / NOANSWER); in a bare
+/// dialplan, the lines after its Dial().
 fn after_dial_one(b: &mut CallBuilder, c: ChanId, status: &str) {
-    b.set(c, "SV_DIALSTATUS", status);
-    b.step(c, "Goto", &format!("s-{status},1"));
-    b.goto(c, "macro-exten-vm", &format!("s-{status}"));
+    let freepbx = b.dir.style.freepbx;
+    if freepbx {
+        b.set(c, "SV_DIALSTATUS", status);
+        b.step(c, "Goto", &format!("s-{status},1"));
+        b.goto(c, "macro-exten-vm", &format!("s-{status}"));
+    }
     if status == "BUSY" {
-        b.step(c, "NoOp", "Extension is busy");
-        b.step(c, "GotoIf", "0?hang");
+        if freepbx {
+            b.step(c, "NoOp", "Extension is busy");
+            b.step(c, "GotoIf", "0?hang");
+        }
         b.step(c, "Busy", "20");
         b.newstate(c, ChanState::Busy);
-        if !b.chan(c).name.starts_with("PJSIP/carrier") {
+        if !b.dir.style.is_trunk(&b.chan(c).name) {
             let ext = b.chan(c).cid_num.clone();
             b.phone(&ext, PhoneState::Busy);
         }
     } else {
-        b.step(c, "NoOp", "Extension did not answer, no voicemail");
-        b.step(c, "GotoIf", "0?hang");
+        if freepbx {
+            b.step(c, "NoOp", "Extension did not answer, no voicemail");
+            b.step(c, "GotoIf", "0?hang");
+        }
         b.step(c, "Answer", "");
         b.newstate(c, ChanState::Up);
         b.step(c, "Playback", "vm-nobodyavail");
         b.wait(3000);
-        b.gosub(c, "macro-hangupcall", &[]);
-        let name = b.chan(c).name.clone();
-        b.step(c, "NoOp", &format!("Hanging up {name}"));
+        if freepbx {
+            b.gosub(c, "macro-hangupcall", &[]);
+            let name = b.chan(c).name.clone();
+            b.step(c, "NoOp", &format!("Hanging up {name}"));
+        }
         b.step(c, "Hangup", "");
     }
 }
@@ -751,7 +809,7 @@ fn caller_gone(
     b.hangup_request(c, cause);
     b.soft_hangup(c, cause);
     b.hangup(c, cause);
-    if b.chan(c).name.starts_with("PJSIP/carrier") {
+    if b.dir.style.is_trunk(&b.chan(c).name) {
         b.trunk_device("NOT_INUSE");
     } else {
         let ext = b.chan(c).cid_num.clone();
@@ -769,7 +827,7 @@ fn caller_gone(
         channel: c,
         dest,
         destination,
-        dest_context: "from-internal".into(),
+        dest_context: b.dir.style.internal.into(),
         last_app: "Hangup".into(),
         last_data: String::new(),
         answered_ms: answered,
@@ -788,11 +846,10 @@ fn hangup_in_bridge(b: &mut CallBuilder, br: usize, first: ChanId, second: ChanI
     b.leave(br, second);
     b.soft_hangup(second, 16);
     b.destroy(br);
-    if b.chan(second).name.starts_with("PJSIP/")
-        && !b.chan(second).name.starts_with("PJSIP/carrier")
-    {
+    let style = b.dir.style;
+    if style.freepbx && style.phone_of(&b.chan(second).name).is_some() {
         // A phone left alone runs the h extension (FreePBX macro-hangupcall).
-        b.goto(second, "from-internal", "h");
+        b.goto(second, style.internal, "h");
         b.gosub(second, "macro-hangupcall", &[]);
         let name = b.chan(second).name.clone();
         b.step(second, "NoOp", &format!("Hanging up {name}"));
@@ -800,7 +857,7 @@ fn hangup_in_bridge(b: &mut CallBuilder, br: usize, first: ChanId, second: ChanI
     }
     b.hangup(second, 16);
     for c in [first, second] {
-        if b.chan(c).name.starts_with("PJSIP/carrier") {
+        if style.is_trunk(&b.chan(c).name) {
             b.trunk_device("NOT_INUSE");
         }
     }
@@ -838,7 +895,7 @@ fn answered_row(
         channel: c,
         dest,
         destination: destination.to_owned(),
-        dest_context: "from-internal".into(),
+        dest_context: b.dir.style.internal.into(),
         last_app: "Dial".into(),
         last_data: dest.map(|d| b.chan(d).name.clone()).unwrap_or_default(),
         answered_ms: Some(answered),
@@ -858,7 +915,7 @@ fn cdr_unanswered(
         channel: c,
         dest,
         destination: destination.to_owned(),
-        dest_context: "from-internal".into(),
+        dest_context: b.dir.style.internal.into(),
         last_app: "Dial".into(),
         last_data: String::new(),
         answered_ms: None,
@@ -879,20 +936,21 @@ fn pickup(
     by: &str,
     talk: u64,
 ) {
-    let name = b.pjsip_name(by);
+    let name = b.phone_name(by);
     let by_name = b.dir.name(by);
+    let style = b.dir.style;
     let k = b.new_chan(
         name,
         ChanState::Ring,
         (by, &by_name),
         (UNKNOWN, UNKNOWN),
-        "from-internal",
+        style.internal,
         "*8",
         None,
     );
     b.var(k, "SIPDOMAIN", "127.0.0.1");
     b.phone(by, PhoneState::InUse);
-    b.goto(k, "app-pickup", "*8");
+    b.goto(k, style.pickup, "*8");
     b.step(k, "NoOp", &format!("Group pickup by {by}"));
     b.step(k, "Pickup", "");
     b.newstate(k, ChanState::Up);
@@ -929,8 +987,9 @@ pub(super) fn blind_transfer(
     to: &str,
     announce: bool,
 ) {
+    let style = b.dir.style;
     if announce {
-        b.goto(p, "from-internal", "");
+        b.goto(p, style.internal, "");
         b.on("Unhold", p, &[]);
         let mut m = event("BlindTransfer");
         m.push("Result", "Success");
@@ -938,7 +997,7 @@ pub(super) fn blind_transfer(
         b.chan(c).block("Transferee", &mut m);
         b.bridge_info(br).block("", &mut m);
         m.push("IsExternal", "Yes");
-        m.push("Context", "from-internal");
+        m.push("Context", style.internal);
         m.push("Extension", to);
         b.emit(m);
     }
@@ -948,10 +1007,12 @@ pub(super) fn blind_transfer(
     leg_answered(b, c, p, ext);
     b.phone(ext, PhoneState::Idle);
     b.destroy(br);
-    b.goto(c, "from-internal", to);
-    b.set(c, "__RINGTIMER", "15");
-    b.gosub(c, "macro-exten-vm", &["novm", to, "0", "0", "0"]);
-    b.set(c, "__EXTTOCALL", to);
+    b.goto(c, style.internal, to);
+    if style.freepbx {
+        b.set(c, "__RINGTIMER", "15");
+        b.gosub(c, "macro-exten-vm", &["novm", to, "0", "0", "0"]);
+        b.set(c, "__EXTTOCALL", to);
+    }
     b.record_check(c, "exten", to);
     dial_one_head(b, c, to, "15");
     dial_one_phone(b, c, to, "15");
@@ -976,7 +1037,8 @@ pub(super) fn attended_transfer(
     ext: &str,
     to: &str,
 ) {
-    b.goto(p, "from-internal", "");
+    let style = b.dir.style;
+    b.goto(p, style.internal, "");
     for d in std::iter::once("*").chain(std::iter::once("2")) {
         b.on("DTMFBegin", p, &[("Digit", d), ("Direction", "Received")]);
         b.wait(250);
@@ -1008,12 +1070,17 @@ pub(super) fn attended_transfer(
         );
     }
     b.wait(3000);
-    let (one, two) = b.local_pair(&format!("{to}@from-internal"), "from-internal", to, p);
+    let (one, two) = b.local_pair(&format!("{to}@{}", style.internal), style.internal, to, p);
     let consult = b.bridge(BridgeKind::Basic, &[one]);
     b.leave(orig, p);
     b.enter(consult, p);
-    b.goto(two, "macro-dial-one", "s");
-    b.at_priority(two, 8);
+    // The ;2 half dials the phone: from macro-dial-one, or the extension's own Dial().
+    if style.freepbx {
+        b.goto(two, "macro-dial-one", "s");
+        b.at_priority(two, 8);
+    } else {
+        b.at_priority(two, 1);
+    }
     let t = ring_phone(b, two, to);
     b.newstate(one, ChanState::Ringing);
     b.dial_state(None, one, "RINGING");
@@ -1082,7 +1149,8 @@ pub(super) fn attended_transfer(
 
 // ------------------------------------------------------------------ ring groups and queues
 
-/// FreePBX ext-group ringall: one Local/<ext>#@from-internal/n pair per member.
+/// FreePBX ext-group ringall: one Local/<ext>#@from-internal/n pair per member; a bare
+/// dialplan dials the members' phones in one Dial() instead ([`ring_all`]).
 fn ring_group(
     b: &mut CallBuilder,
     story: &mut Story,
@@ -1091,18 +1159,22 @@ fn ring_group(
     answered: bool,
 ) {
     b.step(c, "NoOp", &format!("Ring group {} {}", g.number, g.title));
-    b.set(c, "__RINGGROUP_INDEX", g.number);
-    b.set(c, "__NODEST", g.number);
-    b.record_check(c, "rg", g.number);
-    b.set(c, "RingGroupMethod", "ringall");
-    b.set(c, "__ALERT_INFO", "");
-    b.set(c, "RRNODEST", g.number);
     let members: Vec<String> = g
         .members
         .iter()
         .filter(|m| !b.state.dnd(m))
         .cloned()
         .collect();
+    if !b.dir.style.freepbx {
+        b.record_check(c, "rg", g.number);
+        return ring_all(b, story, c, g, &members, answered);
+    }
+    b.set(c, "__RINGGROUP_INDEX", g.number);
+    b.set(c, "__NODEST", g.number);
+    b.record_check(c, "rg", g.number);
+    b.set(c, "RingGroupMethod", "ringall");
+    b.set(c, "__ALERT_INFO", "");
+    b.set(c, "RRNODEST", g.number);
     let list = members.join("-");
     let secs = g.seconds.to_string();
     b.gosub(c, "macro-dial", &[&secs, "Ttr", &list]);
@@ -1222,7 +1294,8 @@ fn ring_group(
     }
 }
 
-/// FreePBX ext-queues: linear strategy, 5 s per member via Local/<ext>@from-queue/n.
+/// FreePBX ext-queues (a bare dialplan's Queue() alike): linear strategy, 5 s per member via
+/// Local/<ext>@from-queue/n.
 fn queue(
     b: &mut CallBuilder,
     story: &mut Story,
@@ -1230,16 +1303,21 @@ fn queue(
     q: &super::directory::Queue,
     answered: bool,
 ) {
+    let style = b.dir.style;
     b.step(c, "NoOp", &format!("Queue {} {}", q.number, q.title));
     b.step(c, "Answer", "");
     if b.chan(c).state != ChanState::Up {
         b.newstate(c, ChanState::Up);
     }
-    b.set(c, "__NODEST", q.number);
+    if style.freepbx {
+        b.set(c, "__NODEST", q.number);
+    }
     b.record_check(c, "q", q.number);
-    b.set(c, "QUEUENUM", q.number);
-    b.set(c, "QUEUEJOINTIME", &(b.t / 1000).to_string());
-    b.set(c, "__MOHCLASS", "default");
+    if style.freepbx {
+        b.set(c, "QUEUENUM", q.number);
+        b.set(c, "QUEUEJOINTIME", &(b.t / 1000).to_string());
+        b.set(c, "__MOHCLASS", "default");
+    }
     b.step(c, "Queue", &format!("{},tT,,,60", q.number));
     b.on(
         "QueueCallerJoin",
@@ -1254,7 +1332,7 @@ fn queue(
         .filter(|m| {
             !b.state
                 .paused
-                .contains(&(q.number.to_owned(), format!("Local/{m}@from-queue/n")))
+                .contains(&(q.number.to_owned(), style.queue_member(m)))
                 && !b.state.dnd(m)
         })
         .cloned()
@@ -1270,8 +1348,14 @@ fn queue(
     for (i, m) in members.iter().take(tries).enumerate() {
         let last = i + 1 == tries;
         let name = b.dir.name(m);
-        let (one, two) = b.local_pair(&format!("{m}@from-queue"), "from-queue", q.number, c);
-        let interface = format!("Local/{m}@from-queue/n");
+        let members_context = style.queue_members;
+        let (one, two) = b.local_pair(
+            &format!("{m}@{members_context}"),
+            members_context,
+            q.number,
+            c,
+        );
+        let interface = style.queue_member(m);
         let agent = [
             ("Queue", q.number),
             ("Interface", interface.as_str()),
@@ -1279,13 +1363,15 @@ fn queue(
         ];
         agent_event(b, "AgentCalled", c, one, &agent, &[]);
         b.dial_begin(Some(c), one, &interface);
-        b.goto(two, "from-queue", m);
-        b.set(two, "QAGENT", m);
-        b.set(two, "__FROMQ", "true");
-        b.step(two, "Goto", &format!("from-queue-exten-only,{m},1"));
-        b.goto(two, "from-queue-exten-only", m);
-        b.set(two, "RingGroupMethod", "none");
-        b.set(two, "__PICKUPMARK", m);
+        b.goto(two, members_context, m);
+        if style.freepbx {
+            b.set(two, "QAGENT", m);
+            b.set(two, "__FROMQ", "true");
+            b.step(two, "Goto", &format!("from-queue-exten-only,{m},1"));
+            b.goto(two, "from-queue-exten-only", m);
+            b.set(two, "RingGroupMethod", "none");
+            b.set(two, "__PICKUPMARK", m);
+        }
         dial_one_head(b, two, m, "");
         dial_one_phone(b, two, m, "");
         let p = ring_phone(b, two, m);
@@ -1383,6 +1469,64 @@ fn queue(
     }
 }
 
+/// A bare dialplan's ring group: `Dial(SIP/a&SIP/b,20)`, every member's phone at once; the
+/// first to answer gets the call, the others stop ringing (answered elsewhere). Nobody
+/// answering, the caller hears an announcement.
+fn ring_all(
+    b: &mut CallBuilder,
+    story: &mut Story,
+    c: ChanId,
+    g: &super::directory::RingGroup,
+    members: &[String],
+    answered: bool,
+) {
+    let targets: Vec<String> = members.iter().map(|m| b.dir.style.device(m)).collect();
+    b.step(c, "Dial", &format!("{},{}", targets.join("&"), g.seconds));
+    b.dial_vars(c);
+    let mut phones = Vec::new();
+    for m in members {
+        phones.push(ring_phone(b, c, m));
+        story.rang.push(m.clone());
+    }
+    let winner = (answered && !members.is_empty()).then(|| b.rng.random_range(0..members.len()));
+    let Some(w) = winner else {
+        b.wait(g.seconds * 1000);
+        for (m, &p) in members.iter().zip(&phones) {
+            b.dial_end(Some(c), p, "NOANSWER");
+            b.hangup(p, 16);
+            b.phone(m, PhoneState::Idle);
+        }
+        b.var(c, "DIALSTATUS", "NOANSWER");
+        b.step(c, "Answer", "");
+        b.newstate(c, ChanState::Up);
+        let answered = b.t;
+        b.step(c, "Playback", "vm-nobodyavail,noanswer");
+        b.wait(3000);
+        b.step(c, "Hangup", "");
+        caller_gone(b, c, 16, None, Some(answered));
+        story.disposition = Disposition::NoAnswer;
+        return;
+    };
+    let ring = b.secs(2, 10).min(g.seconds * 1000 - 1000);
+    b.wait(ring);
+    let (m, p) = (members[w].clone(), phones[w]);
+    b.answered(Some(c), p, Some(&m));
+    for (i, (other, &q)) in members.iter().zip(&phones).enumerate() {
+        if i != w {
+            b.dial_end(Some(c), q, "CANCEL");
+            b.hangup(q, 26);
+            b.phone(other, PhoneState::Idle);
+        }
+    }
+    story.answer(b.t, &m);
+    let br = b.bridge(BridgeKind::Basic, &[p, c]);
+    let talk = b.talk_secs(5, 120);
+    b.talk(&[c, p], talk);
+    hangup_in_bridge(b, br, c, p);
+    b.phone(&m, PhoneState::Idle);
+    cdr_answered(b, c, Some(p), g.number, talk);
+}
+
 // AgentCalled/AgentRingNoAnswer/AgentConnect/AgentComplete: caller block, Dest block (Local;1),
 // Queue/Interface/MemberName, then the event's own fields.
 fn agent_event(
@@ -1426,35 +1570,36 @@ fn abandon(b: &mut CallBuilder, c: ChanId, queue: &str, joined: u64) {
 
 // ------------------------------------------------------------------ outbound
 
-/// outrt-1 + macro-dialout-trunk on `c`, dialing `number` on the trunk; returns the trunk leg
+/// outrt-1 + macro-dialout-trunk on `c` (bare: the outbound route's context, entered with
+/// its prefix stripped), dialing `number` on the trunk; returns the trunk leg
 /// after it answered (or, when `answers` is false, after NOANSWER and the trunk hung up).
 fn trunk_dial(b: &mut CallBuilder, c: ChanId, number: &str, answers: bool, ring: u64) -> ChanId {
-    b.set(c, "MOHCLASS", "default");
-    b.set(c, "_NODEST", "");
+    let style = b.dir.style;
+    if style.freepbx {
+        b.set(c, "MOHCLASS", "default");
+        b.set(c, "_NODEST", "");
+    } else if b.chan(c).context != style.outbound {
+        // The phone dialed the prefix and the number: the trunk gets the number.
+        b.step(c, "Goto", &format!("{},{number},1", style.outbound));
+        b.goto(c, style.outbound, number);
+    }
     b.record_check(c, "out", number);
-    b.gosub(c, "macro-dialout-trunk", &["1", number, "", "off"]);
-    b.set(c, "DIAL_TRUNK", "1");
-    b.set(c, "OUTNUM", number);
-    b.set(c, "DIAL_TRUNK_OPTIONS", "T");
+    if style.freepbx {
+        b.gosub(c, "macro-dialout-trunk", &["1", number, "", "off"]);
+        b.set(c, "DIAL_TRUNK", "1");
+        b.set(c, "OUTNUM", number);
+        b.set(c, "DIAL_TRUNK_OPTIONS", "T");
+    }
+    // The office's number goes out as the caller, but for a forwarded call's own.
     let forwarded = b.chan(c).name.starts_with("Local/");
-    if forwarded {
-        b.step(
-            c,
-            "ExecIf",
-            &format!(
-                "0?Set(CALLERID(all)=\"{}\" <{}>)",
-                OFFICE_CID.1, OFFICE_CID.0
-            ),
-        );
-    } else {
-        b.step(
-            c,
-            "ExecIf",
-            &format!(
-                "1?Set(CALLERID(all)=\"{}\" <{}>)",
-                OFFICE_CID.1, OFFICE_CID.0
-            ),
-        );
+    let cid_all = format!("CALLERID(all)=\"{}\" <{}>", OFFICE_CID.1, OFFICE_CID.0);
+    if style.freepbx {
+        let data = format!("{}?Set({cid_all})", u8::from(!forwarded));
+        b.step(c, "ExecIf", &data);
+    } else if !forwarded {
+        b.step(c, "Set", &cid_all);
+    }
+    if !forwarded {
         let conn = (b.chan(c).conn_num.clone(), b.chan(c).conn_name.clone());
         b.set_ids(c, OFFICE_CID, (&conn.0, &conn.1));
         b.on(
@@ -1463,15 +1608,16 @@ fn trunk_dial(b: &mut CallBuilder, c: ChanId, number: &str, answers: bool, ring:
             &[("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")],
         );
     }
-    b.set(c, "GROUP()", "OUT_1");
-    b.step(
-        c,
-        "Dial",
-        &format!("PJSIP/{number}@carrier,20,Tb(func-apply-sipheaders^s^1)"),
-    );
+    let peer = style.trunk_dial(number);
+    let options = if style.freepbx {
+        b.set(c, "GROUP()", "OUT_1");
+        ",Tb(func-apply-sipheaders^s^1)"
+    } else {
+        ""
+    };
+    b.step(c, "Dial", &format!("{}/{peer},20{options}", style.tech));
     b.dial_vars(c);
-    let peer = format!("{number}@carrier");
-    let t = b.outgoing(c, "carrier", &peer, (number, UNKNOWN), "from-pstn");
+    let t = b.outgoing(c, None, &peer, (number, UNKNOWN), style.inbound);
     b.dial_begin(Some(c), t, &peer);
     b.connected(c, number, UNKNOWN);
     b.wait_between(50, 400);
@@ -1509,13 +1655,15 @@ fn outbound(
         cdr_answered(b, c, Some(t), number, talk);
     } else {
         b.trunk_device("NOT_INUSE");
-        b.ret(c);
-        b.gosub(c, "macro-outisbusy", &[]);
-        b.step(c, "NoOp", "Trunk dial failed: NOANSWER");
-        b.step(c, "GotoIf", "0?busy");
-        b.step(c, "Progress", "");
-        b.step(c, "GotoIf", "1?noanswer");
-        b.goto(c, "macro-outisbusy", "s");
+        if b.dir.style.freepbx {
+            b.ret(c);
+            b.gosub(c, "macro-outisbusy", &[]);
+            b.step(c, "NoOp", "Trunk dial failed: NOANSWER");
+            b.step(c, "GotoIf", "0?busy");
+            b.step(c, "Progress", "");
+            b.step(c, "GotoIf", "1?noanswer");
+            b.goto(c, "macro-outisbusy", "s");
+        }
         b.step(c, "Playback", "number-not-answering,noanswer");
         b.wait(1500);
         b.step(c, "Hangup", "19");
@@ -1563,20 +1711,24 @@ fn click_to_call(
     action_id: Option<&str>,
 ) {
     let name = b.dir.name(ext);
-    let pname = b.pjsip_name(ext);
+    let pname = b.phone_name(ext);
+    let style = b.dir.style;
+    // Originate's Exten: what the phone would dial (bare: the outbound prefix first).
+    let dialed = format!("{}{number}", style.outbound_prefix);
+    let own_cid = b.peer_cid((ext, &name));
     let p = b.new_chan(
         pname,
         ChanState::Down,
+        own_cid,
         (UNKNOWN, UNKNOWN),
-        (UNKNOWN, UNKNOWN),
-        "from-internal",
-        number,
+        style.internal,
+        &dialed,
         None,
     );
     b.step(p, "AppDial2", "(Outgoing Line)");
     b.set_ids(p, (ext, &name), (ext, &name));
     b.on("NewConnectedLine", p, &[]);
-    b.dial_begin(None, p, ext);
+    b.dial_begin(None, p, &style.endpoint(ext));
     story.rang.push(ext.to_owned());
     b.wait_between(50, 300);
     b.newstate(p, ChanState::Ringing);
@@ -1588,7 +1740,7 @@ fn click_to_call(
     b.phone(ext, PhoneState::InUse);
     // As in expected.json, the ring time of a click-to-call is the external number's.
     story.start = b.t;
-    b.goto(p, "from-internal", number);
+    b.goto(p, style.internal, &dialed);
     if let Some(id) = action_id {
         let mut m = event("OriginateResponse");
         let uniqueid = b.chan(p).uniqueid.clone();
@@ -1596,8 +1748,8 @@ fn click_to_call(
             ("ActionID", id),
             ("Response", "Success"),
             ("Channel", &b.chan(p).name.clone()),
-            ("Context", "from-internal"),
-            ("Exten", number),
+            ("Context", style.internal),
+            ("Exten", &dialed),
             ("Reason", "4"),
             ("Uniqueid", &uniqueid),
             ("CallerIDNum", ext),
@@ -1616,7 +1768,9 @@ fn click_to_call(
 /// ext-meetme 8000: answer, record, ConfBridge; the caller leaves after a while.
 fn conference(b: &mut CallBuilder, story: &mut Story, c: ChanId) {
     b.step(c, "NoOp", &format!("Conference {CONFERENCE} Team"));
-    b.set(c, "MEETME_ROOMNUM", CONFERENCE);
+    if b.dir.style.freepbx {
+        b.set(c, "MEETME_ROOMNUM", CONFERENCE);
+    }
     b.step(c, "Answer", "");
     b.newstate(c, ChanState::Up);
     let answered = b.t;
@@ -1647,7 +1801,7 @@ fn conference(b: &mut CallBuilder, story: &mut Story, c: ChanId) {
     b.destroy(br);
     b.soft_hangup(c, 16);
     b.hangup(c, 16);
-    if b.chan(c).name.starts_with("PJSIP/carrier") {
+    if b.dir.style.is_trunk(&b.chan(c).name) {
         b.trunk_device("NOT_INUSE");
     } else {
         let ext = b.chan(c).cid_num.clone();
@@ -1660,7 +1814,7 @@ fn conference(b: &mut CallBuilder, story: &mut Story, c: ChanId) {
         channel: c,
         dest: None,
         destination: CONFERENCE.to_owned(),
-        dest_context: "ext-meetme".into(),
+        dest_context: b.dir.style.conference.into(),
         last_app: "ConfBridge".into(),
         last_data: format!("{CONFERENCE},default_bridge,default_user,admin_menu"),
         answered_ms: Some(answered),

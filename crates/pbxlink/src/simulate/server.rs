@@ -16,10 +16,10 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::call::PhoneState;
-use super::directory::phone_of;
 use super::generator::{Generator, LiveChan, Options, TransferAction};
+use super::style::Style;
+use super::truth_path;
 use super::wire::{event, ChanState, UNKNOWN};
-use super::{truth_path, BANNER};
 
 /// How the server behaves (the generator has its own [`Options`]).
 #[derive(Debug, Clone)]
@@ -113,7 +113,8 @@ async fn pump(shared: Arc<Shared>) -> anyhow::Result<()> {
     let mut files = match &shared.opts.write {
         Some(path) => {
             let mut raw = std::io::BufWriter::new(std::fs::File::create(path)?);
-            raw.write_all(BANNER.as_bytes())?;
+            let banner = shared.gen.lock().unwrap().directory().style.banner();
+            raw.write_all(banner.as_bytes())?;
             Some((
                 raw,
                 std::io::BufWriter::new(std::fs::File::create(truth_path(path))?),
@@ -165,47 +166,62 @@ async fn pump(shared: Arc<Shared>) -> anyhow::Result<()> {
                 _ = shared.wake.notified() => continue,
             }
         }
-        let (event, truths) = {
+        // The event goes into every client's queue under the generator's lock, so that a
+        // client's queue holds exactly the events made since it last read: an answer about
+        // the present can then go out right after them (`Connection::before_answer`). Fast
+        // mode first waits for room in every queue: the slowest client sets the pace.
+        let subscribers: Vec<_> = shared.subscribers.lock().unwrap().clone();
+        let mut permits = Vec::new();
+        if shared.opts.fast {
+            for tx in &subscribers {
+                // A closed connection is dropped from the list below.
+                if let Ok(permit) = tx.reserve().await {
+                    permits.push(permit);
+                }
+            }
+        }
+        let (m, bytes, truths) = {
             let mut gen = shared.gen.lock().unwrap();
-            (gen.next_event(), gen.take_finished())
+            let Some((_, m)) = gen.next_event() else {
+                continue;
+            };
+            buf.clear();
+            m.encode(&mut buf);
+            let bytes = Bytes::copy_from_slice(&buf);
+            if shared.opts.fast {
+                for permit in permits {
+                    permit.send(bytes.clone());
+                }
+            } else {
+                // Real time waits for nobody: a client CLIENT_QUEUE events behind is cut
+                // off, as Asterisk drops a manager session it cannot write to.
+                shared
+                    .subscribers
+                    .lock()
+                    .unwrap()
+                    .retain(|tx| tx.try_send(bytes.clone()).is_ok());
+            }
+            (m, bytes, gen.take_finished())
         };
-        let Some((_, m)) = event else { continue };
+        if shared.opts.fast {
+            shared
+                .subscribers
+                .lock()
+                .unwrap()
+                .retain(|tx| !tx.is_closed());
+        }
         if let Some(dir) = &shared.opts.monitor_dir {
             crate::recordings::demo::mixmonitor(dir, &m);
         }
         if let Some(cdr) = cdr.as_mut() {
             cdr.observe(&m)?;
         }
-        buf.clear();
-        m.encode(&mut buf);
-        let bytes = Bytes::copy_from_slice(&buf);
         if let Some((raw, truth)) = files.as_mut() {
             raw.write_all(&bytes)?;
             for t in truths {
                 serde_json::to_writer(&mut *truth, &t)?;
                 truth.write_all(b"\n")?;
             }
-        }
-        if shared.opts.fast {
-            // Load mode: the slowest client sets the pace.
-            let subscribers: Vec<_> = shared.subscribers.lock().unwrap().clone();
-            for tx in subscribers {
-                // A closed connection is dropped from the list below.
-                let _ = tx.send(bytes.clone()).await;
-            }
-            shared
-                .subscribers
-                .lock()
-                .unwrap()
-                .retain(|tx| !tx.is_closed());
-        } else {
-            // Real time waits for nobody: a client CLIENT_QUEUE events behind is cut off, as
-            // Asterisk drops a manager session it cannot write to.
-            shared
-                .subscribers
-                .lock()
-                .unwrap()
-                .retain(|tx| tx.try_send(bytes.clone()).is_ok());
         }
     }
 }
@@ -221,6 +237,11 @@ struct Connection {
     logged_in: bool,
     events: Option<mpsc::Receiver<Bytes>>,
     out: Vec<u8>,
+    // Events of the queue to write before the answer in `out`: those made before the
+    // present it tells of (CoreShowChannels, phone states). Asterisk sends the events it
+    // generated before an answer first; a client must not see a channel listed before it
+    // was told of its Newchannel, nor listed after its Hangup.
+    before_answer: usize,
 }
 
 impl Connection {
@@ -231,12 +252,17 @@ impl Connection {
             logged_in: false,
             events: None,
             out: Vec::new(),
+            before_answer: 0,
         }
     }
 
     async fn serve(mut self, sock: TcpStream) {
         let (mut rd, mut wr) = sock.into_split();
-        if wr.write_all(BANNER.as_bytes()).await.is_err() {
+        if wr
+            .write_all(self.style().banner().as_bytes())
+            .await
+            .is_err()
+        {
             return;
         }
         let mut dec = Decoder::without_banner();
@@ -257,6 +283,14 @@ impl Connection {
                             Err(_) => continue,
                         };
                         let after = self.handle(&action);
+                        if let Some(rx) = self.events.as_mut() {
+                            for _ in 0..std::mem::take(&mut self.before_answer) {
+                                let Ok(bytes) = rx.try_recv() else { break };
+                                if wr.write_all(&bytes).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
                         if wr.write_all(&self.out).await.is_err() {
                             return;
                         }
@@ -353,7 +387,19 @@ impl Connection {
                     ),
                 ]));
             }
-            "coresettings" => self.respond(with_id(&CORE_SETTINGS.map(|(k, v)| (k, v.to_owned())))),
+            "coresettings" => {
+                let style = self.style();
+                let versions = [
+                    ("AMIversion", style.ami_version),
+                    ("AsteriskVersion", style.asterisk_version),
+                ];
+                let fields: Vec<(&str, String)> = versions
+                    .into_iter()
+                    .chain(CORE_SETTINGS)
+                    .map(|(k, v)| (k, v.to_owned()))
+                    .collect();
+                self.respond(with_id(&fields));
+            }
             "corestatus" => {
                 let calls = self.shared.gen.lock().unwrap().live().count().to_string();
                 self.respond(with_id(&[
@@ -368,7 +414,10 @@ impl Connection {
             "command" => {
                 let cmd = action.get("Command").unwrap_or_default();
                 let output = match cmd.trim() {
-                    "core show version" => "Asterisk 22.10.1 built by pbxlink simulate".to_owned(),
+                    "core show version" => format!(
+                        "Asterisk {} built by pbxlink simulate",
+                        self.style().asterisk_version
+                    ),
                     other => format!("No such command '{other}' (type 'core show help {other}' for other possible commands)"),
                 };
                 self.respond(with_id(&[
@@ -377,32 +426,41 @@ impl Connection {
                 ]));
             }
             "originate" => {
-                let ext = channel
-                    .split(['/', '-'])
-                    .nth(1)
-                    .unwrap_or_default()
-                    .to_owned();
+                // A phone's device (`PJSIP/201`, `SIP/7001234201`), or one of its channels.
+                let device = channel.split('-').next().unwrap_or_default();
+                let ext = {
+                    let gen = self.shared.gen.lock().unwrap();
+                    let dir = gen.directory();
+                    dir.style
+                        .phone_of_device(device)
+                        .filter(|e| dir.extensions.iter().any(|x| x == e))
+                        .map(str::to_owned)
+                };
                 let number = action.get("Exten").unwrap_or_default().to_owned();
-                let known = self
+                // Originate's Exten is what the phone would dial: the outside number
+                // after the outbound route's prefix.
+                let prefix = self
                     .shared
                     .gen
                     .lock()
                     .unwrap()
                     .directory()
-                    .extensions
-                    .contains(&ext);
-                if !channel.starts_with("PJSIP/") || !known || number.is_empty() {
-                    self.error(id, "Originate failed");
-                } else {
-                    self.respond(with_id(&[(
-                        "Message",
-                        "Originate successfully queued".into(),
-                    )]));
-                    let channel_id = action.get("ChannelId");
-                    let mut gen = self.shared.gen.lock().unwrap();
-                    gen.originate(&ext, &number, id, channel_id);
-                    drop(gen);
-                    self.shared.wake.notify_one();
+                    .style
+                    .outbound_prefix;
+                let number = number.strip_prefix(prefix).unwrap_or(&number).to_owned();
+                match ext {
+                    Some(ext) if !number.is_empty() => {
+                        self.respond(with_id(&[(
+                            "Message",
+                            "Originate successfully queued".into(),
+                        )]));
+                        let channel_id = action.get("ChannelId");
+                        let mut gen = self.shared.gen.lock().unwrap();
+                        gen.originate(&ext, &number, id, channel_id);
+                        drop(gen);
+                        self.shared.wake.notify_one();
+                    }
+                    _ => self.error(id, "Originate failed"),
                 }
             }
             "hangup" => {
@@ -486,15 +544,15 @@ impl Connection {
                 });
                 let queue = action.get("Queue").map(str::to_owned);
                 let mut gen = self.shared.gen.lock().unwrap();
-                let queues: Vec<String> = gen
-                    .directory()
+                let dir = gen.directory();
+                let queues: Vec<String> = dir
                     .queues
                     .iter()
                     .filter(|q| {
                         queue.as_deref().is_none_or(|n| n == q.number)
                             && q.members
                                 .iter()
-                                .any(|m| format!("Local/{m}@from-queue/n") == interface)
+                                .any(|m| dir.style.queue_member(m) == interface)
                     })
                     .map(|q| q.number.to_owned())
                     .collect();
@@ -527,6 +585,15 @@ impl Connection {
             "queuestatus" => self.queue_status(id, action.get("Queue")),
             "coreshowchannels" => self.channel_list(id, false, channel),
             "status" => self.channel_list(id, true, channel),
+            // A PBX answers for the channel driver it runs; the other one is not loaded.
+            "pjsipshowendpoints" if self.style().freepbx => self.endpoint_list(id),
+            "pjsipshowendpoint" if self.style().freepbx => {
+                self.endpoint_detail(id, action.get("Endpoint").unwrap_or_default())
+            }
+            "sippeers" if !self.style().freepbx => self.peer_list(id),
+            "sipshowpeer" if !self.style().freepbx => {
+                self.show_peer(id, action.get("Peer").unwrap_or_default())
+            }
             _ => self.error(id, "Invalid/unknown command"),
         }
         After::Continue
@@ -602,11 +669,18 @@ impl Connection {
     }
 
     /// What each phone is doing per the live channels: ringing, else in use, else idle.
-    fn phone_states(&self) -> Vec<(String, PhoneState)> {
+    fn phone_states(&mut self) -> Vec<(String, PhoneState)> {
         let gen = self.shared.gen.lock().unwrap();
+        self.before_answer = self.events.as_ref().map_or(0, mpsc::Receiver::len);
+        let style = gen.directory().style;
         let live: Vec<(&str, bool)> = gen
             .live()
-            .filter_map(|l| Some((phone_of(&l.chan.name)?, l.chan.state == ChanState::Ringing)))
+            .filter_map(|l| {
+                Some((
+                    style.phone_of(&l.chan.name)?,
+                    l.chan.state == ChanState::Ringing,
+                ))
+            })
             .collect();
         gen.directory()
             .extensions
@@ -624,6 +698,7 @@ impl Connection {
     }
 
     fn extension_state_list(&mut self, id: &str) {
+        let style = self.style();
         let items = self
             .phone_states()
             .iter()
@@ -637,8 +712,8 @@ impl Connection {
                 m.push("Event", "ExtensionStatus");
                 m.push("ActionID", id);
                 m.push("Exten", e);
-                m.push("Context", "ext-local");
-                m.push("Hint", &format!("PJSIP/{e}&Custom:DND{e}"));
+                m.push("Context", style.hints);
+                m.push("Hint", &style.hint(e));
                 m.push("Status", code);
                 m.push("StatusText", text);
                 m
@@ -686,7 +761,7 @@ impl Connection {
             }
             items.push(params);
             for ext in &q.members {
-                let location = format!("Local/{ext}@from-queue/n");
+                let location = dir.style.queue_member(ext);
                 let paused = gen
                     .state()
                     .paused
@@ -703,7 +778,7 @@ impl Connection {
                     ("Queue", q.number),
                     ("Name", &dir.name(ext)),
                     ("Location", &location),
-                    ("StateInterface", &format!("hint:{ext}@ext-local")),
+                    ("StateInterface", &dir.style.member_state(ext)),
                     ("Membership", "static"),
                     ("Penalty", "0"),
                     ("CallsTaken", "0"),
@@ -736,6 +811,7 @@ impl Connection {
     fn channel_list(&mut self, id: &str, status: bool, only: &str) {
         let (now, live): (u64, Vec<LiveChan>) = {
             let gen = self.shared.gen.lock().unwrap();
+            self.before_answer = self.events.as_ref().map_or(0, mpsc::Receiver::len);
             (
                 gen.now_ms(),
                 gen.live()
@@ -781,6 +857,232 @@ impl Connection {
         }
     }
 
+    fn style(&self) -> Style {
+        self.shared.gen.lock().unwrap().directory().style
+    }
+
+    /// The PBX's SIP endpoints: each phone with its configured caller ID (`"Alice" <201>`,
+    /// which chan_sip also gives the phone's channels) and device state, then the trunk,
+    /// which has no caller ID of its own.
+    fn endpoints(&mut self) -> Vec<Endpoint> {
+        let states = self.phone_states();
+        let gen = self.shared.gen.lock().unwrap();
+        let dir = gen.directory();
+        let mut endpoints: Vec<Endpoint> = states
+            .into_iter()
+            .map(|(ext, state)| Endpoint {
+                name: dir.style.endpoint(&ext),
+                callerid: format!("\"{}\" <{ext}>", dir.name(&ext)),
+                context: dir.style.internal,
+                state,
+            })
+            .collect();
+        endpoints.push(Endpoint {
+            name: dir.style.trunk.to_owned(),
+            callerid: String::new(),
+            context: dir.style.inbound,
+            state: PhoneState::Idle,
+        });
+        endpoints
+    }
+
+    /// `PJSIPShowEndpoints`: an `EndpointList` event per endpoint (res_pjsip's
+    /// `format_ami_endpoints`).
+    fn endpoint_list(&mut self, id: &str) {
+        let items = self
+            .endpoints()
+            .iter()
+            .map(|e| {
+                let contact = format!("{}/sip:{}@127.0.0.1:5070,", e.name, e.name);
+                let auth = format!("{}-auth", e.name);
+                item(
+                    "EndpointList",
+                    id,
+                    &[
+                        ("ObjectType", "endpoint"),
+                        ("ObjectName", &e.name),
+                        ("Transport", "0.0.0.0-udp"),
+                        ("Aor", &e.name),
+                        ("Auths", &auth),
+                        ("OutboundAuths", ""),
+                        ("Contacts", &contact),
+                        ("DeviceState", e.state.pjsip()),
+                        ("ActiveChannels", ""),
+                    ],
+                )
+            })
+            .collect();
+        self.list(
+            id,
+            "A listing of Endpoints follows, presented as EndpointList events",
+            items,
+            "EndpointListComplete",
+            false,
+        );
+    }
+
+    /// `PJSIPShowEndpoint`: the endpoint's `EndpointDetail` (its sorcery fields, caller ID
+    /// among them; the AOR, auth and contact details that follow it are left out).
+    fn endpoint_detail(&mut self, id: &str, name: &str) {
+        let name = name.strip_prefix("PJSIP/").unwrap_or(name);
+        let Some(e) = self.endpoints().into_iter().find(|e| e.name == name) else {
+            return self.error(id, &format!("Unable to retrieve endpoint {name}"));
+        };
+        let auth = format!("{}-auth", e.name);
+        let detail = item(
+            "EndpointDetail",
+            id,
+            &[
+                ("ObjectType", "endpoint"),
+                ("ObjectName", &e.name),
+                ("Context", e.context),
+                ("Disallow", ""),
+                ("Allow", "(ulaw|alaw)"),
+                ("DtmfMode", "rfc4733"),
+                ("RtpSymmetric", "true"),
+                ("ForceRport", "true"),
+                ("RewriteContact", "true"),
+                ("Transport", "0.0.0.0-udp"),
+                ("MohSuggest", "default"),
+                ("Auth", &auth),
+                ("OutboundAuth", ""),
+                ("Aors", &e.name),
+                ("DirectMedia", "false"),
+                ("Callerid", &e.callerid),
+                ("CalleridPrivacy", "allowed_not_screened"),
+                ("CalleridTag", ""),
+                ("DeviceState", e.state.pjsip()),
+                ("ActiveChannels", ""),
+            ],
+        );
+        self.list(
+            id,
+            "Following are Events for each object associated with the Endpoint",
+            vec![detail],
+            "EndpointDetailComplete",
+            false,
+        );
+    }
+
+    /// `SIPpeers`: a `PeerEntry` event per peer (chan_sip's `_sip_show_peers_one`).
+    fn peer_list(&mut self, id: &str) {
+        let items = self
+            .endpoints()
+            .iter()
+            .map(|e| {
+                item(
+                    "PeerEntry",
+                    id,
+                    &[
+                        ("Channeltype", "SIP"),
+                        ("ObjectName", &e.name),
+                        ("ChanObjectType", "peer"),
+                        ("IPaddress", "127.0.0.1"),
+                        ("IPport", "5070"),
+                        ("Dynamic", "yes"),
+                        ("AutoForcerport", "no"),
+                        ("Forcerport", "yes"),
+                        ("AutoComedia", "no"),
+                        ("Comedia", "yes"),
+                        ("VideoSupport", "no"),
+                        ("TextSupport", "no"),
+                        ("ACL", "no"),
+                        ("Status", "OK (12 ms)"),
+                        ("RealtimeDevice", "no"),
+                        ("Description", ""),
+                        ("Accountcode", ""),
+                    ],
+                )
+            })
+            .collect();
+        self.list(
+            id,
+            "Peer status list will follow",
+            items,
+            "PeerlistComplete",
+            false,
+        );
+    }
+
+    /// `SIPshowpeer`: one answer, not a list (chan_sip's `_sip_show_peer` for the manager).
+    fn show_peer(&mut self, id: &str, name: &str) {
+        if name.is_empty() {
+            return self.error(id, "Peer: <name> missing.");
+        }
+        let Some(e) = self.endpoints().into_iter().find(|e| e.name == name) else {
+            return self.error(id, &format!("Peer {name} not found."));
+        };
+        let mut fields = vec![("Response", "Success")];
+        if !id.is_empty() {
+            fields.push(("ActionID", id));
+        }
+        let contact = format!("sip:{}@127.0.0.1:5070", e.name);
+        fields.extend([
+            ("Channeltype", "SIP"),
+            ("ObjectName", &e.name),
+            ("ChanObjectType", "peer"),
+            ("SecretExist", "Y"),
+            ("RemoteSecretExist", "N"),
+            ("MD5SecretExist", "N"),
+            ("Context", e.context),
+            ("Language", "en"),
+            ("ToneZone", "<Not set>"),
+            ("AMAflags", "Unknown"),
+            ("CID-CallingPres", "Presentation Allowed, Not Screened"),
+            ("Callgroup", ""),
+            ("Pickupgroup", ""),
+            ("Named Callgroup", ""),
+            ("Named Pickupgroup", ""),
+            ("MOHSuggest", ""),
+            ("VoiceMailbox", ""),
+            ("TransferMode", "open"),
+            ("LastMsgsSent", "0"),
+            ("Maxforwards", "0"),
+            ("Call-limit", "2147483647"),
+            ("Busy-level", "0"),
+            ("MaxCallBR", "384 kbps"),
+            ("Dynamic", "Y"),
+            ("Callerid", &e.callerid),
+            ("RegExpire", "3587 seconds"),
+            ("SIP-AuthInsecure", "no"),
+            ("SIP-Forcerport", "Y"),
+            ("SIP-Comedia", "Y"),
+            ("ACL", "N"),
+            ("SIP-CanReinvite", "N"),
+            ("SIP-DirectMedia", "N"),
+            ("SIP-PromiscRedir", "N"),
+            ("SIP-UserPhone", "N"),
+            ("SIP-VideoSupport", "N"),
+            ("SIP-TextSupport", "N"),
+            ("SIP-T.38Support", "N"),
+            ("SIP-T.38EC", "Unknown"),
+            ("SIP-T.38MaxDtgrm", "4294967295"),
+            ("SIP-Sess-Timers", "Accept"),
+            ("SIP-Sess-Refresh", "uas"),
+            ("SIP-Sess-Expires", "1800"),
+            ("SIP-Sess-Min", "90"),
+            ("SIP-RTP-Engine", "asterisk"),
+            ("SIP-Encryption", "N"),
+            ("SIP-RTCP-Mux", "N"),
+            ("SIP-DTMFmode", "rfc2833"),
+            ("ToHost", ""),
+            ("Address-IP", "127.0.0.1"),
+            ("Address-Port", "5070"),
+            ("Default-addr-IP", "(null)"),
+            ("Default-addr-port", "0"),
+            ("Default-Username", &e.name),
+            ("Codecs", "(ulaw|alaw)"),
+            ("Status", "OK (12 ms)"),
+            ("SIP-Useragent", "pbxlink simulate"),
+            ("Reg-Contact", &contact),
+            ("QualifyFreq", "60000 ms"),
+            ("Parkinglot", ""),
+            ("SIP-Use-Reason-Header", "N"),
+            ("Description", ""),
+        ]);
+        self.reply(&fields);
+    }
+
     fn check_login(&self, action: &Message) -> bool {
         let opts = &self.shared.opts;
         ami::session::login_is_valid(
@@ -792,9 +1094,8 @@ impl Connection {
     }
 }
 
-const CORE_SETTINGS: [(&str, &str); 12] = [
-    ("AMIversion", "11.0.0"),
-    ("AsteriskVersion", "22.10.1"),
+// CoreSettings after AMIversion and AsteriskVersion.
+const CORE_SETTINGS: [(&str, &str); 10] = [
     ("SystemName", ""),
     ("CoreMaxCalls", "0"),
     ("CoreMaxLoadAvg", "0.000000"),
@@ -806,6 +1107,38 @@ const CORE_SETTINGS: [(&str, &str); 12] = [
     ("CoreHTTPenabled", "Yes"),
     ("SoundsSearchCustomDir", "No"),
 ];
+
+/// A SIP endpoint as the endpoint actions list it.
+struct Endpoint {
+    name: String,
+    callerid: String,
+    context: &'static str,
+    state: PhoneState,
+}
+
+impl PhoneState {
+    /// res_pjsip's `DeviceState` text.
+    fn pjsip(self) -> &'static str {
+        match self {
+            PhoneState::Idle => "Not in use",
+            PhoneState::InUse => "In use",
+            PhoneState::Ringing => "Ringing",
+            PhoneState::Busy => "Busy",
+        }
+    }
+}
+
+/// A list item event: its name, the ActionID, then its fields.
+fn item(name: &str, id: &str, fields: &[(&str, &str)]) -> Message {
+    let mut m = event(name);
+    if !id.is_empty() {
+        m.push("ActionID", id);
+    }
+    for (k, v) in fields {
+        m.push(k, v);
+    }
+    m
+}
 
 // DBGet/DBPut/DBDel name the entry by Family and Key: AstDB path "Family/Key".
 fn db_key(action: &Message) -> String {
