@@ -213,9 +213,8 @@ impl Store {
     /// Hands back a claimed row that was never attempted (the worker is stopping): pending
     /// again, due as before, its claim's attempt not counted. False when `owner` no longer
     /// holds it.
-    pub async fn release_outbox(&self, id: i64, owner: &str) -> Result<bool> {
-        self.finish_one(id, owner, Outcome::Released, Utc::now())
-            .await
+    pub async fn release_outbox(&self, id: i64, owner: &str, now: DateTime<Utc>) -> Result<bool> {
+        self.finish_one(id, owner, Outcome::Released, now).await
     }
 
     async fn finish_one(

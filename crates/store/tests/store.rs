@@ -553,14 +553,14 @@ async fn outbox_release_at_shutdown(store: &Store) {
     let ids: Vec<i64> = claimed.iter().map(|r| r.id).collect();
     assert!(store.mark_delivered(ids[0], "w1", at(2)).await.unwrap());
     assert!(
-        !store.release_outbox(ids[0], "w1").await.unwrap(),
+        !store.release_outbox(ids[0], "w1", at(2)).await.unwrap(),
         "delivered stays delivered"
     );
     assert!(
-        !store.release_outbox(ids[1], "w2").await.unwrap(),
+        !store.release_outbox(ids[1], "w2", at(2)).await.unwrap(),
         "not w2's row"
     );
-    assert!(store.release_outbox(ids[1], "w1").await.unwrap());
+    assert!(store.release_outbox(ids[1], "w1", at(2)).await.unwrap());
     let again = store.claim_outbox("w2", 10, lease, at(3)).await.unwrap();
     assert_eq!(again.iter().map(|r| r.id).collect::<Vec<_>>(), [ids[1]]);
     assert_eq!(
