@@ -206,8 +206,13 @@ impl Call {
             _ if self.failed_app => Disposition::Failed,
             _ if self.pbx_answered => Disposition::NoAnswer,
             // Nobody was tried and nothing answered: the PBX dropped the call (its end was
-            // seen, and it was not the caller's), or the caller gave up before being routed.
-            _ if self.rang.is_empty() && self.hangup_noted && !self.caller_hung_up => {
+            // seen whole, and it was not the caller's), or the caller gave up before being
+            // routed. Across a gap the caller's hangup request may be what was missed.
+            _ if self.rang.is_empty()
+                && self.hangup_noted
+                && !self.caller_hung_up
+                && self.gaps.is_empty() =>
+            {
                 Disposition::Failed
             }
             _ if self.rang.is_empty() => Disposition::Cancelled,
