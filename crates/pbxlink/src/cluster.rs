@@ -4,7 +4,6 @@
 //! the raw event log, and carries on from the live AMI stream. Live call events reach every
 //! instance's API through PostgreSQL `NOTIFY`/`LISTEN`.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -252,19 +251,6 @@ pub async fn own_by_lease(
         }
     }
     drop(shutdown);
-}
-
-/// Tracks `pbx` over an already started link until shutdown (no cluster: every PBX is ours).
-pub fn track_until_shutdown(
-    pbx: String,
-    client: AmiClient,
-    events: mpsc::Receiver<crate::ami_client::LinkEvent>,
-    pipeline: Pipeline,
-    shutdown: Shutdown,
-) -> impl Future<Output = ()> {
-    crate::run::track(pbx, client, events, pipeline, async move {
-        shutdown.requested().await;
-    })
 }
 
 /// A cluster instance's actions-only link to a PBX it may not track: its events are only

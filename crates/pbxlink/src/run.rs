@@ -2,7 +2,7 @@
 //! HTTP API and web UI. With no `[[pbx]]` configured it runs the demo: the built-in simulated
 //! PBX on loopback feeds real (generated) calls through the very same path.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use ami::{Action, ActionResult, Message};
 use anyhow::Context;
 use calls::{Tracker, TrackerConfig};
 use chrono::{TimeDelta, Utc};
-use store::{OutboxStatus, RawEvent, Store};
+use store::{RawEvent, Store};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -119,7 +119,7 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
         recordings.is_some(),
         &shutdown,
     )?;
-    spawn_outbox_metrics(store.clone(), &crms, shutdown.clone());
+    crate::outbox::metrics::spawn(store.clone(), &crms, shutdown.clone());
     let tls = match (&config.http.tls_cert, &config.http.tls_key) {
         (Some(cert), Some(key)) => {
             let identity = crate::release::Identity::Files {
@@ -186,14 +186,11 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
         ));
     }
     for (name, client, events) in links {
-        let tracking = crate::cluster::track_until_shutdown(
-            name,
-            client,
-            events,
-            pipeline.clone(),
-            shutdown.clone(),
-        );
-        tokio::spawn(tracking);
+        // No cluster: every PBX is ours, tracked until shutdown.
+        let shutdown = shutdown.clone();
+        tokio::spawn(track(name, client, events, pipeline.clone(), async move {
+            shutdown.requested().await;
+        }));
     }
     if let Some(cluster) = &config.cluster {
         tracing::info!(
@@ -251,68 +248,6 @@ async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
     }
     store.close().await;
     Ok(())
-}
-
-/// How often the outbox depth gauges are read from the database.
-const OUTBOX_GAUGES_EVERY: Duration = Duration::from_secs(10);
-
-/// `/metrics` names of the outbox workers' counters, per `crm`: deliveries, and failed
-/// attempts by `kind` (`retriable`: tried again later; `permanent`: the row went dead).
-pub(crate) const OUTBOX_DELIVERED: &str = "pbxlink_outbox_delivered_total";
-pub(crate) const OUTBOX_DELIVERY_ERRORS: &str = "pbxlink_outbox_delivery_errors_total";
-
-/// Outbox metrics. Every connector's delivery counters exist from the start, at 0, so an
-/// alert on their increase sees the very first error. `pbxlink_outbox_rows{crm, state}`
-/// (pending, in_flight, dead) is the queue in the database (in a cluster, the shared one),
-/// read every [`OUTBOX_GAUGES_EVERY`]: the workers see only the rows they claim.
-fn spawn_outbox_metrics(
-    store: Store,
-    crms: &[crate::outbox::Crm],
-    shutdown: crate::shutdown::Shutdown,
-) {
-    let mut connectors: BTreeSet<String> = crms.iter().map(|c| c.name.clone()).collect();
-    for crm in &connectors {
-        // `increment(0)`, not `absolute(0)`: the workers may have counted already.
-        metrics::counter!(OUTBOX_DELIVERED, "crm" => crm.clone()).increment(0);
-        for kind in ["retriable", "permanent"] {
-            metrics::counter!(OUTBOX_DELIVERY_ERRORS, "crm" => crm.clone(), "kind" => kind)
-                .increment(0);
-        }
-    }
-    let states = [
-        (OutboxStatus::Pending, "pending"),
-        (OutboxStatus::InFlight, "in_flight"),
-        (OutboxStatus::Dead, "dead"),
-    ];
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(OUTBOX_GAUGES_EVERY);
-        loop {
-            tokio::select! {
-                _ = every.tick() => {}
-                () = shutdown.requested() => return,
-            }
-            let counts = match store.open_outbox_counts().await {
-                Ok(counts) => counts,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot count outbox rows for /metrics");
-                    continue;
-                }
-            };
-            // Rows of a connector no longer configured still count; an emptied state reads
-            // 0, not its last value.
-            connectors.extend(counts.iter().map(|c| c.connector.clone()));
-            for crm in &connectors {
-                for (status, state) in states {
-                    let rows = counts
-                        .iter()
-                        .find(|c| c.connector == *crm && c.status == status)
-                        .map_or(0, |c| c.rows);
-                    metrics::gauge!("pbxlink_outbox_rows", "crm" => crm.clone(), "state" => state)
-                        .set(rows as f64);
-                }
-            }
-        }
-    });
 }
 
 /// Starts the simulated PBX on loopback and returns the `[[pbx]]` that reaches it.

@@ -3,6 +3,7 @@
 
 pub mod cli;
 mod lane;
+pub(crate) mod metrics;
 pub mod portal;
 mod worker;
 

@@ -224,7 +224,7 @@ impl Worker {
     async fn attempt(&self, row: &OutboxRow) -> Outcome {
         match self.deliver(row).await {
             Ok(()) => {
-                metrics::counter!(crate::run::OUTBOX_DELIVERED, "crm" => row.connector.clone())
+                metrics::counter!(super::metrics::DELIVERED, "crm" => row.connector.clone())
                     .increment(1);
                 Outcome::Delivered
             }
@@ -237,7 +237,7 @@ impl Worker {
                     "retriable"
                 };
                 metrics::counter!(
-                    crate::run::OUTBOX_DELIVERY_ERRORS,
+                    super::metrics::DELIVERY_ERRORS,
                     "crm" => row.connector.clone(),
                     "kind" => kind
                 )
