@@ -141,23 +141,20 @@ fn parse_field(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected Key=Value, got '{s}'"))
 }
 
-pub fn run(config_file: Option<&Path>, args: AmiArgs) -> anyhow::Result<()> {
+pub async fn run(config_file: Option<&Path>, args: AmiArgs) -> anyhow::Result<()> {
     let config = Config::load_or_default(config_file)?;
     let pbx = args.target.apply(config.pbx(args.target.pbx.as_deref())?);
     let ajam = args.target.use_ajam();
-    let runtime = tokio::runtime::Runtime::new()?;
     match args.command {
-        AmiCommand::Ping => runtime.block_on(ping(&pbx, ajam)),
+        AmiCommand::Ping => ping(&pbx, ajam).await,
         AmiCommand::Action { name, fields, json } => {
             let action = fields
                 .iter()
                 .fold(Action::new(&name), |a, (k, v)| a.field(k, v));
-            runtime.block_on(action_once(&pbx, ajam, action, json))
+            action_once(&pbx, ajam, action, json).await
         }
-        AmiCommand::Events { filter, pretty } => {
-            runtime.block_on(events(&pbx, ajam, &filter, pretty))
-        }
-        AmiCommand::Serve(serve_args) => runtime.block_on(serve(&pbx, &serve_args)),
+        AmiCommand::Events { filter, pretty } => events(&pbx, ajam, &filter, pretty).await,
+        AmiCommand::Serve(serve_args) => serve(&pbx, &serve_args).await,
     }
 }
 

@@ -85,7 +85,8 @@ enum Command {
     User(crate::users::UserArgs),
 }
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the command, on the process's one tokio runtime.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Decode { file } => {
             use std::io::Write as _;
@@ -118,39 +119,39 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             };
             crate::replay::run(&file, tracker, events)
         }
-        Command::Simulate(args) => crate::simulate::run(args),
+        Command::Simulate(args) => crate::simulate::run(args).await,
         Command::Agi(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
-            crate::fastagi::cli::run(&config, args)
+            crate::fastagi::cli::run(&config, args).await
         }
         Command::ReleaseServer(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
-            crate::release::serve(config, args)
+            crate::release::serve(config, args).await
         }
         Command::Release(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
-            crate::release::run(config, args)
+            crate::release::run(config, args).await
         }
         Command::Freepbx(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
-            crate::freepbx::run(config, args)
+            crate::freepbx::run(config, args).await
         }
         Command::Crm(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
-            crate::outbox::cli::run(&config, args)
+            crate::outbox::cli::run(&config, args).await
         }
         Command::Outbox(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
-            tokio::runtime::Runtime::new()?.block_on(crate::outbox::cli::run_outbox(&config, args))
+            crate::outbox::cli::run_outbox(&config, args).await
         }
         Command::Run(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
-            crate::run::run(config, args)
+            crate::run::run(config, args).await
         }
-        Command::Ami(args) => crate::ami_cli::run(cli.config.as_deref(), args),
+        Command::Ami(args) => crate::ami_cli::run(cli.config.as_deref(), args).await,
         Command::Extension(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
-            crate::extensions::cli::run(&config, args)
+            crate::extensions::cli::run(&config, args).await
         }
         Command::Init(args) => crate::config_check::init(&args),
         Command::CheckConfig { path } => {
@@ -170,15 +171,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Recording(args) => crate::recordings::command(&args),
         Command::Token(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
-            tokio::runtime::Runtime::new()?.block_on(crate::tokens::run(&config, args))
+            crate::tokens::run(&config, args).await
         }
         Command::User(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
-            tokio::runtime::Runtime::new()?.block_on(crate::users::run(&config, args))
+            crate::users::run(&config, args).await
         }
         Command::Calls(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
-            tokio::runtime::Runtime::new()?.block_on(crate::calls_cli::run(&config, args))
+            crate::calls_cli::run(&config, args).await
         }
     }
 }

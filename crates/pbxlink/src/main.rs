@@ -39,7 +39,10 @@ fn main() -> anyhow::Result<()> {
     }
     let cli = cli::Cli::parse();
     init_logs(&cli);
-    match cli::run(cli) {
+    // One runtime for every command: a command is async where it does I/O, and nothing
+    // below `main` makes a runtime of its own.
+    let runtime = tokio::runtime::Runtime::new()?;
+    match runtime.block_on(cli::run(cli)) {
         // The reader went away (`pbxlink decode FILE | head`): not a failure.
         Err(e) if stdout_closed(&e) => Ok(()),
         done => done,

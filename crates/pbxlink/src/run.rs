@@ -46,11 +46,7 @@ const JOURNAL_BATCH: usize = 500;
 const HTTP_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the gateway until Ctrl-C / SIGTERM.
-pub fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
-    tokio::runtime::Runtime::new()?.block_on(serve(config, args))
-}
-
-async fn serve(config: Config, args: RunArgs) -> anyhow::Result<()> {
+pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     let store = Store::connect(&config.database_url())

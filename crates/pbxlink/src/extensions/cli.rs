@@ -76,9 +76,8 @@ fn parse_kind(kind: &str) -> Result<Setting, String> {
     })
 }
 
-pub fn run(config: &Config, args: ExtensionArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(execute(config, args, &mut std::io::stdout().lock()))
+pub async fn run(config: &Config, args: ExtensionArgs) -> anyhow::Result<()> {
+    execute(config, args, &mut std::io::stdout().lock()).await
 }
 
 /// Runs one command, printing its result to `out`.

@@ -30,8 +30,7 @@ enum AgiCommand {
     Load(super::load::LoadArgs),
 }
 
-pub fn run(config: &Config, args: AgiArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new()?;
+pub async fn run(config: &Config, args: AgiArgs) -> anyhow::Result<()> {
     match args.command {
         AgiCommand::Serve { listen } => {
             let mut agi = config.agi.clone().unwrap_or_else(default_config);
@@ -43,13 +42,11 @@ pub fn run(config: &Config, args: AgiArgs) -> anyhow::Result<()> {
                 .filter(|c| agi.lookup.as_deref() == Some(c.name()))
                 .map(Crm::from_config)
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            runtime.block_on(async {
-                let (server, listener) = bind(&agi, &crms).await?;
-                server.serve(listener, shutdown_signal()).await;
-                Ok(())
-            })
+            let (server, listener) = bind(&agi, &crms).await?;
+            server.serve(listener, shutdown_signal()).await;
+            Ok(())
         }
-        AgiCommand::Load(args) => runtime.block_on(super::load::run(args)),
+        AgiCommand::Load(args) => super::load::run(args).await,
     }
 }
 

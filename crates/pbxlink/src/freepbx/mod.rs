@@ -98,7 +98,7 @@ fn settings(config: &Config, target: Target, secret: String) -> generate::Settin
 }
 
 /// `pbxlink freepbx ...`.
-pub fn run(config: Config, args: FreepbxArgs) -> anyhow::Result<()> {
+pub async fn run(config: Config, args: FreepbxArgs) -> anyhow::Result<()> {
     match args.command {
         FreepbxCommand::Generate { target, dir, check } => {
             // The same secret pbxlink logs in with (the first [[pbx]], or PBXLINK_AMI_SECRET).
@@ -126,9 +126,8 @@ pub fn run(config: Config, args: FreepbxArgs) -> anyhow::Result<()> {
                             "--customer needs the release server's address: --update-url, \
                              [freepbx] update_url or [release] public_url",
                         )?;
-                    let url = tokio::runtime::Runtime::new()?.block_on(
-                        crate::release::customer_update_url(&config, &name, &token, &base),
-                    )?;
+                    let url =
+                        crate::release::customer_update_url(&config, &name, &token, &base).await?;
                     (Some(url), format!("-{name}"))
                 }
                 _ => (update_url, String::new()),

@@ -29,7 +29,7 @@ enum CrmCommand {
 }
 
 /// Runs a `pbxlink crm` command.
-pub fn run(config: &Config, args: CrmArgs) -> anyhow::Result<()> {
+pub async fn run(config: &Config, args: CrmArgs) -> anyhow::Result<()> {
     let CrmCommand::Test { name } = args.command;
     let known: Vec<&str> = config.crm.iter().map(|c| c.name()).collect();
     let section = config
@@ -38,11 +38,10 @@ pub fn run(config: &Config, args: CrmArgs) -> anyhow::Result<()> {
         .find(|c| c.name() == name)
         .with_context(|| format!("no [[crm]] named {name:?} (configured: {known:?})"))?;
     let crm = Crm::from_config(section)?;
-    let runtime = tokio::runtime::Runtime::new()?;
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(20))
         .build()?;
-    match runtime.block_on(crm.test(&http)) {
+    match crm.test(&http).await {
         Ok(outcome) => {
             println!("{name}: ok: {outcome}");
             Ok(())

@@ -149,180 +149,173 @@ async fn open_store(config: &Config) -> anyhow::Result<store::Store> {
 }
 
 /// `pbxlink release-server`.
-pub fn serve(config: Config, args: ServerArgs) -> anyhow::Result<()> {
-    tokio::runtime::Runtime::new()?.block_on(async {
-        let listen = args.listen.unwrap_or(config.release.listen);
-        let plain = args.plain_http || config.release.plain_http;
-        let public_url = args
-            .public_url
-            .or_else(|| config.release.public_url.clone());
-        if plain && public_url.is_none() {
-            anyhow::bail!(
-                "plain HTTP needs the TLS proxy's https URL: --public-url or [release] public_url"
-            );
-        }
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("listening on {listen}"))?;
-        let bound = listener.local_addr()?;
-        let public_url = public_url.unwrap_or_else(|| format!("https://{bound}"));
-        // FreePBX ignores any updateurl and download location that is not https.
-        let parsed =
-            url::Url::parse(&public_url).with_context(|| format!("public URL {public_url}"))?;
-        if parsed.scheme() != "https" {
-            anyhow::bail!(
-                "public URL {public_url} must be https: FreePBX never fetches anything else"
-            );
-        }
-        let tls = if plain {
-            None
-        } else {
-            let identity = match (&config.release.tls_cert, &config.release.tls_key) {
-                _ if args.self_signed => server::Identity::SelfSigned {
-                    names: vec![
-                        parsed.host_str().unwrap_or("localhost").to_owned(),
-                        "localhost".to_owned(),
-                        "127.0.0.1".to_owned(),
-                    ],
-                },
-                (Some(cert), Some(key)) => server::Identity::Files {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                },
-                _ => anyhow::bail!(
-                    "TLS needs [release] tls_cert and tls_key (or --self-signed for a trial, \
-                     or --plain-http behind a TLS proxy)"
-                ),
-            };
-            let (acceptor, generated) = server::tls_acceptor(&identity)?;
-            if let Some((pem, fingerprint)) = generated {
-                std::fs::create_dir_all(&config.data_dir)?;
-                let path = config.data_dir.join("release-self-signed.pem");
-                std::fs::write(&path, pem)
-                    .with_context(|| format!("writing {}", path.display()))?;
-                eprintln!(
-                    "self-signed certificate {} SHA-256 fingerprint {fingerprint}",
-                    path.display()
-                );
-            }
-            Some(acceptor)
+pub async fn serve(config: Config, args: ServerArgs) -> anyhow::Result<()> {
+    let listen = args.listen.unwrap_or(config.release.listen);
+    let plain = args.plain_http || config.release.plain_http;
+    let public_url = args
+        .public_url
+        .or_else(|| config.release.public_url.clone());
+    if plain && public_url.is_none() {
+        anyhow::bail!(
+            "plain HTTP needs the TLS proxy's https URL: --public-url or [release] public_url"
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let bound = listener.local_addr()?;
+    let public_url = public_url.unwrap_or_else(|| format!("https://{bound}"));
+    // FreePBX ignores any updateurl and download location that is not https.
+    let parsed =
+        url::Url::parse(&public_url).with_context(|| format!("public URL {public_url}"))?;
+    if parsed.scheme() != "https" {
+        anyhow::bail!("public URL {public_url} must be https: FreePBX never fetches anything else");
+    }
+    let tls = if plain {
+        None
+    } else {
+        let identity = match (&config.release.tls_cert, &config.release.tls_key) {
+            _ if args.self_signed => server::Identity::SelfSigned {
+                names: vec![
+                    parsed.host_str().unwrap_or("localhost").to_owned(),
+                    "localhost".to_owned(),
+                    "127.0.0.1".to_owned(),
+                ],
+            },
+            (Some(cert), Some(key)) => server::Identity::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            _ => anyhow::bail!(
+                "TLS needs [release] tls_cert and tls_key (or --self-signed for a trial, \
+                 or --plain-http behind a TLS proxy)"
+            ),
         };
-        let publish_key = std::env::var(&config.release.publish_secret_env)
-            .ok()
-            .filter(|k| !k.is_empty())
-            .map(String::into_bytes);
-        let store = open_store(&config).await?;
-        let server =
-            server::ReleaseServer::new(store, files_dir(&config), public_url, publish_key).await?;
-        server::run(server, listener, tls).await
-    })
+        let (acceptor, generated) = server::tls_acceptor(&identity)?;
+        if let Some((pem, fingerprint)) = generated {
+            std::fs::create_dir_all(&config.data_dir)?;
+            let path = config.data_dir.join("release-self-signed.pem");
+            std::fs::write(&path, pem).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "self-signed certificate {} SHA-256 fingerprint {fingerprint}",
+                path.display()
+            );
+        }
+        Some(acceptor)
+    };
+    let publish_key = std::env::var(&config.release.publish_secret_env)
+        .ok()
+        .filter(|k| !k.is_empty())
+        .map(String::into_bytes);
+    let store = open_store(&config).await?;
+    let server =
+        server::ReleaseServer::new(store, files_dir(&config), public_url, publish_key).await?;
+    server::run(server, listener, tls).await
 }
 
 /// `pbxlink release ...`.
-pub fn run(config: Config, args: ReleaseArgs) -> anyhow::Result<()> {
-    tokio::runtime::Runtime::new()?.block_on(async {
-        let command = match args.command {
-            ReleaseCommand::Check {
-                url,
-                rawname,
-                version,
-                ca_file,
-            } => {
-                let mut stdout = std::io::stdout();
-                return check::check(&url, &rawname, &version, ca_file.as_deref(), &mut stdout)
-                    .await?
-                    .map_err(|failure| {
-                        println!("FAIL {failure}");
-                        anyhow::Error::new(failure)
-                    });
+pub async fn run(config: Config, args: ReleaseArgs) -> anyhow::Result<()> {
+    let command = match args.command {
+        ReleaseCommand::Check {
+            url,
+            rawname,
+            version,
+            ca_file,
+        } => {
+            let mut stdout = std::io::stdout();
+            return check::check(&url, &rawname, &version, ca_file.as_deref(), &mut stdout)
+                .await?
+                .map_err(|failure| {
+                    println!("FAIL {failure}");
+                    anyhow::Error::new(failure)
+                });
+        }
+        ReleaseCommand::Verify { file, sig, pubkey } => {
+            return verify(&config, &file, sig.as_deref(), pubkey.as_deref());
+        }
+        ReleaseCommand::Manage(command) => command,
+    };
+    let store = open_store(&config).await?;
+    let actor = format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    );
+    match command {
+        ManageCommand::Publish {
+            file,
+            channel,
+            location,
+            sig,
+        } => {
+            let tgz =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let minisig = signature::read_for(&file, sig.as_deref())?;
+            if let (Some(minisig), Some(key)) = (&minisig, &config.release.minisign_pubkey) {
+                signature::verify(&tgz, minisig, &signature::public_key(key)?)
+                    .with_context(|| format!("{}: refusing to publish", file.display()))?;
             }
-            ReleaseCommand::Verify { file, sig, pubkey } => {
-                return verify(&config, &file, sig.as_deref(), pubkey.as_deref());
-            }
-            ReleaseCommand::Manage(command) => command,
-        };
-        let store = open_store(&config).await?;
-        let actor = format!(
-            "cli:{}",
-            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-        );
-        match command {
-            ManageCommand::Publish {
-                file,
-                channel,
+            let options = publish::Options {
+                channel: channel.into(),
                 location,
-                sig,
-            } => {
-                let tgz =
-                    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-                let minisig = signature::read_for(&file, sig.as_deref())?;
-                if let (Some(minisig), Some(key)) = (&minisig, &config.release.minisign_pubkey) {
-                    signature::verify(&tgz, minisig, &signature::public_key(key)?)
-                        .with_context(|| format!("{}: refusing to publish", file.display()))?;
-                }
-                let options = publish::Options {
-                    channel: channel.into(),
-                    location,
-                    minisig,
-                };
-                let r = publish::publish(
-                    &store,
-                    &files_dir(&config),
-                    &tgz,
-                    options,
-                    &actor,
-                    Utc::now(),
-                )
-                .await
-                .with_context(|| format!("{}", file.display()))?;
-                println!(
-                    "published {} {} on {}: {} bytes, md5 {}, sha256 {}",
-                    r.rawname, r.version, r.channel, r.size, r.md5, r.sha256
+                minisig,
+            };
+            let r = publish::publish(
+                &store,
+                &files_dir(&config),
+                &tgz,
+                options,
+                &actor,
+                Utc::now(),
+            )
+            .await
+            .with_context(|| format!("{}", file.display()))?;
+            println!(
+                "published {} {} on {}: {} bytes, md5 {}, sha256 {}",
+                r.rawname, r.version, r.channel, r.size, r.md5, r.sha256
+            );
+        }
+        ManageCommand::List => print!("{}", list_table(&store.releases().await?)),
+        ManageCommand::Yank {
+            rawname,
+            version,
+            reason,
+        } => {
+            if !store
+                .yank_release(&rawname, &version, &actor, &reason, Utc::now())
+                .await?
+            {
+                anyhow::bail!(
+                    "no release {rawname} {version} to yank (unknown, or yanked already)"
                 );
             }
-            ManageCommand::List => print!("{}", list_table(&store.releases().await?)),
-            ManageCommand::Yank {
-                rawname,
-                version,
-                reason,
-            } => {
-                if !store
-                    .yank_release(&rawname, &version, &actor, &reason, Utc::now())
-                    .await?
-                {
-                    anyhow::bail!(
-                        "no release {rawname} {version} to yank (unknown, or yanked already)"
-                    );
-                }
-                println!("yanked {rawname} {version}");
-            }
-            ManageCommand::Audit => {
-                for e in store.release_audit().await? {
-                    let customer = e.customer.map(|c| format!("customer {c}"));
-                    let what = [Some(e.action), customer, Some(e.rawname), Some(e.version)];
-                    let what: Vec<String> = what
-                        .into_iter()
-                        .flatten()
-                        .filter(|w| !w.is_empty())
-                        .collect();
-                    println!(
-                        "{} {} by {}: {}",
-                        e.at.to_rfc3339(),
-                        what.join(" "),
-                        e.actor,
-                        e.detail
-                    );
-                }
-            }
-            ManageCommand::Customer { command } => {
-                customers::customer(&store, &config, &actor, command).await?;
-            }
-            ManageCommand::License { command } => {
-                customers::license(&store, &actor, command).await?;
+            println!("yanked {rawname} {version}");
+        }
+        ManageCommand::Audit => {
+            for e in store.release_audit().await? {
+                let customer = e.customer.map(|c| format!("customer {c}"));
+                let what = [Some(e.action), customer, Some(e.rawname), Some(e.version)];
+                let what: Vec<String> = what
+                    .into_iter()
+                    .flatten()
+                    .filter(|w| !w.is_empty())
+                    .collect();
+                println!(
+                    "{} {} by {}: {}",
+                    e.at.to_rfc3339(),
+                    what.join(" "),
+                    e.actor,
+                    e.detail
+                );
             }
         }
-        Ok(())
-    })
+        ManageCommand::Customer { command } => {
+            customers::customer(&store, &config, &actor, command).await?;
+        }
+        ManageCommand::License { command } => {
+            customers::license(&store, &actor, command).await?;
+        }
+    }
+    Ok(())
 }
 
 fn list_table(releases: &[store::Release]) -> String {

@@ -77,7 +77,7 @@ pub struct SimulateArgs {
 }
 
 /// Runs `pbxlink simulate`.
-pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
+pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let mut opts = Options {
         calls_per_second: args.calls_per_second,
         concurrency: args.concurrency,
@@ -111,16 +111,14 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 monitor_dir: None,
                 cdr: args.cdr,
             };
-            tokio::runtime::Runtime::new()?.block_on(async {
-                let mut handle = start(*addr, opts, server).await?;
-                eprintln!("simulated Asterisk AMI on {}", handle.local_addr());
-                handle.wait().await;
-                // An idle PBX, as after a working day: its clients keep their connections and
-                // read the last events (ground truth written, for whoever compares), rather
-                // than lose them to a process that exits under them.
-                eprintln!("all calls ended");
-                std::future::pending::<anyhow::Result<()>>().await
-            })
+            let mut handle = start(*addr, opts, server).await?;
+            eprintln!("simulated Asterisk AMI on {}", handle.local_addr());
+            handle.wait().await;
+            // An idle PBX, as after a working day: its clients keep their connections and
+            // read the last events (ground truth written, for whoever compares), rather
+            // than lose them to a process that exits under them.
+            eprintln!("all calls ended");
+            std::future::pending::<anyhow::Result<()>>().await
         }
     }
 }
