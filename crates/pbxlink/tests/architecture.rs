@@ -1,7 +1,7 @@
 //! ARCHITECTURE.md's invariants, checked on the source tree: which workspace crate may use
 //! which (the layers), which may depend on the crates that bring I/O (tokio, sqlx, HTTP),
-//! and that the sans-IO crates never read the clock, spawn, or touch sockets and files in
-//! their production code. A new dependency or a stray `Utc::now()` fails here, not in review.
+//! that the sans-IO crates never read the clock, spawn, or touch sockets and files in their
+//! production code, and that the process has one tokio runtime. A new dependency or a stray `Utc::now()` fails here, not in review.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -127,14 +127,25 @@ fn sources(krate: &str) -> Vec<PathBuf> {
     out
 }
 
-/// A file's production code: up to its `#[cfg(test)]` module (this codebase keeps tests at
-/// the end of a file), without comments.
+/// A file's production code: up to its inline `#[cfg(test)]` module (this codebase keeps
+/// tests at the end of a file; a `#[cfg(test)] mod tests;` declaration is skipped, its file
+/// is not read), without comments.
 fn production_code(text: &str) -> String {
-    text.lines()
-        .take_while(|line| line.trim() != "#[cfg(test)]")
-        .map(|line| line.split("//").next().unwrap_or_default())
-        .collect::<Vec<_>>()
-        .join("\n")
+    let mut out = Vec::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line.trim() == "#[cfg(test)]" {
+            match lines.peek() {
+                Some(next) if next.trim_end().ends_with(';') => {
+                    lines.next();
+                    continue;
+                }
+                _ => break,
+            }
+        }
+        out.push(line.split("//").next().unwrap_or_default());
+    }
+    out.join("\n")
 }
 
 /// Clock reads and I/O in the crates that must not have them: `file: what`.
@@ -187,6 +198,23 @@ fn sans_io_crates_never_read_the_clock_spawn_or_touch_sockets_and_files() {
     expect![[r#"[]"#]].assert_eq(&format!("{:?}", code_breaches()));
 }
 
+/// Where the process makes a tokio runtime: once, in `main`.
+fn runtimes() -> Vec<String> {
+    sources("pbxlink")
+        .into_iter()
+        .filter(|file| {
+            let code = production_code(&std::fs::read_to_string(file).unwrap());
+            code.contains("Runtime::new(") || code.contains("runtime::Builder")
+        })
+        .map(|file| file.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn one_tokio_runtime_made_in_main() {
+    expect![[r#"["main.rs"]"#]].assert_eq(&format!("{:?}", runtimes()));
+}
+
 #[test]
 fn every_source_file_starts_with_what_it_is() {
     expect![[r#"[]"#]].assert_eq(&format!("{:?}", files_without_a_module_line()));
@@ -195,7 +223,7 @@ fn every_source_file_starts_with_what_it_is() {
 /// The checks themselves: a violation of each kind is caught.
 #[test]
 fn the_checks_catch_what_they_guard() {
-    let code = "//! x\nfn f() { let t = Utc::now(); } // Instant::now() in a comment\n#[cfg(test)]\nmod tests { fn g() { std::fs::read(\"x\"); } }\n";
+    let code = "//! x\n#[cfg(test)]\nmod helpers;\nfn f() { let t = Utc::now(); } // Instant::now() in a comment\n#[cfg(test)]\nmod tests { fn g() { std::fs::read(\"x\"); } }\n";
     let production = production_code(code);
     let found: BTreeMap<&str, bool> = CLOCK
         .iter()
