@@ -461,12 +461,12 @@ impl PbxTracking {
         self.journal_finished().await
     }
 
-    /// After a (re)connect, reads the PBX's endpoints (who is a phone, see
-    /// [`Self::learn_endpoints`]), which channels exist (`Status` for the number each was
+    /// After a (re)connect, reads which channels exist (`Status` for the number each was
     /// dialed with, then `CoreShowChannels` for state, bridges and age: the tracker
     /// reconciles with them, so calls that went on while the link was down are neither lost
-    /// nor invented) and every hint's and queue member's state (with the paused flag). Each
-    /// answer is applied where it sits in the event stream:
+    /// nor invented), every hint's and queue member's state (with the paused flag), then
+    /// the PBX's endpoints (who is a phone, see [`Self::learn_endpoints`]). Each state list
+    /// is applied where it sits in the event stream:
     /// Asterisk sent the events before it first, and a channel list applied ahead of them
     /// would end, unanswered, a call they answer and hang up. Events keep being read (and
     /// held) meanwhile: a full queue must not keep the link from reading the answer.
@@ -480,8 +480,7 @@ impl PbxTracking {
         ];
         let reads = channels.into_iter().chain(presence);
         let mut held = Vec::new();
-        // The endpoints first: the channels listed next are told apart by them.
-        let mut link_changed = !self.learn_endpoints(events, &mut held).await;
+        let mut link_changed = false;
         for (action, snapshot) in reads {
             if link_changed {
                 break;
@@ -512,6 +511,13 @@ impl PbxTracking {
                     }
                 }
             }
+        }
+        // The endpoints last: a call that ends while they are read would, with its channel
+        // list asked after them, be lost (begun in the gap, gone before listed). Until
+        // then the tracker knows the endpoints from the events (and, after a restart, from
+        // the raw log it resumed).
+        if !link_changed {
+            self.learn_endpoints(events, &mut held).await;
         }
         self.apply_due_snapshots();
         self.track_held(held, events).await

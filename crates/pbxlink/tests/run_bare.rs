@@ -83,8 +83,8 @@ async fn bare_asterisk_calls_are_journaled_with_extensions_as_parties() {
         journal.len(),
         wrong.join("\n")
     );
-    // The phones were known from the PBX's own configuration (SIPpeers + SIPshowpeer at
-    // login), before their first call, and the call story says so.
+    // The phones became known from the PBX's own configuration (SIPpeers + SIPshowpeer,
+    // read after the channel list at login), and the call story says so.
     let stories =
         serde_json::to_string(&journal.iter().map(|r| &r["timeline"]).collect::<Vec<_>>()).unwrap();
     assert!(
