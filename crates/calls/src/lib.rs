@@ -45,12 +45,14 @@
 //! (a call ends on its last Hangup; trailing `Cdr` events are not needed), no parsing of
 //! `Cdr` events.
 
+pub mod active;
 pub mod cdr;
 pub mod party;
 pub mod presence;
 pub mod record;
 pub mod tracker;
 
+pub use active::{ActiveCall, ActiveCalls};
 pub use cdr::{CdrRow, CdrZone, CsvLayout};
 pub use party::{Directory, Kind, Rule, TrackerConfig};
 pub use presence::{ExtensionState, HintState, Presence, QueueMembership};

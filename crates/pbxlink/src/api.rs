@@ -13,7 +13,7 @@ mod live;
 mod recordings;
 mod session;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,10 +25,10 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use calls::{CallEvent, CallEventKind, Disposition};
+use calls::{CallEvent, Disposition};
 use chrono::{DateTime, Utc};
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use store::{CallFilter, Store};
 
 use crate::ami_client::{AmiClient, AmiError};
@@ -54,7 +54,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AppState {
     store: Store,
     live: Arc<LiveHub>,
-    active: Arc<Mutex<BTreeMap<String, ActiveCall>>>,
+    active: Arc<Mutex<calls::ActiveCalls>>,
     /// SHA-256 of each admin token given at start (the demo's printed one); tokens made with
     /// `pbxlink token create` are looked up in the store. A state dump leaks no token.
     token_hashes: Arc<Vec<[u8; 32]>>,
@@ -89,34 +89,6 @@ pub(crate) struct Caller {
     user: Option<String>,
     /// The hex SHA-256 of a session token (what sign-out deletes).
     session: Option<String>,
-}
-
-/// A call in progress, as the live-calls view shows it.
-#[derive(Clone, Debug, Serialize)]
-pub struct ActiveCall {
-    /// Linkedid.
-    pub id: String,
-    /// The PBX it is on.
-    pub pbx: String,
-    /// Inbound, outbound or internal (as known at start).
-    pub direction: calls::Direction,
-    /// Caller.
-    pub from: Option<String>,
-    /// Dialed number.
-    pub to: Option<String>,
-    /// When it started.
-    pub started_at: DateTime<Utc>,
-    /// `ringing` or `talking`.
-    pub state: &'static str,
-    /// Extensions ringing now.
-    pub ringing: Vec<String>,
-    /// Who answered.
-    pub answered_by: Option<String>,
-    /// When it was answered.
-    pub answered_at: Option<DateTime<Utc>>,
-    /// Every number the call has involved, for filtering the live stream by extension.
-    #[serde(skip)]
-    parties: BTreeSet<String>,
 }
 
 impl AppState {
@@ -215,76 +187,12 @@ impl AppState {
 
     /// Publishes a tracker event: updates the live-calls view and fans it out to streams.
     pub fn publish(&self, pbx: &str, event: CallEvent) {
-        let parties = self.apply_to_active(pbx, &event);
+        let parties = self
+            .active
+            .lock()
+            .expect("active-calls lock poisoned")
+            .apply(pbx, &event);
         self.live.publish(pbx, live::Live::Call(event), parties);
-    }
-
-    /// Updates the live-calls view; returns every number the call has involved so far.
-    fn apply_to_active(&self, pbx: &str, event: &CallEvent) -> Vec<String> {
-        let mut active = self.active.lock().expect("active-calls lock poisoned");
-        let mentioned: Vec<&String> = match &event.kind {
-            CallEventKind::Started { from, to, .. } => from.iter().chain(to).collect(),
-            CallEventKind::Ringing { extensions } => extensions.iter().collect(),
-            CallEventKind::Answered { by } => by.iter().collect(),
-            CallEventKind::Transferred { transfer } => {
-                transfer.from.iter().chain(&transfer.to).collect()
-            }
-            CallEventKind::Ended { .. } => Vec::new(),
-        };
-        let mut parties = active
-            .get(&event.call_id)
-            .map(|c| c.parties.clone())
-            .unwrap_or_default();
-        parties.extend(mentioned.into_iter().cloned());
-        match &event.kind {
-            CallEventKind::Started {
-                direction,
-                from,
-                to,
-            } => {
-                active.insert(
-                    event.call_id.clone(),
-                    ActiveCall {
-                        id: event.call_id.clone(),
-                        pbx: pbx.to_owned(),
-                        direction: *direction,
-                        from: from.clone(),
-                        to: to.clone(),
-                        started_at: event.at,
-                        state: "ringing",
-                        ringing: Vec::new(),
-                        answered_by: None,
-                        answered_at: None,
-                        parties: BTreeSet::new(),
-                    },
-                );
-            }
-            CallEventKind::Ringing { extensions } => {
-                if let Some(call) = active.get_mut(&event.call_id) {
-                    call.ringing.clone_from(extensions);
-                }
-            }
-            CallEventKind::Answered { by } => {
-                if let Some(call) = active.get_mut(&event.call_id) {
-                    call.state = "talking";
-                    call.ringing.clear();
-                    call.answered_by.clone_from(by);
-                    call.answered_at = Some(event.at);
-                }
-            }
-            CallEventKind::Transferred { transfer } => {
-                if let Some(call) = active.get_mut(&event.call_id) {
-                    call.answered_by.clone_from(&transfer.to);
-                }
-            }
-            CallEventKind::Ended { .. } => {
-                active.remove(&event.call_id);
-            }
-        }
-        if let Some(call) = active.get_mut(&event.call_id) {
-            call.parties.clone_from(&parties);
-        }
-        parties.into_iter().collect()
     }
 
     /// Who a presented token stands for: an admin token given at start, a stored API token
@@ -778,9 +686,9 @@ fn is_dialable(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
 }
 
-async fn live_calls(State(state): State<AppState>) -> Json<Vec<ActiveCall>> {
+async fn live_calls(State(state): State<AppState>) -> Json<Vec<calls::ActiveCall>> {
     let active = state.active.lock().expect("active-calls lock poisoned");
-    Json(active.values().cloned().collect())
+    Json(active.iter().cloned().collect())
 }
 
 #[cfg(test)]
@@ -832,7 +740,7 @@ mod tests {
             CallEvent {
                 call_id: "1.0".into(),
                 at: DateTime::from_timestamp(1_795_388_070, 0).unwrap(),
-                kind: CallEventKind::Started {
+                kind: calls::CallEventKind::Started {
                     direction: calls::Direction::Inbound,
                     from: Some("15551234567".into()),
                     to: Some("15550001000".into()),
