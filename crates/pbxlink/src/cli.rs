@@ -103,20 +103,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Replay { file, events, pbx } => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
-            let tracker = match &pbx {
-                Some(name) => config
-                    .pbx
-                    .iter()
-                    .find(|p| p.name == *name)
-                    .ok_or_else(|| anyhow::anyhow!("no [[pbx]] is named '{name}'"))?
-                    .tracker
-                    .tracker_config(),
-                None => config
-                    .pbx
-                    .first()
-                    .map(|p| p.tracker.tracker_config())
-                    .unwrap_or_default(),
-            };
+            let tracker = config.pbx(pbx.as_deref())?.tracker.tracker_config();
             crate::replay::run(&file, tracker, events)
         }
         Command::Simulate(args) => crate::simulate::run(args).await,

@@ -10,19 +10,12 @@ use gateway::{eventually, Gateway};
 
 const TOKEN: &str = "test-admin-token";
 
-async fn calls(http: &reqwest::Client, base: &str, query: &str) -> Vec<Value> {
-    let body: Value = http
-        .get(format!("{base}/api/v1/calls?{query}"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
+/// The journal's calls matching `query`.
+async fn calls(gw: &Gateway, query: &str) -> Vec<Value> {
+    gw.api(&format!("calls?{query}")).await["calls"]
+        .as_array()
         .unwrap()
-        .error_for_status()
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["calls"].as_array().unwrap().clone()
+        .clone()
 }
 
 #[tokio::test]
@@ -51,7 +44,7 @@ async fn demo_mode_journals_calls_and_click_to_call_is_answered() {
     let first = eventually(
         "a journaled demo call",
         Duration::from_secs(10),
-        async || calls(&http, &gw.base, "limit=5").await.into_iter().next(),
+        async || calls(&gw, "limit=5").await.into_iter().next(),
     )
     .await;
     for field in ["id", "direction", "disposition", "started_at", "timeline"] {
@@ -81,7 +74,7 @@ async fn demo_mode_journals_calls_and_click_to_call_is_answered() {
         "the click-to-call record",
         Duration::from_secs(180),
         async || {
-            calls(&http, &gw.base, &format!("number={number}&limit=5"))
+            calls(&gw, &format!("number={number}&limit=5"))
                 .await
                 .into_iter()
                 .find(|c| c["from"] == "201" && c["to"] == number)
