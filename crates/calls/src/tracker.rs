@@ -677,8 +677,8 @@ impl Tracker {
         let Some(dest_chan) = self.channels.get_mut(dest) else {
             return;
         };
-        // Dialed with a number: a trunk, whatever its caller ID suggested.
-        let reidentified = !matches!(dest_chan.kind, Kind::Trunk)
+        // A phone dialed with a number: a trunk, whatever its caller ID suggested.
+        let reidentified = matches!(dest_chan.kind, Kind::Phone(_))
             && self.directory.dialed(&self.config, dest, dial);
         if reidentified {
             dest_chan.kind = Kind::Trunk;
@@ -1187,18 +1187,6 @@ impl Tracker {
     }
 
     fn hang_up(&mut self, now: DateTime<Utc>, name: &str, chan: Channel) {
-        // A Local channel that goes while another channel of the call still stands for its
-        // party (the pair optimised away after a transfer, the phone still talking) is
-        // plumbing, not that party hanging up.
-        let party_stays = !matches!(chan.kind, Kind::Phone(_) | Kind::Trunk)
-            && chan.party().is_some_and(|party| {
-                self.calls.get(&chan.call).is_some_and(|call| {
-                    call.legs
-                        .iter()
-                        .filter_map(|leg| self.channels.get(leg))
-                        .any(|leg| leg.call == chan.call && leg.party() == Some(party))
-                })
-            });
         let Some(call) = self.calls.get_mut(&chan.call) else {
             return;
         };
@@ -1210,6 +1198,16 @@ impl Tracker {
             // A SIP channel that goes without its own HangupRequest was hung up by the
             // PBX; a Local channel has no such tell, so its going counts as its party's.
             let sip = matches!(chan.kind, Kind::Phone(_) | Kind::Trunk);
+            // A Local channel that goes while another channel of the call still stands for
+            // its party (the pair optimised away after a transfer, the phone still talking)
+            // is plumbing, not that party hanging up.
+            let party_stays = !sip
+                && chan.party().is_some_and(|party| {
+                    call.legs
+                        .iter()
+                        .filter_map(|leg| self.channels.get(leg))
+                        .any(|leg| leg.call == chan.call && leg.party() == Some(party))
+                });
             let who = match Self::who_hangs_up(call, name, &chan) {
                 Some(_) if sip && call.is_caller_side(name) => Some("ended by the PBX"),
                 Some(who) if !sip && !party_stays => Some(who),
