@@ -13,10 +13,10 @@ use clap::{Args, Subcommand};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::ajam_client::AjamClient;
-use crate::ami_client::{AmiClient, ClientConfig, LinkEvent};
 use crate::config::{AjamConfig, AuthKind, Config, PbxConfig, Secret};
 use crate::replay_server::{Fault, ReplayOptions, ReplayServer, Transcript};
+use pbx::ajam_client::AjamClient;
+use pbx::ami_client::{AmiClient, ClientConfig, LinkEvent};
 
 #[derive(Debug, Args)]
 pub struct AmiArgs {

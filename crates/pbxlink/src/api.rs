@@ -31,9 +31,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use store::{CallFilter, Store};
 
-use crate::ami_client::{AmiClient, AmiError};
 use crate::tokens::{digest, Scope};
 use live::LiveHub;
+use pbx::ami_client::{AmiClient, AmiError};
 
 use edge::ApiQuery;
 pub use edge::DEFAULT_CONTROL_PER_MINUTE;
@@ -69,7 +69,7 @@ pub struct AppState {
     /// Whether the AMI link of each PBX this process tracks is up, for `/health`.
     links: Arc<Mutex<BTreeMap<String, bool>>>,
     /// `[extensions]`: how DND and forwarding are stored, extensions known besides hints.
-    extensions: Arc<crate::extensions::ExtensionsConfig>,
+    extensions: Arc<pbx::extensions::ExtensionsConfig>,
     /// Failed password sign-ins, to slow guessing down.
     throttle: Arc<session::Throttle>,
     /// The configuration as the settings page shows it (secrets masked).
@@ -159,7 +159,7 @@ impl AppState {
     }
 
     /// Stores DND and forwarding this way and accepts these extensions (`[extensions]`).
-    pub fn with_extensions(mut self, config: crate::extensions::ExtensionsConfig) -> Self {
+    pub fn with_extensions(mut self, config: pbx::extensions::ExtensionsConfig) -> Self {
         self.extensions = Arc::new(config);
         self
     }

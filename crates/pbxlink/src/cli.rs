@@ -38,7 +38,7 @@ enum Command {
     /// Talk to Asterisk over AMI: ping, send an action, watch events, serve a recording.
     Ami(crate::ami_cli::AmiArgs),
     /// Extensions: show or set DND and call forwarding, pause queue members (over AMI).
-    Extension(crate::extensions::cli::ExtensionArgs),
+    Extension(crate::extensions_cli::ExtensionArgs),
     /// Check the config file and print the effective settings (secrets hidden).
     Config,
     /// Write a commented config file with safe defaults (secrets as env-var references).
@@ -138,7 +138,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ami(args) => crate::ami_cli::run(cli.config.as_deref(), args).await,
         Command::Extension(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
-            crate::extensions::cli::run(&config, args).await
+            crate::extensions_cli::run(&config, args).await
         }
         Command::Init(args) => crate::config_check::init(&args),
         Command::CheckConfig { path } => {

@@ -16,11 +16,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::ami_client::{AmiClient, ClientConfig};
 use crate::api::AppState;
 use crate::config::{ClusterConfig, PbxConfig};
 use crate::run::Pipeline;
 use crate::shutdown::Shutdown;
+use pbx::ami_client::{AmiClient, ClientConfig};
 
 /// Live events waiting for `NOTIFY`; beyond this they are dropped (and counted): the live
 /// view is best-effort across instances, the journal is not.
@@ -260,18 +260,18 @@ pub async fn own_by_lease(
 pub async fn control_link(
     pbx: String,
     client: AmiClient,
-    mut events: mpsc::Receiver<crate::ami_client::LinkEvent>,
+    mut events: mpsc::Receiver<pbx::ami_client::LinkEvent>,
     state: AppState,
 ) {
     while let Some(event) = events.recv().await {
         match event {
-            crate::ami_client::LinkEvent::Connected { .. } => {
+            pbx::ami_client::LinkEvent::Connected { .. } => {
                 crate::run::resync_presence(&client, &state, &pbx).await;
             }
-            crate::ami_client::LinkEvent::Disconnected { reason } => {
+            pbx::ami_client::LinkEvent::Disconnected { reason } => {
                 tracing::warn!(pbx, %reason, "AMI control link down; reconnecting");
             }
-            crate::ami_client::LinkEvent::Event(_) => {}
+            pbx::ami_client::LinkEvent::Event(_) => {}
         }
     }
 }

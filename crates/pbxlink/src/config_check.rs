@@ -128,10 +128,8 @@ fn environment_problems(config: &Config, env: &impl Fn(&str) -> Option<String>) 
                 ]
             };
             let problem = match cdr.kind {
-                crate::cdr::CdrKind::Mysql => {
-                    cdr.resolve_url(env).err().map(|e| (at("url_env"), e))
-                }
-                crate::cdr::CdrKind::Csv => cdr.path.as_ref().and_then(|path| {
+                pbx::cdr::CdrKind::Mysql => cdr.resolve_url(env).err().map(|e| (at("url_env"), e)),
+                pbx::cdr::CdrKind::Csv => cdr.path.as_ref().and_then(|path| {
                     match std::fs::File::open(path) {
                         Ok(_) => None,
                         // Asterisk creates Master.csv with its first row: a new PBX has
@@ -156,7 +154,7 @@ fn environment_problems(config: &Config, env: &impl Fn(&str) -> Option<String>) 
             }
         }
         if pbx.tls {
-            if let Err(e) = crate::ami_client::tls_config(pbx) {
+            if let Err(e) = pbx::ami_client::tls_config(pbx) {
                 out.push(Problem {
                     at: at("tls_ca_file"),
                     message: e.to_string(),

@@ -2,17 +2,14 @@
 
 use clap::Parser;
 
-mod ajam_client;
 mod ami_cli;
-mod ami_client;
 mod api;
 mod calls_cli;
-mod cdr;
 mod cli;
 mod cluster;
 mod config;
 mod config_check;
-mod extensions;
+mod extensions_cli;
 mod fastagi;
 mod freepbx;
 mod http_server;
@@ -25,8 +22,6 @@ mod run;
 mod shutdown;
 mod simulate;
 mod stream_clock;
-#[cfg(test)]
-mod test_pbx;
 mod tokens;
 mod users;
 

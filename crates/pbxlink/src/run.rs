@@ -15,13 +15,12 @@ use store::{RawEvent, Store};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::ami_client::{AmiClient, ClientConfig, LinkEvent};
 use crate::api::{self, AppState};
 use crate::config::{Config, PbxConfig, RawEvents, Secret};
 use crate::simulate;
+use pbx::ami_client::{AmiClient, ClientConfig, LinkEvent};
 
 mod cdr;
-mod endpoints;
 
 /// `pbxlink run` arguments.
 #[derive(Debug, clap::Args)]
@@ -385,7 +384,7 @@ struct PbxTracking {
     journal: mpsc::Sender<JournalItem>,
     raw_log: RawEventLog,
     /// Events received from the link so far (the raw log's sequence). The link is started
-    /// with this tracking, so this is the count [`crate::ami_client::InStream::events_before`] is measured in.
+    /// with this tracking, so this is the count [`pbx::ami_client::InStream::events_before`] is measured in.
     seq: u64,
     /// State lists read after a login, each waiting for the event it was answered after.
     snapshots: VecDeque<(u64, Snapshot, ActionResult)>,
@@ -551,7 +550,8 @@ impl PbxTracking {
         held: &mut Vec<LinkEvent>,
     ) -> bool {
         let client = self.client.clone();
-        let Some(details) = holding_events(endpoints::read(&client, &self.pbx), events, held).await
+        let Some(details) =
+            holding_events(pbx::endpoints::read(&client, &self.pbx), events, held).await
         else {
             return false;
         };

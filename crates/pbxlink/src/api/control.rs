@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::edge::ApiJson;
 use super::{is_dialable, ApiError, AppState};
-use crate::ami_client::AmiClient;
+use pbx::ami_client::AmiClient;
 
 /// Where transfers and redirects dial, as FreePBX's own features do.
 const DEFAULT_CONTEXT: &str = "from-internal";
@@ -260,7 +260,7 @@ mod tests {
 
     const CALL: &str = "1795388070.1";
     /// The call: the trunk leg (first channel) bridged to extension 101; and another call.
-    const CHANNELS: &[crate::test_pbx::Channel] = &[
+    const CHANNELS: &[pbx::testing::Channel] = &[
         ("PJSIP/trunk-00000001", "1795388070.1", CALL),
         ("PJSIP/101-00000002", "1795388070.2", CALL),
         ("PJSIP/102-00000003", "1795388070.3", "1795388070.3"),
@@ -268,8 +268,8 @@ mod tests {
 
     /// The API over a fake PBX that lists [`CHANNELS`], with the call in progress; the PBX's
     /// actions.
-    async fn state_with_pbx() -> (AppState, crate::test_pbx::Actions, tempfile::TempDir) {
-        let (client, actions) = crate::test_pbx::start(CHANNELS).await;
+    async fn state_with_pbx() -> (AppState, pbx::testing::Actions, tempfile::TempDir) {
+        let (client, actions) = pbx::testing::start(CHANNELS).await;
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
         let store = store::Store::connect(&url).await.unwrap();
@@ -341,7 +341,7 @@ mod tests {
             422 {"error":"Failed to deserialize the JSON body into the target type: kind: unknown variant `sideways`, expected `blind` or `attended` at line 1 column 18"}
             404 {"error":"no call \"nope\" in progress"}"#]]
         .assert_eq(&replies.join("\n"));
-        let sent = crate::test_pbx::sent(&seen, &[]);
+        let sent = pbx::testing::sent(&seen, &[]);
         expect![[r#"
             Action=BlindTransfer Channel=PJSIP/101-00000002 Context=from-internal Exten=102
             Action=Atxfer Channel=PJSIP/101-00000002 Exten=103 Context=ext-local
@@ -381,7 +381,7 @@ mod tests {
             422 {"error":"extension \"20 1\" is not a number"}
             422 {"error":"number \"555-CALL-NOW\" is not a phone number"}"#]]
         .assert_eq(&replies.join("\n"));
-        let sent = crate::test_pbx::sent(&seen, &["Originate"]);
+        let sent = pbx::testing::sent(&seen, &["Originate"]);
         let sent = sent.join("\n");
         let id = regex_lite_c2c(&sent);
         expect![[r#"Action=Originate Channel=PJSIP/201 Context=from-internal Exten=15557654321 Priority=1 CallerID="ACME deal 42" <201> Async=yes Variable=CRM_DEAL=42 Variable=__CRM_USER=olga ChannelId=c2c-ID"#]]

@@ -16,8 +16,8 @@ use serde::Deserialize;
 use super::edge::{ApiJson, ApiQuery};
 use super::live::{ExtensionChange, ExtensionEvent, Live};
 use super::{ApiError, AppState};
-use crate::ami_client::AmiClient;
-use crate::extensions::{self, BadInput, Forwarding, PbxError, QueuePause, Setting};
+use pbx::ami_client::AmiClient;
+use pbx::extensions::{self, BadInput, Forwarding, PbxError, QueuePause, Setting};
 
 impl AppState {
     /// Folds one AMI event into the PBX's presence and publishes the extensions it changed.
@@ -287,3 +287,6 @@ async fn queue_pause(
     let done = extensions::queue_pause(&client, &pbx, queue, &interface, paused, reason).await?;
     Ok(Json(done))
 }
+
+#[cfg(test)]
+mod tests;

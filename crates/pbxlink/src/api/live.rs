@@ -63,7 +63,7 @@ pub enum ExtensionChange {
     #[serde(rename = "extension.state")]
     State(ExtensionState),
     #[serde(rename = "extension.forwarding")]
-    Forwarding(crate::extensions::Forwarding),
+    Forwarding(pbx::extensions::Forwarding),
 }
 
 impl Live {

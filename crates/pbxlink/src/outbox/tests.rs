@@ -817,8 +817,8 @@ async fn amocrm_refusing_the_token_is_a_dead_letter_and_crm_test_says_why() {
 }
 
 /// The Originates the PBX got, one line each (ActionID left out).
-fn originates(actions: &crate::test_pbx::Actions) -> Vec<String> {
-    crate::test_pbx::sent(actions, &["Originate"])
+fn originates(actions: &pbx::testing::Actions) -> Vec<String> {
+    pbx::testing::sent(actions, &["Originate"])
 }
 
 /// The PBX places a click-to-call: a tracked call like any other, its id the Originate's
@@ -872,7 +872,7 @@ async fn bitrix24_click_to_call_needs_the_application_token_and_is_finished_unde
     let (fake, url) = fake_bitrix24::start(1e9, 1e9).await;
     let event = fake.lock().unwrap().click_to_call(11, "+1 (555) 765-4321");
     let crm = bitrix24_with(&url, 1000.0, r#"application_token = "app-token""#);
-    let (client, actions) = crate::test_pbx::start(&[]).await;
+    let (client, actions) = pbx::testing::start(&[]).await;
     let crms: Arc<[Crm]> = Arc::from(vec![crm.clone()]);
     let c2c = portal::ClickToCall::new(crms, HashMap::from([("pbx1".to_owned(), client)]));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -941,7 +941,7 @@ async fn bitrix24_offline_click_to_call_is_polled_placed_once_and_finished() {
         fake.offline.push((1, event));
     }
     let crm = bitrix24_with(&url, 1000.0, "offline_events_poll = 5");
-    let (client, actions) = crate::test_pbx::start(&[]).await;
+    let (client, actions) = pbx::testing::start(&[]).await;
     let crms: Arc<[Crm]> = Arc::from(vec![crm.clone()]);
     let c2c = portal::ClickToCall::new(crms, HashMap::from([("pbx1".to_owned(), client)]));
     let http = reqwest::Client::new();

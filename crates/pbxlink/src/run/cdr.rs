@@ -14,8 +14,8 @@ use store::Store;
 use tokio::sync::mpsc;
 
 use super::JournalItem;
-use crate::cdr::CdrSource;
 use crate::config::Config;
+use pbx::cdr::CdrSource;
 
 /// Waits before each CDR lookup of a record: Asterisk writes a leg's row when the leg ends,
 /// so the rows of a call that just ended may come a moment later (or, with cdr.conf

@@ -4,7 +4,7 @@ use expect_test::expect;
 
 /// The cdr_custom Master.csv of a real Asterisk 22, read as `[pbx.cdr]` would.
 fn fixture_source() -> CdrSource {
-    CdrSource::new(&crate::cdr::tests::fixture_config("asterisk-22-pjsip")).unwrap()
+    CdrSource::new(&pbx::testing::cdr_fixture_config("asterisk-22-pjsip")).unwrap()
 }
 
 fn at(hms: &str) -> DateTime<Utc> {

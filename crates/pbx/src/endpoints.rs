@@ -17,7 +17,7 @@ const DRIVERS: [(&str, &str, &str); 2] = [
 /// Every endpoint's configuration as the PBX lists it: `EndpointDetail` events (PJSIP) and
 /// `SIPshowpeer` answers (chan_sip), for [`calls::Tracker::handle`]. The details are asked
 /// for all at once: one round trip, not one per endpoint.
-pub(super) async fn read(client: &AmiClient, pbx: &str) -> Vec<Message> {
+pub async fn read(client: &AmiClient, pbx: &str) -> Vec<Message> {
     let mut details = Vec::new();
     for (list, detail, key) in DRIVERS {
         let names: Vec<String> = match client.send(Action::new(list)).await {

@@ -25,7 +25,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep_until, Instant};
 
-use crate::config::{AuthKind, OverflowPolicy, PbxConfig};
+use crate::settings::{AuthKind, OverflowPolicy, PbxConfig};
 
 /// Actions that only read state: safe to send again after a reconnect.
 const IDEMPOTENT: &[&str] = &[
@@ -83,7 +83,7 @@ pub struct ClientConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Secret(#[from] crate::settings::SecretError),
     #[error("pbx '{pbx}': TLS CA file {path}: {message}")]
     CaFile {
         pbx: String,
@@ -135,7 +135,7 @@ impl ClientConfig {
 }
 
 /// rustls settings for a `[[pbx]]` with `tls = true`.
-pub(crate) fn tls_config(pbx: &PbxConfig) -> Result<Arc<rustls::ClientConfig>, SetupError> {
+pub fn tls_config(pbx: &PbxConfig) -> Result<Arc<rustls::ClientConfig>, SetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::Row as _;
 
-use crate::config::Secret;
+use crate::settings::Secret;
 
 /// `[pbx.cdr]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -303,4 +303,4 @@ fn mysql_row(row: &MySqlRow, zone: CdrZone) -> anyhow::Result<CdrRow> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;

@@ -362,6 +362,5 @@ fn not_found(result: &ami::ActionResult) -> bool {
     result.message() == Some("Database entry not found")
 }
 
-pub mod cli;
 #[cfg(test)]
 mod tests;

@@ -2,26 +2,9 @@ use super::*;
 use calls::cdr::record_from_cdr;
 use calls::TrackerConfig;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures");
+use crate::testing::cdr_fixture_config as fixture_config;
 
-/// `[pbx.cdr]` for the cdr_custom Master.csv of a fixture's real Asterisk, with the
-/// columns of its cdr_custom.conf mapping.
-pub(crate) fn fixture_config(fixture: &str) -> CdrConfig {
-    let dir = format!("{FIXTURES}/{fixture}");
-    let conf = std::fs::read_to_string(format!("{dir}/config/pbx/cdr_custom.conf")).unwrap();
-    let mapping = conf.lines().find(|l| l.starts_with("Master.csv")).unwrap();
-    let columns: Vec<String> = mapping
-        .split("CDR(")
-        .skip(1)
-        .map(|s| s.split(')').next().unwrap().to_owned())
-        .collect();
-    let config: CdrConfig = toml::from_str(&format!(
-        "kind = \"csv\"\npath = \"{dir}/cdr/cdr-custom.Master.csv\"\ncolumns = {columns:?}"
-    ))
-    .unwrap();
-    assert_eq!(config.problems(), []);
-    config
-}
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures");
 
 #[test]
 fn section_problems() {

@@ -8,9 +8,12 @@ use std::path::Path;
 use clap::Parser;
 use expect_test::{expect, Expect};
 
+use pbx::testing::fields;
+
 use super::*;
-use crate::extensions::tests::{fields, FIXTURES};
 use crate::replay_server::{ReplayOptions, ReplayServer, Transcript};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures");
 
 /// The subcommand's arguments as `pbxlink extension` gets them.
 #[derive(Debug, Parser)]

@@ -1,6 +1,6 @@
-//! A minimal PBX for unit tests: an AMI server that accepts one connection, answers every
+//! A minimal PBX for tests (here and in crates above, with the `testing` feature): an AMI server that accepts one connection, answers every
 //! action with success (`CoreShowChannels` with the channels it was given), and keeps every
-//! action it was sent; and a link to it.
+//! action it was sent; and a link to it. Also `[pbx.cdr]` for a fixture's real CDR.
 
 use std::sync::{Arc, Mutex};
 
@@ -55,13 +55,13 @@ pub async fn start(channels: &'static [Channel]) -> (AmiClient, Actions) {
         }
     });
     let text = format!(
-        "[[pbx]]\nname = \"pbx\"\nhost = \"{}\"\nport = {}\nusername = \"u\"\nsecret = \"s\"\n\
+        "name = \"pbx\"\nhost = \"{}\"\nport = {}\nusername = \"u\"\nsecret = \"s\"\n\
          auth = \"plain\"\nping_interval = 3600\n",
         addr.ip(),
         addr.port()
     );
-    let pbx = &crate::config::Config::parse(&text, "test").unwrap().pbx[0];
-    let (client, mut events) = AmiClient::start(ClientConfig::from_pbx(pbx).unwrap());
+    let pbx: crate::PbxConfig = toml::from_str(&text).unwrap();
+    let (client, mut events) = AmiClient::start(ClientConfig::from_pbx(&pbx).unwrap());
     tokio::spawn(async move { while events.recv().await.is_some() {} });
     (client, actions)
 }
@@ -82,12 +82,36 @@ pub fn sent(actions: &Actions, wanted: &[&str]) -> Vec<String> {
                 wanted.contains(&name)
             }
         })
-        .map(|a| {
-            a.iter()
-                .filter(|(k, _)| *k != "ActionID")
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
+        .map(fields)
         .collect()
+}
+
+/// `Key=Value` fields of an AMI message, its ActionID left out.
+pub fn fields(m: &Message) -> String {
+    m.iter()
+        .filter(|(k, _)| *k != "ActionID")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures");
+
+/// `[pbx.cdr]` for the cdr_custom Master.csv of a fixture's real Asterisk, with the
+/// columns of its cdr_custom.conf mapping.
+pub fn cdr_fixture_config(fixture: &str) -> crate::cdr::CdrConfig {
+    let dir = format!("{FIXTURES}/{fixture}");
+    let conf = std::fs::read_to_string(format!("{dir}/config/pbx/cdr_custom.conf")).unwrap();
+    let mapping = conf.lines().find(|l| l.starts_with("Master.csv")).unwrap();
+    let columns: Vec<String> = mapping
+        .split("CDR(")
+        .skip(1)
+        .map(|s| s.split(')').next().unwrap().to_owned())
+        .collect();
+    let config: crate::cdr::CdrConfig = toml::from_str(&format!(
+        "kind = \"csv\"\npath = \"{dir}/cdr/cdr-custom.Master.csv\"\ncolumns = {columns:?}"
+    ))
+    .unwrap();
+    assert_eq!(config.problems(), []);
+    config
 }

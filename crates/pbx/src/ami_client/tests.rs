@@ -10,10 +10,7 @@ use std::path::{Path, PathBuf};
 use expect_test::expect;
 
 use super::*;
-use crate::config::Config;
-use crate::replay_server::{
-    decode_event as decode, Fault, ReplayOptions, ReplayServer, Transcript,
-};
+use sim::replay_server::{decode_event as decode, Fault, ReplayOptions, ReplayServer, Transcript};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures");
 const USER: &str = "harness";
@@ -41,14 +38,19 @@ async fn serve(name: &str, options: ReplayOptions) -> ReplayServer {
     .unwrap()
 }
 
+/// One `[[pbx]]` table's body.
+fn parse(text: &str) -> PbxConfig {
+    toml::from_str(text).unwrap()
+}
+
 fn client_config(addr: SocketAddr, auth: &str, secret: &str) -> ClientConfig {
     let text = format!(
-        "[[pbx]]\nhost = \"{}\"\nport = {}\nusername = \"{USER}\"\nsecret = \"{secret}\"\n\
+        "host = \"{}\"\nport = {}\nusername = \"{USER}\"\nsecret = \"{secret}\"\n\
          auth = \"{auth}\"\nping_interval = 3600\nreconnect_min = 0.01\nreconnect_max = 3600\n",
         addr.ip(),
         addr.port()
     );
-    ClientConfig::from_pbx(&Config::parse(&text, "test").unwrap().pbx[0]).unwrap()
+    ClientConfig::from_pbx(&parse(&text)).unwrap()
 }
 
 async fn next(rx: &mut mpsc::Receiver<LinkEvent>) -> LinkEvent {
@@ -321,11 +323,11 @@ async fn tls_with_a_self_signed_certificate() {
 
     let pbx = |extra: &str| {
         let text = format!(
-            "[[pbx]]\nhost = \"localhost\"\nport = {}\nusername = \"{USER}\"\nsecret = \"{SECRET}\"\n\
+            "host = \"localhost\"\nport = {}\nusername = \"{USER}\"\nsecret = \"{SECRET}\"\n\
              tls = true\nreconnect_min = 3600\nreconnect_max = 3600\n{extra}",
             server.local_addr().port()
         );
-        ClientConfig::from_pbx(&Config::parse(&text, "test").unwrap().pbx[0]).unwrap()
+        ClientConfig::from_pbx(&parse(&text)).unwrap()
     };
 
     let (client, mut rx) =
@@ -457,12 +459,9 @@ fn backoff_doubles_up_to_the_max_with_jitter_in_the_upper_half() {
 
 #[test]
 fn setup_errors_name_the_pbx_and_the_file() {
-    let pbx = &Config::parse(
-        "[[pbx]]\nname = \"office\"\nsecret = \"x\"\ntls = true\ntls_ca_file = \"/nonexistent/ca.pem\"\n",
-        "t",
-    )
-    .unwrap()
-    .pbx[0];
+    let pbx = &parse(
+        "name = \"office\"\nsecret = \"x\"\ntls = true\ntls_ca_file = \"/nonexistent/ca.pem\"\n",
+    );
     expect![
         "pbx 'office': TLS CA file /nonexistent/ca.pem: No such file or directory (os error 2)"
     ]

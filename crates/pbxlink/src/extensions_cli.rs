@@ -14,12 +14,12 @@ use anyhow::Context;
 use calls::Presence;
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::{
+use crate::config::Config;
+use pbx::ami_client::AmiClient;
+use pbx::extensions::{
     check_extension, check_known, check_reason, check_target, queue_interface, refused, Forwarding,
     PbxError, Setting, DND_ON,
 };
-use crate::ami_client::AmiClient;
-use crate::config::Config;
 
 #[derive(Debug, Args)]
 pub struct ExtensionArgs {
@@ -131,7 +131,7 @@ fn plan(command: &ExtensionCommand) -> anyhow::Result<Plan<'_>> {
     fn forwarding<'a>(
         extension: &'a str,
         change: Option<(Setting, Option<&'a str>)>,
-    ) -> Result<Plan<'a>, super::BadInput> {
+    ) -> Result<Plan<'a>, pbx::extensions::BadInput> {
         check_extension(extension)?;
         Ok(Plan::Forwarding { extension, change })
     }
@@ -177,7 +177,7 @@ fn plan(command: &ExtensionCommand) -> anyhow::Result<Plan<'_>> {
 
 enum Done {
     Forwarding(Forwarding),
-    Paused(super::QueuePause),
+    Paused(pbx::extensions::QueuePause),
 }
 
 async fn on_pbx(
@@ -194,9 +194,9 @@ async fn on_pbx(
             let style = config.extensions.style;
             Ok(Done::Forwarding(match change {
                 Some((setting, value)) => {
-                    super::change(client, style, extension, setting, value).await?
+                    pbx::extensions::change(client, style, extension, setting, value).await?
                 }
-                None => super::read(client, extension).await?,
+                None => pbx::extensions::read(client, extension).await?,
             }))
         }
         Plan::Pause {
@@ -208,7 +208,8 @@ async fn on_pbx(
             let mut presence = Presence::new();
             fold(client, &mut presence, Action::queue_status(Some(queue))).await?;
             let interface = queue_interface(&presence, pbx, queue, member)?;
-            let done = super::queue_pause(client, pbx, queue, &interface, paused, reason).await?;
+            let done = pbx::extensions::queue_pause(client, pbx, queue, &interface, paused, reason)
+                .await?;
             Ok(Done::Paused(done))
         }
     }
