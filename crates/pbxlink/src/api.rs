@@ -34,6 +34,10 @@ use store::{CallFilter, Store};
 use crate::tokens::{digest, Scope};
 use live::LiveHub;
 use pbx::ami_client::{AmiClient, AmiError};
+use pbx::control::{
+    check_caller_name, check_variable, is_dialable, new_click_to_call_id, originate_click_to_call,
+    ControlError,
+};
 
 use edge::ApiQuery;
 pub use edge::DEFAULT_CONTROL_PER_MINUTE;
@@ -340,6 +344,18 @@ impl From<AmiError> for ApiError {
     }
 }
 
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> Self {
+        let status = match e {
+            ControlError::BadInput(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ControlError::Conflict(_) => StatusCode::CONFLICT,
+            ControlError::Refused(_) => StatusCode::BAD_GATEWAY,
+            ControlError::Link(e) => return e.into(),
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
 impl From<store::StoreError> for ApiError {
     fn from(e: store::StoreError) -> Self {
         match e {
@@ -610,80 +626,6 @@ async fn click_to_call(
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "call_id": call_id, "pbx": pbx })),
     ))
-}
-
-/// A fresh click-to-call id. The agent's channel gets it as Uniqueid (`ChannelId`), and as the
-/// call's first channel it becomes the Linkedid: the call id is known before the PBX has done
-/// anything.
-pub(crate) fn new_click_to_call_id() -> String {
-    format!("c2c-{}", hex::encode(rand::random::<[u8; 8]>()))
-}
-
-/// Click-to-call: rings `extension`, which then dials `number` in `from-internal` (as
-/// FreePBX's own click-to-call); the call's id is `call_id` (see [`new_click_to_call_id`]).
-pub(crate) async fn originate_click_to_call(
-    client: &AmiClient,
-    extension: &str,
-    number: &str,
-    caller_name: &str,
-    call_id: &str,
-    variables: Vec<(String, String)>,
-) -> Result<(), ApiError> {
-    let mut originate =
-        ami::Originate::exten(&format!("PJSIP/{extension}"), "from-internal", number, 1);
-    originate.caller_id = Some(format!("\"{caller_name}\" <{extension}>"));
-    originate.variables = variables;
-    let action = ami::Action::originate(originate).field("ChannelId", call_id);
-    let result = client.send(action).await?;
-    if !result.is_success() {
-        return Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            format!(
-                "PBX refused the call: {}",
-                result.message().unwrap_or("no reason given")
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// A caller ID name goes inside `"..." <ext>`: no quotes, angle brackets or control
-/// characters, at most 80 characters.
-fn check_caller_name(name: &str) -> Result<(), String> {
-    if name.chars().count() > 80 || name.chars().any(|c| c.is_control() || "\"<>".contains(c)) {
-        return Err(format!(
-            "caller_name {name:?}: at most 80 characters, no quotes, <, > or control characters"
-        ));
-    }
-    Ok(())
-}
-
-/// A channel variable as Originate's `Variable: name=value` carries it: an Asterisk variable
-/// name (letters, digits, `_`; a leading `_`/`__` makes it inherited) and a value without
-/// control characters or commas (Asterisk splits the header on commas).
-fn check_variable(name: &str, value: &str) -> Result<(), String> {
-    let name_ok = !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && name.bytes().any(|b| b != b'_');
-    if !name_ok {
-        return Err(format!(
-            "variable {name:?}: a name is letters, digits and _ (at most 64)"
-        ));
-    }
-    if value.len() > 1024 || value.chars().any(|c| c.is_control() || c == ',') {
-        return Err(format!(
-            "variable {name}: a value has at most 1024 bytes, no commas or control characters"
-        ));
-    }
-    Ok(())
-}
-
-fn is_dialable(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 32
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
 }
 
 async fn live_calls(State(state): State<AppState>) -> Json<Vec<calls::ActiveCall>> {

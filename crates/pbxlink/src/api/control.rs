@@ -1,45 +1,19 @@
-//! Call control on a call in progress: hangup, blind or attended transfer, redirect.
-//!
-//! The call's channels are asked of the PBX (`CoreShowChannels`, kept to the call's Linkedid)
-//! at the moment of the request: channel names change with every masquerade and transfer, so
-//! a copy kept here could be stale by the time the action reaches Asterisk.
+//! Call control on a call in progress over HTTP: hangup, blind or attended transfer,
+//! redirect. What is sent to the PBX is `pbx::control`; this finds the call's PBX link and
+//! answers.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use pbx::ami_client::AmiClient;
+use pbx::control::{self, Channel, TransferKind};
 use serde::Deserialize;
 
 use super::edge::ApiJson;
-use super::{is_dialable, ApiError, AppState};
-use pbx::ami_client::AmiClient;
+use super::{ApiError, AppState};
 
-/// Where transfers and redirects dial, as FreePBX's own features do.
-const DEFAULT_CONTEXT: &str = "from-internal";
-
-/// One channel of the call, as `CoreShowChannels` lists it.
-#[derive(Debug)]
-struct Channel {
-    name: String,
-    uniqueid: String,
-}
-
-impl Channel {
-    /// The endpoint the channel belongs to: `101` of `PJSIP/101-0000001a` or
-    /// `Local/101@from-queue-00000005;1`.
-    fn endpoint(&self) -> &str {
-        let resource = self.name.split_once('/').map_or("", |(_, r)| r);
-        match resource.split_once('@') {
-            Some((exten, _)) => exten,
-            None => resource.rsplit_once('-').map_or(resource, |(e, _)| e),
-        }
-    }
-}
-
-/// The PBX of a call in progress, and the call's channels there now.
-async fn channels_of(
-    state: &AppState,
-    call_id: &str,
-) -> Result<(AmiClient, Vec<Channel>), ApiError> {
+/// The link to the PBX of a call in progress.
+fn link_of(state: &AppState, call_id: &str) -> Result<AmiClient, ApiError> {
     let pbx = state
         .active
         .lock()
@@ -52,59 +26,12 @@ async fn channels_of(
                 format!("no call {call_id:?} in progress"),
             )
         })?;
-    let client = state.pbxes.get(&pbx).cloned().ok_or_else(|| {
+    state.pbxes.get(&pbx).cloned().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("PBX {pbx:?} has no AMI link"),
         )
-    })?;
-    let listed = client.send(ami::Action::core_show_channels()).await?;
-    let channels = listed
-        .items
-        .iter()
-        .filter(|item| item.get("Linkedid") == Some(call_id))
-        .filter_map(|item| {
-            Some(Channel {
-                name: item.get("Channel")?.to_owned(),
-                uniqueid: item.get("Uniqueid")?.to_owned(),
-            })
-        })
-        .collect::<Vec<_>>();
-    if channels.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("call {call_id:?} has no channels left on the PBX"),
-        ));
-    }
-    Ok((client, channels))
-}
-
-/// The channel of `extension` in the call.
-fn leg_of<'a>(channels: &'a [Channel], extension: &str) -> Result<&'a Channel, ApiError> {
-    channels
-        .iter()
-        .find(|c| c.endpoint() == extension)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                format!("extension {extension:?} is not on this call"),
-            )
-        })
-}
-
-async fn send(client: &AmiClient, action: ami::Action) -> Result<(), ApiError> {
-    let result = client.send(action).await?;
-    if result.is_success() {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            format!(
-                "PBX refused: {}",
-                result.message().unwrap_or("no reason given")
-            ),
-        ))
-    }
+    })
 }
 
 fn accepted(
@@ -124,23 +51,13 @@ pub async fn hangup(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let (client, channels) = channels_of(&state, &id).await?;
-    for channel in &channels {
-        send(&client, ami::Action::hangup(&channel.name)).await?;
-    }
+    let client = link_of(&state, &id)?;
+    let channels = control::hangup(&client, &id).await?;
     Ok(accepted(
         &id,
         "hangup",
         &channels.iter().collect::<Vec<_>>(),
     ))
-}
-
-/// Blind: the other party goes straight to `to`. Attended: the agent talks to `to` first.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum TransferKind {
-    Blind,
-    Attended,
 }
 
 /// `POST /api/v1/calls/{id}/transfer` body.
@@ -162,7 +79,7 @@ pub async fn transfer(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<TransferRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let context = checked_target(&req.to, req.context.as_deref())?;
+    control::checked_target(&req.to, req.context.as_deref())?;
     let answered_by = state
         .active
         .lock()
@@ -175,20 +92,17 @@ pub async fn transfer(
             "nobody has answered yet: name the transferring \"extension\"",
         )
     })?;
-    let (client, channels) = channels_of(&state, &id).await?;
-    let leg = leg_of(&channels, &transferer)?;
-    let (action, name) = match req.kind {
-        TransferKind::Blind => (
-            ami::Action::blind_transfer(&leg.name, context, &req.to),
-            "blind_transfer",
-        ),
-        TransferKind::Attended => (
-            ami::Action::atxfer(&leg.name, context, &req.to),
-            "attended_transfer",
-        ),
-    };
-    send(&client, action).await?;
-    Ok(accepted(&id, name, &[leg]))
+    let client = link_of(&state, &id)?;
+    let leg = control::transfer(
+        &client,
+        &id,
+        &transferer,
+        req.kind,
+        &req.to,
+        req.context.as_deref(),
+    )
+    .await?;
+    Ok(accepted(&id, req.kind.action_name(), &[&leg]))
 }
 
 /// `POST /api/v1/calls/{id}/redirect` body.
@@ -209,40 +123,17 @@ pub async fn redirect(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<RedirectRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let context = checked_target(&req.to, req.context.as_deref())?;
-    let (client, channels) = channels_of(&state, &id).await?;
-    let leg = match &req.extension {
-        Some(ext) => leg_of(&channels, ext)?,
-        // The call's first channel's Uniqueid is its Linkedid.
-        None => channels
-            .iter()
-            .find(|c| c.uniqueid == id)
-            .unwrap_or(&channels[0]),
-    };
-    send(
+    control::checked_target(&req.to, req.context.as_deref())?;
+    let client = link_of(&state, &id)?;
+    let leg = control::redirect(
         &client,
-        ami::Action::redirect(&leg.name, context, &req.to, 1),
+        &id,
+        req.extension.as_deref(),
+        &req.to,
+        req.context.as_deref(),
     )
     .await?;
-    Ok(accepted(&id, "redirect", &[leg]))
-}
-
-/// Checks a destination and its context before either reaches an AMI header line.
-fn checked_target<'a>(to: &str, context: Option<&'a str>) -> Result<&'a str, ApiError> {
-    let bad = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m);
-    if !is_dialable(to) {
-        return Err(bad(format!("{to:?} is not an extension or number")));
-    }
-    let context = context.unwrap_or(DEFAULT_CONTEXT);
-    let valid = !context.is_empty()
-        && context.len() <= 79
-        && context
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !valid {
-        return Err(bad(format!("{context:?} is not a dialplan context")));
-    }
-    Ok(context)
+    Ok(accepted(&id, "redirect", &[&leg]))
 }
 
 #[cfg(test)]

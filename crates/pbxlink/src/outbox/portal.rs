@@ -348,7 +348,7 @@ impl ClickToCall {
                 )))
             }
         };
-        let call_id = crate::api::new_click_to_call_id();
+        let call_id = pbx::control::new_click_to_call_id();
         let key = format!("{pbx}/{call_id}");
         lock(&b24.planner).crm_originated(&key, &start.call_id);
         // Bitrix24 sends numbers as the CRM card shows them: `+7 (495) 123-45-67`.
@@ -365,13 +365,13 @@ impl ClickToCall {
             )));
         }
         let variables = vec![("BITRIX24_CALL_ID".to_owned(), start.call_id.clone())];
-        let placed = crate::api::originate_click_to_call(
+        let placed = pbx::control::originate_click_to_call(
             client, &extension, &number, &number, &call_id, variables,
         )
         .await;
         if let Err(error) = placed {
             lock(&b24.planner).forget_originated(&key);
-            return Err(error);
+            return Err(error.into());
         }
         tracing::info!(
             crm = crm.name,
