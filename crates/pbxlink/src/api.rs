@@ -31,13 +31,13 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use store::{CallFilter, Store};
 
-use crate::tokens::{digest, Scope};
 use live::LiveHub;
-use pbx::ami_client::{AmiClient, AmiError};
+use pbx::ami_client::AmiClient;
 use pbx::control::{
     check_caller_name, check_variable, is_dialable, new_click_to_call_id, originate_click_to_call,
-    ControlError,
 };
+use web::tokens::{digest, Scope};
+use web::ApiError;
 
 use edge::ApiQuery;
 pub use edge::DEFAULT_CONTROL_PER_MINUTE;
@@ -307,67 +307,6 @@ pub fn app(state: AppState) -> Router {
             REQUEST_TIMEOUT,
         ))
         .with_state(state)
-}
-
-/// The one error type at the HTTP edge: a status and a message, as JSON.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-}
-
-impl ApiError {
-    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            message: message.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.status, self.message)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = Json(serde_json::json!({ "error": self.message }));
-        (self.status, body).into_response()
-    }
-}
-
-impl From<AmiError> for ApiError {
-    fn from(e: AmiError) -> Self {
-        ApiError::new(StatusCode::BAD_GATEWAY, format!("PBX: {e}"))
-    }
-}
-
-impl From<ControlError> for ApiError {
-    fn from(e: ControlError) -> Self {
-        let status = match e {
-            ControlError::BadInput(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ControlError::Conflict(_) => StatusCode::CONFLICT,
-            ControlError::Refused(_) => StatusCode::BAD_GATEWAY,
-            ControlError::Link(e) => return e.into(),
-        };
-        ApiError::new(status, e.to_string())
-    }
-}
-
-impl From<store::StoreError> for ApiError {
-    fn from(e: store::StoreError) -> Self {
-        match e {
-            store::StoreError::BadCursor(_) | store::StoreError::Ambiguous { .. } => {
-                ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
-            }
-            _ => {
-                tracing::error!(error = %e, "store failure in API handler");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "journal unavailable")
-            }
-        }
-    }
 }
 
 /// Refuses clients outside the allow-list before anything else runs. With a list, a request

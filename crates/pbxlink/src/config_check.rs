@@ -184,11 +184,11 @@ fn environment_problems(config: &Config, env: &impl Fn(&str) -> Option<String>) 
         ("release", &release.tls_cert, &release.tls_key),
     ] {
         if let (Some(cert), Some(key)) = (cert, key) {
-            let identity = crate::release::Identity::Files {
+            let identity = web::http_server::Identity::Files {
                 cert: cert.clone(),
                 key: key.clone(),
             };
-            if let Err(e) = crate::release::tls_acceptor(&identity) {
+            if let Err(e) = web::http_server::tls_acceptor(&identity) {
                 out.push(Problem::at(
                     &[section, "tls_cert"],
                     format!("[{section}] {e:#}"),

@@ -12,7 +12,6 @@ mod config_check;
 mod extensions_cli;
 mod fastagi;
 mod freepbx;
-mod http_server;
 mod outbox;
 mod recordings;
 mod release;

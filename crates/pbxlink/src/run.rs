@@ -71,7 +71,7 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
     // A token given on the command line is the operator's own: never printed.
     let (token, fresh_token) = match args.admin_token {
         Some(t) => (t, false),
-        None => (crate::tokens::new_secret(), true),
+        None => (web::tokens::new_secret(), true),
     };
     let mut clients = HashMap::new();
     let mut links = Vec::new();
@@ -117,11 +117,11 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
     crate::outbox::metrics::spawn(store.clone(), &crms, shutdown.clone());
     let tls = match (&config.http.tls_cert, &config.http.tls_key) {
         (Some(cert), Some(key)) => {
-            let identity = crate::release::Identity::Files {
+            let identity = web::http_server::Identity::Files {
                 cert: cert.clone(),
                 key: key.clone(),
             };
-            Some(crate::release::tls_acceptor(&identity)?.0)
+            Some(web::http_server::tls_acceptor(&identity)?.0)
         }
         (None, None) => None,
         _ => anyhow::bail!("[http] tls_cert and tls_key go together: set both or neither"),
@@ -219,7 +219,7 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
     // The peer address feeds the `[http] allow` list.
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let app = api::app(state).merge(bitrix24_events.router());
-    let http = crate::http_server::serve(listener, tls, app, HTTP_HEAD_TIMEOUT, async {
+    let http = web::http_server::serve(listener, tls, app, HTTP_HEAD_TIMEOUT, async {
         let _ = http_stopped.await;
     });
     let mut http = tokio::spawn(http);

@@ -16,7 +16,7 @@ use clap::{Args, Subcommand};
 use store::{Store, User};
 
 use crate::config::Config;
-use crate::tokens::Scope;
+use web::tokens::Scope;
 
 /// Shorter passwords are refused: a guessable password makes the rest moot.
 const MIN_PASSWORD: usize = 8;

@@ -3,7 +3,6 @@
 
 use std::num::NonZeroU32;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -20,23 +19,11 @@ use super::{ApiError, AppState};
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
 
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        ApiError::new(rejection.status(), rejection.body_text())
-    }
-}
-
 /// axum's `Query`, refusing a query string it cannot read (`?since=yesterday`) with the API's
 /// JSON error rather than axum's plain text.
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
-
-impl From<QueryRejection> for ApiError {
-    fn from(rejection: QueryRejection) -> Self {
-        ApiError::new(rejection.status(), rejection.body_text())
-    }
-}
 
 /// Control requests per token: a GCRA bucket per credential (keyed by its SHA-256).
 #[derive(Debug)]

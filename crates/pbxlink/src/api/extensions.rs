@@ -17,7 +17,7 @@ use super::edge::{ApiJson, ApiQuery};
 use super::live::{ExtensionChange, ExtensionEvent, Live};
 use super::{ApiError, AppState};
 use pbx::ami_client::AmiClient;
-use pbx::extensions::{self, BadInput, Forwarding, PbxError, QueuePause, Setting};
+use pbx::extensions::{self, Forwarding, QueuePause, Setting};
 
 impl AppState {
     /// Folds one AMI event into the PBX's presence and publishes the extensions it changed.
@@ -84,25 +84,6 @@ impl AppState {
                 super::live::StreamItem::Resync => None,
             })
             .collect()
-    }
-}
-
-impl From<BadInput> for ApiError {
-    fn from(e: BadInput) -> Self {
-        let status = match e {
-            BadInput::Unknown { .. } | BadInput::NotMember { .. } => StatusCode::NOT_FOUND,
-            BadInput::Malformed(_) | BadInput::Reason => StatusCode::UNPROCESSABLE_ENTITY,
-        };
-        ApiError::new(status, e.to_string())
-    }
-}
-
-impl From<PbxError> for ApiError {
-    fn from(e: PbxError) -> Self {
-        match e {
-            PbxError::Ami(e) => e.into(),
-            PbxError::Refused { .. } => ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()),
-        }
     }
 }
 

@@ -15,8 +15,8 @@ use chrono::{TimeDelta, Utc};
 use serde::Deserialize;
 
 use super::{ApiError, AppState, Caller};
-use crate::tokens::{digest, new_secret, Scope};
 use crate::users::{hash_password, verify_password};
+use web::tokens::{digest, new_secret, Scope};
 
 /// How long a session lasts: a working day and a bit, so a shift never signs in twice.
 pub(super) const SESSION_TTL: TimeDelta = TimeDelta::hours(12);

@@ -23,8 +23,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{lock, secret, Bitrix24Config, Crm};
-use crate::api::ApiError;
 use pbx::ami_client::AmiClient;
+use web::ApiError;
 
 /// `[crm.oauth]`: a local application (Bitrix24 > Developer resources > Other > Local
 /// application) instead of an incoming webhook.

@@ -19,8 +19,8 @@ use store::{AuditEntry, CustomerDownloads, License};
 use super::licensing::{self, channel_named, InUse};
 use super::server::ReleaseServer;
 use super::version;
-use crate::api::ApiError;
-use crate::tokens::Scope;
+use web::tokens::Scope;
+use web::ApiError;
 
 /// How many audit lines the admin view shows (newest first).
 const AUDIT_LINES: usize = 200;
@@ -226,7 +226,7 @@ async fn admin(
     let token = bearer(&headers)?;
     let store = server.store();
     let scope = store
-        .token_by_hash(&hex::encode(crate::tokens::digest(token)))
+        .token_by_hash(&hex::encode(web::tokens::digest(token)))
         .await?
         .and_then(|t| Scope::from_stored(&t.scope));
     if scope != Some(Scope::Admin) {

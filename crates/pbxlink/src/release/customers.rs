@@ -93,7 +93,7 @@ pub async fn customer(
             if !is_valid_name(&name) {
                 anyhow::bail!("customer name {name:?}: a-z, 0-9, '-', '_', '.' (64 at most)");
             }
-            let token = crate::tokens::new_secret();
+            let token = web::tokens::new_secret();
             if !store
                 .add_customer(&name, &token_hash(&token), actor, now)
                 .await?

@@ -106,7 +106,7 @@ impl InUse {
 
 /// Hex SHA-256 of a customer token: what the database keeps (the API tokens' hash).
 pub fn token_hash(token: &str) -> String {
-    hex::encode(crate::tokens::digest(token))
+    hex::encode(web::tokens::digest(token))
 }
 
 impl Licensing {

@@ -15,7 +15,6 @@ pub mod version;
 pub(crate) use customers::customer_update_url;
 
 // `pbxlink check-config` loads the configured TLS files the way the server will.
-pub(crate) use server::{tls_acceptor, Identity};
 
 use std::path::PathBuf;
 
@@ -175,14 +174,14 @@ pub async fn serve(config: Config, args: ServerArgs) -> anyhow::Result<()> {
         None
     } else {
         let identity = match (&config.release.tls_cert, &config.release.tls_key) {
-            _ if args.self_signed => server::Identity::SelfSigned {
+            _ if args.self_signed => web::http_server::Identity::SelfSigned {
                 names: vec![
                     parsed.host_str().unwrap_or("localhost").to_owned(),
                     "localhost".to_owned(),
                     "127.0.0.1".to_owned(),
                 ],
             },
-            (Some(cert), Some(key)) => server::Identity::Files {
+            (Some(cert), Some(key)) => web::http_server::Identity::Files {
                 cert: cert.clone(),
                 key: key.clone(),
             },
@@ -191,7 +190,7 @@ pub async fn serve(config: Config, args: ServerArgs) -> anyhow::Result<()> {
                  or --plain-http behind a TLS proxy)"
             ),
         };
-        let (acceptor, generated) = server::tls_acceptor(&identity)?;
+        let (acceptor, generated) = web::http_server::tls_acceptor(&identity)?;
         if let Some((pem, fingerprint)) = generated {
             std::fs::create_dir_all(&config.data_dir)?;
             let path = config.data_dir.join("release-self-signed.pem");

@@ -802,7 +802,7 @@ pub async fn serve(
     app: Router,
 ) -> anyhow::Result<()> {
     // A client that never finishes its handshake or its request must not hold a task.
-    crate::http_server::serve(
+    web::http_server::serve(
         listener,
         tls,
         app,
@@ -811,69 +811,6 @@ pub async fn serve(
     )
     .await;
     Ok(())
-}
-
-/// Where a server's TLS identity comes from.
-#[derive(Debug)]
-pub enum Identity {
-    Files {
-        cert: PathBuf,
-        key: PathBuf,
-    },
-    /// A fresh certificate for these names (trials and tests).
-    SelfSigned {
-        names: Vec<String>,
-    },
-}
-
-/// The TLS acceptor, and for a self-signed identity its PEM certificate and SHA-256 fingerprint.
-pub fn tls_acceptor(
-    identity: &Identity,
-) -> anyhow::Result<(tokio_rustls::TlsAcceptor, Option<(String, String)>)> {
-    use anyhow::Context as _;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-    let (chain, key, generated) = match identity {
-        Identity::Files { cert, key } => {
-            let read = |path: &PathBuf| {
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))
-            };
-            let chain = rustls_pemfile::certs(&mut &read(cert)?[..])
-                .collect::<Result<Vec<_>, _>>()
-                .with_context(|| format!("{}: not a PEM certificate chain", cert.display()))?;
-            let key = rustls_pemfile::private_key(&mut &read(key)?[..])
-                .with_context(|| format!("{}: not a PEM private key", key.display()))?
-                .with_context(|| format!("{}: no private key in it", key.display()))?;
-            (chain, key, None)
-        }
-        Identity::SelfSigned { names } => {
-            let certified = rcgen::generate_simple_self_signed(names.clone())?;
-            let der = certified.cert.der().clone();
-            let fingerprint = fingerprint(&der);
-            let key =
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
-            (vec![der], key, Some((certified.cert.pem(), fingerprint)))
-        }
-    };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(
-            chain.into_iter().map(CertificateDer::into_owned).collect(),
-            key,
-        )?;
-    Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), generated))
-}
-
-/// `AB:CD:...`, the form browsers and `openssl x509 -fingerprint -sha256` show.
-fn fingerprint(der: &[u8]) -> String {
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(der);
-    digest
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 /// Binds, prints where it listens (and the self-signed fingerprint), and serves until killed.

@@ -1,10 +1,13 @@
 //! Serving an axum app on a TCP listener, plain or TLS (rustls), HTTP/1.1 with upgrades
 //! (WebSocket). hyper's own connection loop rather than `axum::serve`, for what that lacks:
 //! TLS, and a deadline on the request head, so a client that sends its headers a byte at a
-//! time (slowloris) cannot hold a connection and a task.
+//! time (slowloris) cannot hold a connection and a task. Both servers use it: the API and
+//! the release server; with it their TLS identity (certificate files, or self-signed).
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -80,6 +83,69 @@ async fn connection(
     }
 }
 
+/// Where a server's TLS identity comes from.
+#[derive(Debug)]
+pub enum Identity {
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
+    /// A fresh certificate for these names (trials and tests).
+    SelfSigned {
+        names: Vec<String>,
+    },
+}
+
+/// The TLS acceptor, and for a self-signed identity its PEM certificate and SHA-256 fingerprint.
+pub fn tls_acceptor(
+    identity: &Identity,
+) -> anyhow::Result<(tokio_rustls::TlsAcceptor, Option<(String, String)>)> {
+    use anyhow::Context as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let (chain, key, generated) = match identity {
+        Identity::Files { cert, key } => {
+            let read = |path: &PathBuf| {
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+            };
+            let chain = rustls_pemfile::certs(&mut &read(cert)?[..])
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("{}: not a PEM certificate chain", cert.display()))?;
+            let key = rustls_pemfile::private_key(&mut &read(key)?[..])
+                .with_context(|| format!("{}: not a PEM private key", key.display()))?
+                .with_context(|| format!("{}: no private key in it", key.display()))?;
+            (chain, key, None)
+        }
+        Identity::SelfSigned { names } => {
+            let certified = rcgen::generate_simple_self_signed(names.clone())?;
+            let der = certified.cert.der().clone();
+            let fingerprint = fingerprint(&der);
+            let key =
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
+            (vec![der], key, Some((certified.cert.pem(), fingerprint)))
+        }
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(
+            chain.into_iter().map(CertificateDer::into_owned).collect(),
+            key,
+        )?;
+    Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), generated))
+}
+
+/// `AB:CD:...`, the form browsers and `openssl x509 -fingerprint -sha256` show.
+fn fingerprint(der: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(der);
+    digest
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 #[cfg(test)]
 mod tests {
     use axum::routing::get;
@@ -103,8 +169,8 @@ mod tests {
         let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
         std::fs::write(&cert, certified.cert.pem()).unwrap();
         std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
-        let identity = crate::release::Identity::Files { cert, key };
-        let (acceptor, _) = crate::release::tls_acceptor(&identity).unwrap();
+        let identity = Identity::Files { cert, key };
+        let (acceptor, _) = tls_acceptor(&identity).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(serve(
