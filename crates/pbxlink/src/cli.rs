@@ -68,11 +68,11 @@ enum Command {
     /// FastAGI: serve CRM-driven routing scripts to Asterisk, or load-test a FastAGI server.
     Agi(crate::fastagi::cli::AgiArgs),
     /// Serve FreePBX module updates (what FreePBX's module admin updates from), over TLS.
-    ReleaseServer(crate::release::ServerArgs),
+    ReleaseServer(release::ServerArgs),
     /// FreePBX module releases: publish, list, yank, audit, check a server.
-    Release(crate::release::ReleaseArgs),
+    Release(release::ReleaseArgs),
     /// FreePBX integration: generate (or check) the dialplan hooks and AMI user, build the module.
-    Freepbx(crate::freepbx::FreepbxArgs),
+    Freepbx(release::freepbx::FreepbxArgs),
     /// CRM connectors: check one's connectivity and credentials (`crm test NAME`).
     Crm(crate::outbox::cli::CrmArgs),
     /// CRM outbox: list deliveries (pending, dead, delivered), retry dead ones, purge old ones.
@@ -113,15 +113,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::ReleaseServer(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
-            crate::release::serve(config, args).await
+            release::serve(config.release_settings(), args).await
         }
         Command::Release(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
-            crate::release::run(config, args).await
+            release::run(config.release_settings(), args).await
         }
         Command::Freepbx(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
-            crate::freepbx::run(config, args).await
+            release::freepbx::run(config.release_settings(), args).await
         }
         Command::Crm(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;

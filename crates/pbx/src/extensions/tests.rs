@@ -5,6 +5,7 @@
 use expect_test::expect;
 
 use super::*;
+use crate::testing::fields;
 
 #[test]
 fn the_actions_of_each_change_in_both_styles() {

@@ -35,7 +35,7 @@ pub fn routes() -> Router<Arc<ReleaseServer>> {
 async fn page() -> Response {
     (
         [(header::CACHE_CONTROL, "no-store")],
-        Html(include_str!("../../web/cabinet.html")),
+        Html(include_str!("../web/cabinet.html")),
     )
         .into_response()
 }

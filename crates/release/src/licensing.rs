@@ -12,7 +12,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use store::{Customer, License, Store};
 
-use crate::config::ReleaseChannel;
+use crate::ReleaseChannel;
 
 /// The loaded customers and licenses.
 #[derive(Debug, Default)]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
-use crate::config::Config;
+use crate::Settings;
 pub use generate::Target;
 
 /// `pbxlink freepbx ...`.
@@ -85,7 +85,7 @@ fn merge(text: &str, block: &str) -> String {
     }
 }
 
-fn settings(config: &Config, target: Target, secret: String) -> generate::Settings {
+fn settings(config: &Settings, target: Target, secret: String) -> generate::Settings {
     let f = &config.freepbx;
     generate::Settings {
         target,
@@ -98,11 +98,11 @@ fn settings(config: &Config, target: Target, secret: String) -> generate::Settin
 }
 
 /// `pbxlink freepbx ...`.
-pub async fn run(config: Config, args: FreepbxArgs) -> anyhow::Result<()> {
+pub async fn run(config: Settings, args: FreepbxArgs) -> anyhow::Result<()> {
     match args.command {
         FreepbxCommand::Generate { target, dir, check } => {
             // The same secret pbxlink logs in with (the first [[pbx]], or PBXLINK_AMI_SECRET).
-            let secret = config.pbx(None)?.secret_from_env()?.expose().to_owned();
+            let secret = config.pbx.secret_from_env()?.expose().to_owned();
             let files = generate::files(&settings(&config, target, secret))?;
             if check {
                 check_installed(&dir, &files)
@@ -126,8 +126,7 @@ pub async fn run(config: Config, args: FreepbxArgs) -> anyhow::Result<()> {
                             "--customer needs the release server's address: --update-url, \
                              [freepbx] update_url or [release] public_url",
                         )?;
-                    let url =
-                        crate::release::customer_update_url(&config, &name, &token, &base).await?;
+                    let url = crate::customer_update_url(&config, &name, &token, &base).await?;
                     (Some(url), format!("-{name}"))
                 }
                 _ => (update_url, String::new()),

@@ -1,28 +1,31 @@
-//! FreePBX module distribution: `pbxlink release-server` (what FreePBX updates from, and the
-//! customer cabinet) and `pbxlink release publish|list|yank|audit|check|verify|customer|license`.
+//! FreePBX module distribution, pbxlink's second product: the FreePBX module generated and
+//! packaged (`pbxlink freepbx`), the release server FreePBX's own updater accepts, with
+//! licensing and the customer cabinet (`pbxlink release-server`), and its operator commands
+//! (`pbxlink release publish|list|yank|audit|check|verify|customer|license`). It stands on
+//! the HTTP edge (`web`) and the journal's release tables (`store`); the gateway does not
+//! need it, and it does not need the gateway.
 
 mod cabinet;
 mod check;
 mod customers;
 mod customize;
+pub mod freepbx;
 mod licensing;
 pub mod module;
 mod publish;
 mod server;
+pub mod settings;
 mod signature;
 pub mod version;
 
-pub(crate) use customers::customer_update_url;
-
-// `pbxlink check-config` loads the configured TLS files the way the server will.
+pub use customers::customer_update_url;
+pub use settings::{ReleaseChannel, Settings};
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use chrono::Utc;
 use clap::{Args, Subcommand};
-
-use crate::config::{Config, ReleaseChannel};
 
 /// `pbxlink release-server`.
 #[derive(Debug, Args)]
@@ -131,7 +134,7 @@ impl From<ChannelArg> for ReleaseChannel {
     }
 }
 
-fn files_dir(config: &Config) -> PathBuf {
+fn files_dir(config: &Settings) -> PathBuf {
     config
         .release
         .files_dir
@@ -139,16 +142,16 @@ fn files_dir(config: &Config) -> PathBuf {
         .unwrap_or_else(|| config.data_dir.join("releases"))
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<store::Store> {
-    if config.database.url.is_none() {
+async fn open_store(config: &Settings) -> anyhow::Result<store::Store> {
+    if config.embedded_database {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating {}", config.data_dir.display()))?;
     }
-    Ok(store::Store::connect(&config.database_url()).await?)
+    Ok(store::Store::connect(&config.database_url).await?)
 }
 
 /// `pbxlink release-server`.
-pub async fn serve(config: Config, args: ServerArgs) -> anyhow::Result<()> {
+pub async fn serve(config: Settings, args: ServerArgs) -> anyhow::Result<()> {
     let listen = args.listen.unwrap_or(config.release.listen);
     let plain = args.plain_http || config.release.plain_http;
     let public_url = args
@@ -213,7 +216,7 @@ pub async fn serve(config: Config, args: ServerArgs) -> anyhow::Result<()> {
 }
 
 /// `pbxlink release ...`.
-pub async fn run(config: Config, args: ReleaseArgs) -> anyhow::Result<()> {
+pub async fn run(config: Settings, args: ReleaseArgs) -> anyhow::Result<()> {
     let command = match args.command {
         ReleaseCommand::Check {
             url,
@@ -353,7 +356,7 @@ fn list_table(releases: &[store::Release]) -> String {
 
 /// `pbxlink release verify`: the signature (when a key is known), the digests, module.xml.
 fn verify(
-    config: &Config,
+    config: &Settings,
     file: &std::path::Path,
     sig: Option<&std::path::Path>,
     pubkey: Option<&str>,

@@ -74,10 +74,10 @@ fn module_xml(m: &Module) -> Result<String, PackageError> {
 /// The gzip tarball. Entries carry fixed times and modes, so the same input gives the same
 /// bytes (and the same md5 on the release server).
 pub fn build(m: &Module, files: &[File]) -> Result<Vec<u8>, PackageError> {
-    if !crate::release::module::is_valid_rawname(&m.rawname) {
+    if !crate::module::is_valid_rawname(&m.rawname) {
         return Err(PackageError::Rawname(m.rawname.clone()));
     }
-    if !crate::release::version::is_valid(&m.version) {
+    if !crate::version::is_valid(&m.version) {
         return Err(PackageError::Version(m.version.clone()));
     }
     let mut entries = vec![

@@ -10,7 +10,7 @@ use store::{NewRelease, Store};
 
 use super::customize::Digests;
 use super::module::{read_tarball, ModuleError};
-use crate::config::ReleaseChannel;
+use crate::ReleaseChannel;
 
 /// Largest tarball accepted (FreePBX modules with assets run to tens of MB).
 pub const MAX_TARBALL: usize = 256 << 20;

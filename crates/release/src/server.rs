@@ -29,7 +29,7 @@ use super::customize::{self, Digests};
 use super::licensing::{self, Access, Denied, Licensing};
 use super::publish::{self, PublishError};
 use super::version;
-use crate::config::ReleaseChannel;
+use crate::ReleaseChannel;
 
 /// How often the server re-reads the release list (publishes and yanks made with the CLI in
 /// another process) and writes its counts.

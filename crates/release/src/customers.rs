@@ -12,7 +12,7 @@ use store::{License, Store};
 
 use super::licensing::{channel_name, token_hash, InUse};
 use super::ChannelArg;
-use crate::config::Config;
+use crate::Settings;
 
 #[derive(Debug, Subcommand)]
 pub enum CustomerCommand {
@@ -83,7 +83,7 @@ fn state(revoked_at: Option<DateTime<Utc>>, valid: bool) -> String {
 
 pub async fn customer(
     store: &Store,
-    config: &Config,
+    config: &Settings,
     actor: &str,
     command: CustomerCommand,
 ) -> anyhow::Result<()> {
@@ -208,7 +208,7 @@ pub async fn license(store: &Store, actor: &str, command: LicenseCommand) -> any
 /// `<base>/c/<token>`, the update URL base of a customer's package, once `token` is checked
 /// to be `name`'s live token (a typo would otherwise ship a module that never updates).
 pub async fn customer_update_url(
-    config: &Config,
+    config: &Settings,
     name: &str,
     token: &str,
     base: &str,
