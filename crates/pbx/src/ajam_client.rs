@@ -12,7 +12,7 @@ use ami::ajam::{parse_body, request_target, AjamFormat};
 use ami::{Action, ActionResult, Message};
 use url::Url;
 
-use crate::settings::Secret;
+use crate::secret::Secret;
 
 /// Why an AJAM action got no result.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::Row as _;
 
-use crate::settings::Secret;
+use crate::secret::Secret;
 
 /// `[pbx.cdr]`.
 #[derive(Debug, Clone, Deserialize)]

@@ -11,6 +11,7 @@ pub mod cdr;
 pub mod control;
 pub mod endpoints;
 pub mod extensions;
+pub mod secret;
 pub mod settings;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

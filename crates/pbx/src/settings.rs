@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::secret::Secret;
+
 /// Environment variable read for the AMI secret when a `[[pbx]]` has neither `secret`
 /// nor `secret_env`.
 pub const DEFAULT_SECRET_ENV: &str = "PBXLINK_AMI_SECRET";
@@ -163,28 +165,6 @@ pub enum OverflowPolicy {
     DropNewest,
 }
 
-/// A secret that never shows in `Debug` output or logs.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-
-    /// The secret itself, for the one place that needs it (login).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
 impl fmt::Debug for PbxConfig {
     // Hand-written only to leave out nothing but the secret's value, which `Secret` hides.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -233,14 +213,14 @@ impl PbxConfig {
         }
         if let Some(var) = &self.secret_env {
             return env(var)
-                .map(Secret)
+                .map(Secret::new)
                 .ok_or_else(|| SecretError::SecretEnvUnset {
                     pbx: self.name.clone(),
                     var: var.clone(),
                 });
         }
         env(DEFAULT_SECRET_ENV)
-            .map(Secret)
+            .map(Secret::new)
             .ok_or_else(|| SecretError::NoSecret {
                 pbx: self.name.clone(),
             })

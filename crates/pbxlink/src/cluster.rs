@@ -18,8 +18,8 @@ use tokio::time::Instant;
 
 use crate::api::AppState;
 use crate::config::{ClusterConfig, PbxConfig};
-use crate::run::Pipeline;
 use crate::shutdown::Shutdown;
+use crate::tracking::Pipeline;
 use pbx::ami_client::{AmiClient, ClientConfig};
 
 /// Live events waiting for `NOTIFY`; beyond this they are dropped (and counted): the live
@@ -172,7 +172,7 @@ impl Owned {
     fn start(pbx: &PbxConfig, pipeline: &Pipeline) -> anyhow::Result<Owned> {
         let (client, events) = AmiClient::start(ClientConfig::from_pbx(pbx)?);
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(crate::run::track(
+        let task = tokio::spawn(crate::tracking::track(
             pbx.name.clone(),
             client,
             events,
@@ -266,7 +266,7 @@ pub async fn control_link(
     while let Some(event) = events.recv().await {
         match event {
             pbx::ami_client::LinkEvent::Connected { .. } => {
-                crate::run::resync_presence(&client, &state, &pbx).await;
+                crate::tracking::resync_presence(&client, &state, &pbx).await;
             }
             pbx::ami_client::LinkEvent::Disconnected { reason } => {
                 tracing::warn!(pbx, %reason, "AMI control link down; reconnecting");

@@ -247,9 +247,9 @@ impl Config {
     /// Parses config text; `file` names it in error messages.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         let mut config: Config = toml::from_str(text).map_err(|e| {
-            let (line, column) = e.span().map_or((0, 0), |span| {
-                crate::config_check::line_column(text, span.start)
-            });
+            let (line, column) = e
+                .span()
+                .map_or((0, 0), |span| line_column(text, span.start));
             ConfigError::Parse {
                 file: file.to_owned(),
                 line,
@@ -275,7 +275,7 @@ impl Config {
         match self.problems().into_iter().next() {
             None => Ok(()),
             Some(p) => {
-                let (line, column) = crate::config_check::locate(text, &p.at);
+                let (line, column) = locate(text, &p.at);
                 Err(ConfigError::Invalid {
                     file: format!("{file}:{line}:{column}"),
                     message: p.message,
@@ -556,6 +556,48 @@ fn default_data_dir() -> PathBuf {
 }
 fn default_pbx() -> PbxConfig {
     toml::from_str("").expect("every PbxConfig field has a default")
+}
+
+/// 1-based line and column of a byte offset, as editors show them.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+/// Line and column of the key at `at` (or of its deepest part present in the file: a key
+/// left at its default points at its section).
+pub fn locate(text: &str, at: &[Seg]) -> (usize, usize) {
+    line_column(text, offset_of(text, at))
+}
+
+/// The byte offset of [`locate`]'s key.
+pub fn offset_of(text: &str, at: &[Seg]) -> usize {
+    use toml_edit::{Item, TableLike};
+    let Ok(doc) = toml_edit::ImDocument::parse(text) else {
+        return 0;
+    };
+    let mut table: &dyn TableLike = doc.as_table();
+    let mut best = 0;
+    let mut segs = at.iter().peekable();
+    while let Some(Seg::Key(k)) = segs.next() {
+        let Some(item) = table.get(k) else { break };
+        best = item.span().map_or(best, |s| s.start);
+        match (item, segs.peek()) {
+            (Item::ArrayOfTables(array), Some(Seg::Index(i))) => {
+                let Some(t) = array.get(*i) else { break };
+                segs.next();
+                best = t.span().map_or(best, |s| s.start);
+                table = t;
+            }
+            _ => match item.as_table_like() {
+                Some(t) => table = t,
+                None => break,
+            },
+        }
+    }
+    best
 }
 
 #[cfg(test)]

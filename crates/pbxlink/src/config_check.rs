@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, ConfigError, Problem, Seg};
+use crate::config::{line_column, offset_of, Config, ConfigError, Problem, Seg};
 
 /// The file `pbxlink init` writes: every section, commented, secrets as env-var references.
 pub const TEMPLATE: &str = include_str!("config_template.toml");
@@ -245,47 +245,6 @@ fn render(text: &str, file: &str, offset: usize, message: &str) -> String {
         "{file}:{line}:{column}: {message}\n{line:>5} | {source}\n      | {:>column$}\n",
         "^"
     )
-}
-
-/// 1-based line and column of a byte offset, as editors show them.
-pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-    (line, column)
-}
-
-/// Line and column of the key at `at` (or of its deepest part present in the file: a key
-/// left at its default points at its section).
-pub fn locate(text: &str, at: &[Seg]) -> (usize, usize) {
-    line_column(text, offset_of(text, at))
-}
-
-fn offset_of(text: &str, at: &[Seg]) -> usize {
-    use toml_edit::{Item, TableLike};
-    let Ok(doc) = toml_edit::ImDocument::parse(text) else {
-        return 0;
-    };
-    let mut table: &dyn TableLike = doc.as_table();
-    let mut best = 0;
-    let mut segs = at.iter().peekable();
-    while let Some(Seg::Key(k)) = segs.next() {
-        let Some(item) = table.get(k) else { break };
-        best = item.span().map_or(best, |s| s.start);
-        match (item, segs.peek()) {
-            (Item::ArrayOfTables(array), Some(Seg::Index(i))) => {
-                let Some(t) = array.get(*i) else { break };
-                segs.next();
-                best = t.span().map_or(best, |s| s.start);
-                table = t;
-            }
-            _ => match item.as_table_like() {
-                Some(t) => table = t,
-                None => break,
-            },
-        }
-    }
-    best
 }
 
 #[cfg(test)]

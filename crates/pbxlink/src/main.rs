@@ -20,6 +20,7 @@ mod shutdown;
 mod simulate;
 mod stream_clock;
 mod tokens;
+mod tracking;
 mod users;
 
 fn main() -> anyhow::Result<()> {

@@ -5,6 +5,7 @@
 //! the HTTP edge (`web`) and the journal's release tables (`store`); the gateway does not
 //! need it, and it does not need the gateway.
 
+mod app;
 mod cabinet;
 mod check;
 mod customers;
@@ -212,7 +213,7 @@ pub async fn serve(config: Settings, args: ServerArgs) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let server =
         server::ReleaseServer::new(store, files_dir(&config), public_url, publish_key).await?;
-    server::run(server, listener, tls).await
+    app::run(server, listener, tls).await
 }
 
 /// `pbxlink release ...`.

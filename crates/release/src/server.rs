@@ -34,8 +34,6 @@ use crate::ReleaseChannel;
 /// How often the server re-reads the release list (publishes and yanks made with the CLI in
 /// another process) and writes its counts.
 const RELOAD_EVERY: Duration = Duration::from_secs(2);
-/// How long a client may take over its TLS handshake, and over its request headers.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the HTTP handlers share.
 #[derive(Debug)]
@@ -43,7 +41,7 @@ pub struct ReleaseServer {
     store: Store,
     files_dir: PathBuf,
     /// `https://host[:port]`, no trailing slash.
-    public_url: String,
+    pub(crate) public_url: String,
     publish_key: Option<Vec<u8>>,
     releases: RwLock<Arc<Vec<Listed>>>,
     /// The list before the current one: requests that took it just before a reload may still
@@ -333,8 +331,9 @@ impl<'a> Via<'a> {
     }
 }
 
-/// The routes. No compression layer, on purpose (see the module docs).
-pub fn app(server: Arc<ReleaseServer>) -> Router {
+/// What FreePBX's updater and the publish API reach; [`crate::app`] adds the cabinet. No
+/// compression layer, on purpose (see the module docs).
+pub fn routes() -> Router<Arc<ReleaseServer>> {
     let file_methods = MethodFilter::GET
         .or(MethodFilter::HEAD)
         .or(MethodFilter::POST);
@@ -358,9 +357,6 @@ pub fn app(server: Arc<ReleaseServer>) -> Router {
             "/api/v1/publish",
             post(publish_api).layer(DefaultBodyLimit::max(publish::MAX_TARBALL)),
         )
-        .merge(super::cabinet::routes())
-        .fallback(|| async { text(StatusCode::NOT_FOUND, "not found") })
-        .with_state(server)
 }
 
 /// A plain-text answer: what every error and "no update" is.
@@ -792,46 +788,5 @@ async fn publish_api(
             text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         }
         Err(e) => text(StatusCode::BAD_REQUEST, e.to_string()),
-    }
-}
-
-/// Serves `app` on `listener`, over TLS when `tls` is given, HTTP/1 only (what FreePBX speaks).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    app: Router,
-) -> anyhow::Result<()> {
-    // A client that never finishes its handshake or its request must not hold a task.
-    web::http_server::serve(
-        listener,
-        tls,
-        app,
-        HANDSHAKE_TIMEOUT,
-        std::future::pending(),
-    )
-    .await;
-    Ok(())
-}
-
-/// Binds, prints where it listens (and the self-signed fingerprint), and serves until killed.
-pub async fn run(
-    server: Arc<ReleaseServer>,
-    listener: tokio::net::TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-) -> anyhow::Result<()> {
-    let addr: SocketAddr = listener.local_addr()?;
-    eprintln!(
-        "release server listening on {}://{addr}, public URL {}",
-        if tls.is_some() { "https" } else { "http" },
-        server.public_url
-    );
-    tokio::spawn(server.clone().sync_forever());
-    let app = app(server.clone());
-    tokio::select! {
-        served = serve(listener, tls, app) => served,
-        _ = tokio::signal::ctrl_c() => {
-            // Counts gathered since the last round are not lost on a clean stop.
-            server.sync().await
-        }
     }
 }

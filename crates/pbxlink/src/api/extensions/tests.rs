@@ -44,7 +44,7 @@ async fn gateway(server: &ReplayServer) -> (AppState, AmiClient, tempfile::TempD
         while let Some(event) = events.recv().await {
             match event {
                 LinkEvent::Connected { .. } => {
-                    crate::run::resync_presence(&link, &feeder, "pbx").await
+                    crate::tracking::resync_presence(&link, &feeder, "pbx").await
                 }
                 LinkEvent::Event(msg) => feeder.presence_event("pbx", &msg),
                 LinkEvent::Disconnected { .. } => {}

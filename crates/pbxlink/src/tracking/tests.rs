@@ -8,7 +8,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::*;
+use crate::config::Config;
 use crate::replay_server::Transcript;
+use pbx::ami_client::ClientConfig;
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
