@@ -10,13 +10,13 @@ use std::time::Duration;
 use ami::{Action, ActionResult, Message};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
+use sim::replay_server::{Fault, ReplayOptions, ReplayServer, Transcript};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::ajam_client::AjamClient;
 use crate::ami_client::{AmiClient, ClientConfig, LinkEvent};
 use crate::config::{AjamConfig, AuthKind, Config, PbxConfig, Secret};
-use crate::replay_server::{Fault, ReplayOptions, ReplayServer, Transcript};
 
 #[derive(Debug, Args)]
 pub struct AmiArgs {

@@ -19,12 +19,9 @@ mod http_server;
 mod outbox;
 mod recordings;
 mod release;
-mod replay;
-mod replay_server;
 mod run;
 mod shutdown;
-mod simulate;
-mod stream_clock;
+mod simulate_cli;
 #[cfg(test)]
 mod test_pbx;
 mod tokens;

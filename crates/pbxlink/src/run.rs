@@ -11,6 +11,7 @@ use ami::{Action, ActionResult, Message};
 use anyhow::Context;
 use calls::{Tracker, TrackerConfig};
 use chrono::{TimeDelta, Utc};
+use sim::simulate;
 use store::{RawEvent, Store};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -18,7 +19,6 @@ use tokio::task::JoinHandle;
 use crate::ami_client::{AmiClient, ClientConfig, LinkEvent};
 use crate::api::{self, AppState};
 use crate::config::{Config, PbxConfig, RawEvents, Secret};
-use crate::simulate;
 
 mod cdr;
 mod endpoints;
@@ -707,7 +707,7 @@ impl PbxTracking {
             let Some(object) = event.message.as_object() else {
                 continue;
             };
-            let msg = crate::replay::message_from_json(object);
+            let msg = sim::replay::message_from_json(object);
             // (`Status` items only note numbers for the list that follows: not the list.)
             let listing = msg.event() == Some("CoreShowChannel");
             if let (Some(at), false) = (listing_at, listing) {

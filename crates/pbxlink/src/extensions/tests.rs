@@ -10,13 +10,13 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use expect_test::expect;
+use sim::replay_server::{ReplayOptions, ReplayServer, Transcript};
 use tower::ServiceExt;
 
 use super::*;
 use crate::ami_client::{ClientConfig, LinkEvent};
 use crate::api::AppState;
 use crate::config::Config;
-use crate::replay_server::{ReplayOptions, ReplayServer, Transcript};
 
 pub(super) const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures");
 /// Upper bound for anything a test waits for; only a hung test ever reaches it.

@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
+use sim::replay_server::Transcript;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::*;
-use crate::replay_server::Transcript;
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

@@ -7,10 +7,10 @@ use std::path::Path;
 
 use clap::Parser;
 use expect_test::{expect, Expect};
+use sim::replay_server::{ReplayOptions, ReplayServer, Transcript};
 
 use super::*;
 use crate::extensions::tests::{fields, FIXTURES};
-use crate::replay_server::{ReplayOptions, ReplayServer, Transcript};
 
 /// The subcommand's arguments as `pbxlink extension` gets them.
 #[derive(Debug, Parser)]
