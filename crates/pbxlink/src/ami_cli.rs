@@ -10,11 +10,11 @@ use std::time::Duration;
 use ami::{Action, ActionResult, Message};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
+use sim::replay_server::{Fault, ReplayOptions, ReplayServer, Transcript};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::{AjamConfig, AuthKind, Config, PbxConfig, Secret};
-use crate::replay_server::{Fault, ReplayOptions, ReplayServer, Transcript};
 use pbx::ajam_client::AjamClient;
 use pbx::ami_client::{AmiClient, ClientConfig, LinkEvent};
 

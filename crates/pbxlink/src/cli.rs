@@ -64,7 +64,7 @@ enum Command {
     /// journal them, serve the API and web UI.
     Run(crate::run::RunArgs),
     /// A simulated Asterisk/FreePBX: generated call traffic over AMI, or written to a file.
-    Simulate(crate::simulate::SimulateArgs),
+    Simulate(crate::simulate_cli::SimulateArgs),
     /// FastAGI: serve CRM-driven routing scripts to Asterisk, or load-test a FastAGI server.
     Agi(crate::fastagi::cli::AgiArgs),
     /// Serve FreePBX module updates (what FreePBX's module admin updates from), over TLS.
@@ -104,9 +104,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replay { file, events, pbx } => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
             let tracker = config.pbx(pbx.as_deref())?.tracker.tracker_config();
-            crate::replay::run(&file, tracker, events)
+            sim::replay::run(&file, tracker, events)
         }
-        Command::Simulate(args) => crate::simulate::run(args).await,
+        Command::Simulate(args) => crate::simulate_cli::run(args).await,
         Command::Agi(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
             crate::fastagi::cli::run(&config, args).await

@@ -81,7 +81,7 @@ impl Live {
                         Ok(f) if *f.instance != *own => match f.what {
                             Shared::Event(event) => remote.publish(&f.pbx, event),
                             Shared::Presence(Value::Object(fields)) => {
-                                let msg = crate::replay::message_from_json(&fields);
+                                let msg = sim::replay::message_from_json(&fields);
                                 remote.presence_event(&f.pbx, &msg);
                             }
                             Shared::Presence(_) => {}

@@ -13,8 +13,8 @@ use store::Store;
 
 use crate::api::{self, AppState};
 use crate::config::{Config, PbxConfig, Secret};
-use crate::simulate;
 use pbx::ami_client::{AmiClient, ClientConfig};
+use sim::simulate;
 
 /// `pbxlink run` arguments.
 #[derive(Debug, clap::Args)]

@@ -451,7 +451,7 @@ impl PbxTracking {
             let Some(object) = event.message.as_object() else {
                 continue;
             };
-            let msg = crate::replay::message_from_json(object);
+            let msg = sim::replay::message_from_json(object);
             // (`Status` items only note numbers for the list that follows: not the list.)
             let listing = msg.event() == Some("CoreShowChannel");
             if let (Some(at), false) = (listing_at, listing) {

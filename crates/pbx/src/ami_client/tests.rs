@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use expect_test::expect;
+use sim::replay_server::{decode_event as decode, Fault, ReplayOptions, ReplayServer, Transcript};
 
 use super::*;
-use sim::replay_server::{decode_event as decode, Fault, ReplayOptions, ReplayServer, Transcript};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures");
 const USER: &str = "harness";

@@ -4,8 +4,6 @@ use calls::TrackerConfig;
 
 use crate::testing::cdr_fixture_config as fixture_config;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures");
-
 #[test]
 fn section_problems() {
     let problems = |text: &str| toml::from_str::<CdrConfig>(text).unwrap().problems();

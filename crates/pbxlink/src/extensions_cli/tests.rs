@@ -7,11 +7,11 @@ use std::path::Path;
 
 use clap::Parser;
 use expect_test::{expect, Expect};
+use sim::replay_server::{ReplayOptions, ReplayServer, Transcript};
 
 use pbx::testing::fields;
 
 use super::*;
-use crate::replay_server::{ReplayOptions, ReplayServer, Transcript};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures");
 

@@ -145,8 +145,8 @@ fn fixture_calls(set: &str) -> Vec<Tracked> {
     files
         .iter()
         .flat_map(|file| {
-            let msgs = crate::replay::load(&std::fs::read(file).unwrap()).unwrap();
-            crate::replay::replay(&msgs, TrackerConfig::default(), true)
+            let msgs = sim::replay::load(&std::fs::read(file).unwrap()).unwrap();
+            sim::replay::replay(&msgs, TrackerConfig::default(), true)
         })
         .map(|line| {
             let value: Value = serde_json::from_str(&line).unwrap();

@@ -7,7 +7,6 @@
 //! recording is not done yet.
 
 mod convert;
-pub mod demo;
 mod link;
 #[cfg(test)]
 mod tests;
@@ -79,7 +78,7 @@ impl RecordingsConfig {
     pub fn demo(data_dir: &Path) -> Self {
         Self {
             dir: data_dir.join("demo-monitor"),
-            pbx_dir: Some(PathBuf::from(demo::PBX_DIR)),
+            pbx_dir: Some(PathBuf::from(sim::simulate::mixmonitor::PBX_DIR)),
             store_dir: None,
             public_url: None,
             retention_days: default_retention_days(),

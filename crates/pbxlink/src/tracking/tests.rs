@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
+use sim::replay_server::Transcript;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::*;
 use crate::config::Config;
-use crate::replay_server::Transcript;
 use pbx::ami_client::ClientConfig;
 
 const FIXTURE: &str = concat!(

@@ -17,7 +17,7 @@ use tower::ServiceExt;
 
 use crate::api::AppState;
 use crate::config::Config;
-use crate::replay_server::{ReplayOptions, ReplayServer, Transcript};
+use sim::replay_server::{ReplayOptions, ReplayServer, Transcript};
 
 pub(crate) const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures");
 /// Upper bound for anything a test waits for; only a hung test ever reaches it.

@@ -310,14 +310,14 @@ impl ReplayServer {
 
     /// Every action received from logged-in clients (Ping and the others, not Challenge or
     /// Login), whole and in arrival order, across connections.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "test-util"))]
     pub fn actions(&self) -> Vec<Message> {
         self.shared.actions.lock().unwrap().clone()
     }
 
     /// The actions received other than the link's own keepalive and resync (Ping,
     /// CoreSettings, Logoff): what a test of "which action did the client send" compares.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "test-util"))]
     pub fn actions_except_link(&self) -> Vec<Message> {
         self.actions()
             .into_iter()
@@ -330,7 +330,7 @@ impl ReplayServer {
     }
 
     /// The AstDB as the server holds it now (`Family/Key` -> value).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "test-util"))]
     pub fn astdb(&self) -> BTreeMap<String, String> {
         self.shared.astdb.lock().unwrap().clone()
     }
@@ -890,7 +890,7 @@ impl Conn<'_> {
 }
 
 /// One served event (its original bytes: exactly one message), decoded.
-#[cfg(test)]
+#[cfg(any(test, feature = "test-util"))]
 pub fn decode_event(raw: &[u8]) -> Message {
     let mut buf = BytesMut::from(raw);
     match Decoder::without_banner().decode(&mut buf) {

@@ -1,6 +1,9 @@
 //! The demo PBX's MixMonitor: the simulated Asterisk writes a short WAV wherever a call's
 //! `MIXMONITOR_FILENAME` points (under a folder of its own), so in demo mode recordings take
-//! the production path end to end: worker, MP3, signed link, the UI's player.
+//! the production path end to end: worker, MP3, signed link, the UI's player. It lives in
+//! `simulate` because it is part of the simulated PBX (its server writes the files, its
+//! calls name them under [`PBX_DIR`]); the binary only reads [`PBX_DIR`] for its demo
+//! `[recordings]`.
 
 use std::path::{Component, Path, PathBuf};
 

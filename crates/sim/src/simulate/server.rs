@@ -211,7 +211,7 @@ async fn pump(shared: Arc<Shared>) -> anyhow::Result<()> {
                 .retain(|tx| !tx.is_closed());
         }
         if let Some(dir) = &shared.opts.monitor_dir {
-            crate::recordings::demo::mixmonitor(dir, &m);
+            super::mixmonitor::mixmonitor(dir, &m);
         }
         if let Some(cdr) = cdr.as_mut() {
             cdr.observe(&m)?;
