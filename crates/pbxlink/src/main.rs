@@ -11,6 +11,7 @@ mod config;
 mod config_check;
 mod extensions_cli;
 mod fastagi;
+mod live;
 mod outbox;
 mod recordings;
 mod run;

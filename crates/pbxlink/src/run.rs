@@ -138,9 +138,9 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
     };
     let live = match &config.cluster {
         Some(cluster) => {
-            crate::cluster::Live::start(&store, state.clone(), &cluster.instance_id).await?
+            crate::live::Live::start(&store, state.clone(), &cluster.instance_id).await?
         }
-        None => crate::cluster::Live::local(state.clone()),
+        None => crate::live::Live::local(state.clone()),
     };
     let pipeline = crate::tracking::Pipeline {
         store: store.clone(),

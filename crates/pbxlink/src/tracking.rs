@@ -34,7 +34,7 @@ const JOURNAL_BATCH: usize = 500;
 pub struct Pipeline {
     pub store: Store,
     pub state: AppState,
-    pub live: crate::cluster::Live,
+    pub live: crate::live::Live,
     pub crms: Arc<[crate::outbox::Crm]>,
     pub raw_events: RawEvents,
     /// Resume the calls a previous owner left in progress, from the raw event log (not in

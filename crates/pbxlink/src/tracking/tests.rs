@@ -101,7 +101,7 @@ async fn a_channel_list_read_at_login_applies_after_the_events_sent_before_it() 
     let state = AppState::new(store.clone(), &["t".to_owned()], HashMap::new());
     let pipeline = Pipeline {
         store: store.clone(),
-        live: crate::cluster::Live::local(state.clone()),
+        live: crate::live::Live::local(state.clone()),
         state,
         crms: Arc::from(Vec::new()),
         raw_events: RawEvents::default(),

@@ -6,7 +6,7 @@ use calls::{Direction, Disposition};
 use rand::Rng;
 
 use super::call::{CallBuilder, ChanId};
-use super::scenario::{pick_ext, pstn_number, Story, CALLER_NAMES};
+use super::story::{pick_ext, pstn_number, Story, CALLER_NAMES};
 use super::wire::{event, BridgeKind, ChanState, UNKNOWN};
 
 /// The harness's only DID.

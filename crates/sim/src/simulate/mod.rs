@@ -11,6 +11,7 @@ mod local;
 pub mod mixmonitor;
 mod scenario;
 mod server;
+mod story;
 mod style;
 mod wire;
 
