@@ -19,8 +19,9 @@ DURATION=${DURATION:-30}
 CALLS=${CALLS:-3000}
 ulimit -n 65536 2>/dev/null || true
 
+# PBXLINK_BIN: a pbxlink built elsewhere (bench/before_after.sh); else this tree's.
 cargo build --release -q -p pbxlink --example webhook_sink
-BIN=target/release/pbxlink
+BIN=${PBXLINK_BIN:-target/release/pbxlink}
 SINK=target/release/examples/webhook_sink
 WORK=$(mktemp -d -t pbxlink-crm.XXXXXX)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

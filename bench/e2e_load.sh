@@ -13,8 +13,9 @@ CONCURRENCY=${CONCURRENCY:-2000}
 INTERVAL=${INTERVAL:-5}
 SEED=${SEED:-7}
 
-cargo build --release -q -p pbxlink
-BIN=target/release/pbxlink
+# PBXLINK_BIN: a pbxlink built elsewhere (bench/before_after.sh); else this tree's.
+if [ -z "${PBXLINK_BIN:-}" ]; then cargo build --release -q -p pbxlink; fi
+BIN=${PBXLINK_BIN:-target/release/pbxlink}
 WORK=$(mktemp -d -t pbxlink-load.XXXXXX)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 AMI_PORT=$(free_port)
