@@ -3,6 +3,8 @@
 //! truth, served over AMI) and the transcript replay server ([`replay_server`]: recorded
 //! traffic, served with its original bytes and fault injection). [`replay`] reads transcripts
 //! into AMI messages and runs the call tracker over them; [`stream_clock`] dates their events.
+//! The two servers answer the manager session and the actions Asterisk answers the same way
+//! whatever its traffic with one responder (`responder.rs`).
 //!
 //! A crate of its own because the binary's demo mode (`pbxlink run` with no `[[pbx]]`), its
 //! `simulate`, `replay` and `ami serve` commands, the tests and the benches all use the same
@@ -11,5 +13,6 @@
 
 pub mod replay;
 pub mod replay_server;
+mod responder;
 pub mod simulate;
 pub mod stream_clock;

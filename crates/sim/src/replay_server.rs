@@ -15,6 +15,7 @@
 //! bytes. The transcript is dealt out once across connections: a client that reconnects gets
 //! the events after the last one a previous connection sent completely, so "no loss, no
 //! duplicate across a reconnect" can be checked against [`ReplayServer::connections`].
+//! What it answers as the simulator does comes from `responder.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -33,6 +34,7 @@ pub mod state;
 #[cfg(test)]
 mod sweep;
 
+use crate::responder::{self, After, EmptyId, Responder, Session};
 use state::{ListAnswer, PbxState};
 
 /// Bytes sent by [`Fault::Garbage`]: binary noise, then a blank line so a decoder resyncs.
@@ -396,18 +398,10 @@ async fn serve_tcp(socket: TcpStream, shared: &Shared, index: usize) -> std::io:
 struct Conn<'a> {
     shared: &'a Shared,
     index: usize,
-    challenge: Option<String>,
-    logged_in: bool,
+    replies: Responder,
     events_on: bool,
     sent_here: usize,
     fault: Option<Fault>,
-    out: Vec<u8>,
-}
-
-/// What to do after handling an action.
-enum After {
-    Continue,
-    Close,
 }
 
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
@@ -418,38 +412,21 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let mut conn = Conn {
         shared,
         index,
-        challenge: None,
-        logged_in: false,
+        replies: Responder::new(EmptyId::Echo),
         events_on: false,
         sent_here: 0,
         fault: None,
-        out: Vec::new(),
     };
     stream
-        .write_all(
-            format!(
-                "Asterisk Call Manager/{}\r\n",
-                shared.transcript.ami_version
-            )
-            .as_bytes(),
-        )
+        .write_all(responder::banner(&shared.transcript.ami_version).as_bytes())
         .await?;
     let mut decoder = Decoder::without_banner();
     let mut inbuf = BytesMut::with_capacity(4096);
     loop {
-        loop {
-            let action = match decoder.decode(&mut inbuf) {
-                Ok(Some(Frame::Message(action))) => action,
-                Ok(Some(Frame::Banner(_))) => continue,
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::debug!(error = %e, "replay server: skipped a bad action");
-                    continue;
-                }
-            };
+        while let Some(action) = responder::next_action(&mut decoder, &mut inbuf) {
             let after = conn.answer(&action);
-            stream.write_all(&conn.out).await?;
-            conn.out.clear();
+            stream.write_all(&conn.replies.out).await?;
+            conn.replies.out.clear();
             if let After::Close = after {
                 return stream.shutdown().await;
             }
@@ -491,7 +468,7 @@ impl Conn<'_> {
 
     /// The transcript event this connection may send now, if any.
     fn next_event(&self) -> Option<usize> {
-        if !(self.logged_in && self.events_on) {
+        if !(self.replies.logged_in() && self.events_on) {
             return None;
         }
         if matches!(self.fault, Some(Fault::Hold { after }) if self.sent_here >= after) {
@@ -543,11 +520,7 @@ impl Conn<'_> {
         }
     }
 
-    fn reply(&mut self, fields: &[(&str, &str)]) {
-        Message::from_pairs(fields.iter().copied()).encode(&mut self.out);
-    }
-
-    /// Writes the answer to one action into `self.out`.
+    /// Writes the answer to one action into `self.replies`.
     fn answer(&mut self, action: &Message) -> After {
         let name = action.action().unwrap_or_default().to_ascii_lowercase();
         let id = action.action_id().unwrap_or_default().to_owned();
@@ -555,129 +528,76 @@ impl Conn<'_> {
             l.actions
                 .push(action.action().unwrap_or_default().to_owned())
         });
-        if self.logged_in {
+        if self.replies.logged_in() {
             self.shared.actions.lock().unwrap().push(action.clone());
         }
-        let ok = |extra: &[(&'static str, String)]| {
-            let mut m = Message::from_pairs([("Response", "Success"), ("ActionID", id.as_str())]);
-            for (k, v) in extra {
-                m.push(k, v);
+        let shared = self.shared;
+        let opts = &shared.options;
+        match self.replies.session(action, &opts.username, &opts.secret) {
+            Session::Answered => return After::Continue,
+            Session::Refused => {
+                self.log(|l| l.logged_in = Some(false));
+                // Real Asterisk closes the socket after a failed login.
+                return After::Close;
             }
-            m
-        };
-        match name.as_str() {
-            "challenge" => {
-                let challenge = format!("{:09}", rand::random::<u32>() % 1_000_000_000);
-                ok(&[("Challenge", challenge.clone())]).encode(&mut self.out);
-                self.challenge = Some(challenge);
-            }
-            "login" => {
-                let accepted = self.check_login(action);
-                self.log(|l| l.logged_in = Some(accepted));
-                if !accepted {
-                    self.reply(&[
-                        ("Response", "Error"),
-                        ("ActionID", &id),
-                        ("Message", "Authentication failed"),
-                    ]);
-                    // Real Asterisk closes the socket after a failed login.
-                    return After::Close;
-                }
-                self.logged_in = true;
-                self.events_on = !action
-                    .get("Events")
-                    .is_some_and(|e| e.eq_ignore_ascii_case("off"));
-                if self.events_on {
+            Session::LoggedIn { events } => {
+                self.log(|l| l.logged_in = Some(true));
+                self.events_on = events;
+                if events {
                     let nth = self
                         .shared
                         .event_logins
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     self.fault = self.shared.options.faults.get(nth).copied().flatten();
                 }
-                ok(&[("Message", "Authentication accepted".to_owned())]).encode(&mut self.out);
+                return After::Continue;
             }
-            "logoff" => {
-                self.reply(&[
-                    ("Response", "Goodbye"),
-                    ("ActionID", &id),
-                    ("Message", "Thanks for all the fish."),
-                ]);
-                return After::Close;
-            }
-            _ if !self.logged_in => self.reply(&[
-                ("Response", "Error"),
-                ("ActionID", &id),
-                ("Message", "Permission denied"),
-            ]),
-            "ping" => ok(&[("Ping", "Pong".to_owned()), ("Timestamp", unix_timestamp())])
-                .encode(&mut self.out),
-            "coresettings" => {
-                let t = &self.shared.transcript;
-                ok(&[
-                    ("AMIversion", t.ami_version.clone()),
+            Session::Goodbye => return After::Close,
+            Session::Action => {}
+        }
+        let t = &shared.transcript;
+        match name.as_str() {
+            "ping" => self.replies.pong(&id, unix_micros()),
+            "coresettings" => self.replies.success(
+                &id,
+                &[
+                    ("AMIversion", &t.ami_version),
                     (
                         "AsteriskVersion",
-                        t.asterisk_version.clone().unwrap_or_default(),
+                        t.asterisk_version.as_deref().unwrap_or_default(),
                     ),
-                ])
-                .encode(&mut self.out)
-            }
+                ],
+            ),
             "command" => {
-                let command = action.get("Command").unwrap_or_default();
-                let output = match command.trim() {
-                    "core show version" => format!(
-                        "Asterisk {} (pbxlink replay server)",
-                        self.shared
-                            .transcript
-                            .asterisk_version
-                            .as_deref()
-                            .unwrap_or("unknown")
-                    ),
-                    other => format!(
-                        "No such command '{other}' (type 'core show help {other}' for other possible commands)"
-                    ),
-                };
-                ok(&[
-                    ("Message", "Command output follows".to_owned()),
-                    ("Output", output),
-                ])
-                .encode(&mut self.out);
+                let version = format!(
+                    "Asterisk {} (pbxlink replay server)",
+                    t.asterisk_version.as_deref().unwrap_or("unknown")
+                );
+                self.replies.command(&id, action, &version);
             }
             "coreshowchannels" => {
                 let answer = self.state().core_show_channels(&id);
-                self.send_list(&answer);
+                self.replies.list(&answer);
             }
             "status" => match self.state().status(&id, action.get("Channel")) {
-                Ok(answer) => self.send_list(&answer),
-                Err(message) => self.error(&id, message),
+                Ok(answer) => self.replies.list(&answer),
+                Err(message) => self.replies.error(&id, message),
             },
             "bridgelist" => {
                 let answer = self.state().bridge_list(&id);
-                self.send_list(&answer);
+                self.replies.list(&answer);
             }
-            list if self.shared.transcript.lists.contains_key(list) => {
-                for m in self.shared.transcript.lists[list].messages() {
-                    with_action_id(m, &id).encode(&mut self.out);
+            list if t.lists.contains_key(list) => {
+                for m in t.lists[list].messages() {
+                    with_action_id(m, &id).encode(&mut self.replies.out);
                 }
             }
             "dbget" => self.db_get(action, &id),
             "dbput" | "dbdel" => self.db_change(action, &id, name == "dbput"),
             "queuepause" => self.queue_pause(action, &id),
             "setvar" => self.setvar(action, &id),
-            "extensionstatelist" => {
-                let items = self.extension_states(&id);
-                self.list(
-                    &id,
-                    "Extension Statuses will follow",
-                    items,
-                    "ExtensionStateListComplete",
-                );
-            }
-            _ => self.reply(&[
-                ("Response", "Error"),
-                ("ActionID", &id),
-                ("Message", "Invalid/unknown command"),
-            ]),
+            "extensionstatelist" => self.extension_state_list(&id),
+            _ => self.replies.error(&id, "Invalid/unknown command"),
         }
         After::Continue
     }
@@ -688,43 +608,13 @@ impl Conn<'_> {
         self.shared.transcript.state_after(cursor)
     }
 
-    /// A list answer as Asterisk sends it: the Success response, the items, the *Complete
-    /// event.
-    fn list(&mut self, id: &str, message: &str, items: Vec<Message>, complete: &str) {
-        self.send_list(&ListAnswer::new(id, message, items, complete));
-    }
-
-    fn send_list(&mut self, answer: &ListAnswer) {
-        for m in answer.messages() {
-            m.encode(&mut self.out);
-        }
-    }
-
-    fn error(&mut self, id: &str, message: &str) {
-        self.reply(&[
-            ("Response", "Error"),
-            ("ActionID", id),
-            ("Message", message),
-        ]);
-    }
-
-    /// `DBGet` as Asterisk's `main/db.c` answers it: a one-item list, or an error.
+    /// `DBGet`: the entry, or Asterisk's error.
     fn db_get(&mut self, action: &Message, id: &str) {
         let Some(key) = self.db_key(action, id) else {
             return;
         };
         let val = self.shared.astdb.lock().unwrap().get(&key).cloned();
-        let Some(val) = val else {
-            return self.error(id, "Database entry not found");
-        };
-        let item = Message::from_pairs([
-            ("Event", "DBGetResponse"),
-            ("Family", action.get("Family").unwrap_or_default()),
-            ("Key", action.get("Key").unwrap_or_default()),
-            ("Val", &val),
-            ("ActionID", id),
-        ]);
-        self.list(id, "Result will follow", vec![item], "DBGetComplete");
+        self.replies.db_get(id, action, val.as_deref());
     }
 
     /// `DBPut` (`put`) or `DBDel`.
@@ -733,21 +623,15 @@ impl Conn<'_> {
             return;
         };
         let mut db = self.shared.astdb.lock().unwrap();
-        let message = if put {
+        if put {
             db.insert(key, action.get("Val").unwrap_or_default().to_owned());
-            "Updated database successfully"
-        } else if db.remove(&key).is_some() {
-            "Key deleted successfully"
-        } else {
             drop(db);
-            return self.error(id, "Database entry not found");
-        };
-        drop(db);
-        self.reply(&[
-            ("Response", "Success"),
-            ("ActionID", id),
-            ("Message", message),
-        ]);
+            self.replies.db_put(id);
+        } else {
+            let removed = db.remove(&key).is_some();
+            drop(db);
+            self.replies.db_del(id, removed);
+        }
     }
 
     /// `Family/Key` of a DB action; answers Asterisk's error when either is missing.
@@ -755,8 +639,8 @@ impl Conn<'_> {
         let family = action.get("Family").unwrap_or_default();
         let key = action.get("Key").unwrap_or_default();
         match (family.is_empty(), key.is_empty()) {
-            (true, _) => self.error(id, "No family specified."),
-            (_, true) => self.error(id, "No key specified."),
+            (true, _) => self.replies.error(id, "No family specified."),
+            (_, true) => self.replies.error(id, "No key specified."),
             _ => return Some(format!("{family}/{key}")),
         }
         None
@@ -767,7 +651,9 @@ impl Conn<'_> {
     fn queue_pause(&mut self, action: &Message, id: &str) {
         let iface = action.get("Interface").unwrap_or_default();
         let Some(paused) = action.get("Paused").filter(|_| !iface.is_empty()) else {
-            return self.error(id, "Need 'Interface' and 'Paused' parameters.");
+            return self
+                .replies
+                .error(id, "Need 'Interface' and 'Paused' parameters.");
         };
         let paused = ast_true(paused);
         let queue = action.get("Queue");
@@ -780,18 +666,14 @@ impl Conn<'_> {
             .map(|(_, m)| m)
             .collect();
         if members.is_empty() {
-            return self.error(id, "Interface not found");
+            return self.replies.error(id, "Interface not found");
         }
         let message = if paused {
             "Interface paused successfully"
         } else {
             "Interface unpaused successfully"
         };
-        self.reply(&[
-            ("Response", "Success"),
-            ("ActionID", id),
-            ("Message", message),
-        ]);
+        self.replies.success(id, &[("Message", message)]);
         if !self.events_on {
             return;
         }
@@ -806,7 +688,7 @@ impl Conn<'_> {
                     _ => event.push(k, v),
                 }
             }
-            event.encode(&mut self.out);
+            event.encode(&mut self.replies.out);
         }
     }
 
@@ -814,37 +696,35 @@ impl Conn<'_> {
     /// `DEVICE_STATE(Custom:DND201)`, whose change Asterisk announces as `DeviceStateChange`).
     fn setvar(&mut self, action: &Message, id: &str) {
         let Some(variable) = action.get("Variable").filter(|v| !v.is_empty()) else {
-            return self.error(id, "No variable specified");
+            return self.replies.error(id, "No variable specified");
         };
         if action.get("Channel").is_some_and(|c| !c.is_empty()) {
-            return self.error(id, "No such channel");
+            return self.replies.error(id, "No such channel");
         }
         let value = action.get("Value").unwrap_or_default();
-        self.reply(&[
-            ("Response", "Success"),
-            ("ActionID", id),
-            ("Message", "Variable Set"),
-        ]);
+        self.replies.success(id, &[("Message", "Variable Set")]);
         let device = variable
             .strip_prefix("DEVICE_STATE(")
             .and_then(|v| v.strip_suffix(')'));
         if let (Some(device), true) = (device, self.events_on) {
-            self.reply(&[
+            Message::from_pairs([
                 ("Event", "DeviceStateChange"),
                 ("Privilege", "call,all"),
                 ("Device", device),
                 ("State", value),
-            ]);
+            ])
+            .encode(&mut self.replies.out);
         }
     }
 
-    /// Every hint of the transcript (`ExtensionStatus` events) in its latest state among
-    /// the events sent so far; a hint not reported yet is Idle, with the hint it is first
-    /// reported with.
-    fn extension_states(&self, id: &str) -> Vec<Message> {
-        let cursor = *self.shared.cursor.lock().unwrap();
+    /// `ExtensionStateList`: every hint of the transcript (`ExtensionStatus` events) in its
+    /// latest state among the events sent so far; a hint not reported yet is Idle, with the
+    /// hint it is first reported with.
+    fn extension_state_list(&mut self, id: &str) {
+        let shared = self.shared;
+        let cursor = *shared.cursor.lock().unwrap();
         let mut states: BTreeMap<(&str, &str), (&str, &str, &str)> = BTreeMap::new();
-        for (i, m) in &self.shared.transcript.extension_status {
+        for (i, m) in &shared.transcript.extension_status {
             let exten = m.get("Exten").unwrap_or_default();
             let context = m.get("Context").unwrap_or_default();
             let hint = m.get("Hint").unwrap_or_default();
@@ -862,30 +742,14 @@ impl Conn<'_> {
                 *entry = state;
             }
         }
-        states
-            .into_iter()
-            .map(|((exten, context), (hint, status, text))| {
-                Message::from_pairs([
-                    ("Event", "ExtensionStatus"),
-                    ("ActionID", id),
-                    ("Exten", exten),
-                    ("Context", context),
-                    ("Hint", hint),
-                    ("Status", status),
-                    ("StatusText", text),
-                ])
-            })
-            .collect()
-    }
-
-    fn check_login(&self, action: &Message) -> bool {
-        let opts = &self.shared.options;
-        ami::session::login_is_valid(
-            action,
-            &opts.username,
-            &opts.secret,
-            self.challenge.as_deref(),
-        )
+        self.replies.extension_state_list(
+            id,
+            states
+                .into_iter()
+                .map(|((exten, context), (hint, status, text))| {
+                    [exten, context, hint, status, text]
+                }),
+        );
     }
 }
 
@@ -917,11 +781,12 @@ fn ast_true(value: &str) -> bool {
         .any(|t| value.trim().eq_ignore_ascii_case(t))
 }
 
-fn unix_timestamp() -> String {
+/// Microseconds since the epoch, on the wall clock.
+fn unix_micros() -> u64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    format!("{}.{:06}", now.as_secs(), now.subsec_micros())
+    now.as_micros() as u64
 }
 
 #[cfg(test)]

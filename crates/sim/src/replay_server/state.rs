@@ -14,6 +14,8 @@
 use ami::Message;
 use chrono::{DateTime, Utc};
 
+pub use crate::responder::ListAnswer;
+
 /// The channel block of every channel event, and of `CoreShowChannel`/`Status` items, in
 /// Asterisk's order.
 const SNAPSHOT: [&str; 14] = [
@@ -94,43 +96,6 @@ struct Channel {
     /// The number it was dialed with, when it came in.
     dnid: String,
     created: Option<DateTime<Utc>>,
-}
-
-/// A list answer as Asterisk sends it: the `Success` response (`EventList: start`), the
-/// items, the `*Complete` event with their count.
-#[derive(Debug, Clone)]
-pub struct ListAnswer {
-    pub response: Message,
-    pub items: Vec<Message>,
-    pub complete: Message,
-}
-
-impl ListAnswer {
-    pub fn new(id: &str, message: &str, items: Vec<Message>, complete: &str) -> ListAnswer {
-        let count = items.len().to_string();
-        ListAnswer {
-            response: Message::from_pairs([
-                ("Response", "Success"),
-                ("ActionID", id),
-                ("EventList", "start"),
-                ("Message", message),
-            ]),
-            items,
-            complete: Message::from_pairs([
-                ("Event", complete),
-                ("ActionID", id),
-                ("EventList", "Complete"),
-                ("ListItems", &count),
-            ]),
-        }
-    }
-
-    /// The response, the items, the Complete event: in the order they go out.
-    pub fn messages(&self) -> impl Iterator<Item = &Message> {
-        std::iter::once(&self.response)
-            .chain(&self.items)
-            .chain(std::iter::once(&self.complete))
-    }
 }
 
 impl PbxState {
@@ -335,10 +300,10 @@ impl PbxState {
                 m
             })
             .collect();
-        let mut answer = ListAnswer::new(id, "Channel status will follow", items, "StatusComplete");
-        let count = answer.items.len().to_string();
-        answer.complete.push("Items", &count);
-        Ok(answer)
+        Ok(
+            ListAnswer::new(id, "Channel status will follow", items, "StatusComplete")
+                .with_items_count(),
+        )
     }
 
     /// `BridgeList`: one `BridgeListItem` per bridge, with its channel count now.

@@ -1,5 +1,7 @@
 //! The simulated Asterisk's AMI TCP server: login (plain and MD5 challenge), the generated
 //! event stream (real time or as fast as the client reads), and the actions a gateway sends.
+//! What it answers as the replay server does (the session, response framing, Ping, Command,
+//! the AstDB, ExtensionStateList) comes from `responder.rs`.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -7,9 +9,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ami::{Decoder, Frame, Message};
+use ami::{Decoder, Message};
 use bytes::{Bytes, BytesMut};
-use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
@@ -20,6 +21,7 @@ use super::generator::{Generator, LiveChan, Options, TransferAction};
 use super::style::Style;
 use super::truth_path;
 use super::wire::{event, ChanState, UNKNOWN};
+use crate::responder::{self, After, EmptyId, ListAnswer, Responder, Session};
 
 /// How the server behaves (the generator has its own [`Options`]).
 #[derive(Debug, Clone)]
@@ -226,17 +228,10 @@ async fn pump(shared: Arc<Shared>) -> anyhow::Result<()> {
     }
 }
 
-enum After {
-    Continue,
-    Close,
-}
-
 struct Connection {
     shared: Arc<Shared>,
-    challenge: Option<String>,
-    logged_in: bool,
+    replies: Responder,
     events: Option<mpsc::Receiver<Bytes>>,
-    out: Vec<u8>,
     // Events of the queue to write before the answer in `out`: those made before the
     // present it tells of (CoreShowChannels, phone states). Asterisk sends the events it
     // generated before an answer first; a client must not see a channel listed before it
@@ -248,10 +243,8 @@ impl Connection {
     fn new(shared: Arc<Shared>) -> Self {
         Connection {
             shared,
-            challenge: None,
-            logged_in: false,
+            replies: Responder::new(EmptyId::Omit),
             events: None,
-            out: Vec::new(),
             before_answer: 0,
         }
     }
@@ -274,14 +267,7 @@ impl Connection {
                     if !matches!(n, Ok(n) if n > 0) {
                         return;
                     }
-                    loop {
-                        let action = match dec.decode(&mut buf) {
-                            Ok(Some(Frame::Message(m))) => m,
-                            Ok(Some(_)) => continue,
-                            Ok(None) => break,
-                            // Asterisk drops what it cannot parse and keeps the session.
-                            Err(_) => continue,
-                        };
+                    while let Some(action) = responder::next_action(&mut dec, &mut buf) {
                         let after = self.handle(&action);
                         if let Some(rx) = self.events.as_mut() {
                             for _ in 0..std::mem::take(&mut self.before_answer) {
@@ -291,10 +277,10 @@ impl Connection {
                                 }
                             }
                         }
-                        if wr.write_all(&self.out).await.is_err() {
+                        if wr.write_all(&self.replies.out).await.is_err() {
                             return;
                         }
-                        self.out.clear();
+                        self.replies.out.clear();
                         if let After::Close = after {
                             let _ = wr.shutdown().await;
                             return;
@@ -312,47 +298,21 @@ impl Connection {
         }
     }
 
-    fn reply(&mut self, fields: &[(&str, &str)]) {
-        Message::from_pairs(fields.iter().copied()).encode(&mut self.out);
-    }
-
     fn handle(&mut self, action: &Message) -> After {
         let name = action.action().unwrap_or_default().to_ascii_lowercase();
         let id = action.action_id().unwrap_or_default().to_owned();
         let id = id.as_str();
-        let with_id = |fields: &[(&'static str, String)]| -> Vec<(String, String)> {
-            let mut v = vec![("Response".to_owned(), "Success".to_owned())];
-            if !id.is_empty() {
-                v.push(("ActionID".to_owned(), id.to_owned()));
-            }
-            v.extend(fields.iter().map(|(k, val)| ((*k).to_owned(), val.clone())));
-            v
-        };
-        match name.as_str() {
-            "challenge" => {
-                let challenge = rand::rng()
-                    .random_range(100_000_000u32..1_000_000_000)
-                    .to_string();
-                self.challenge = Some(challenge.clone());
-                self.respond(with_id(&[("Challenge", challenge)]));
-                return After::Continue;
-            }
-            "login" => {
-                if !self.check_login(action) {
-                    self.error(id, "Authentication failed");
-                    return After::Close;
-                }
-                self.logged_in = true;
-                self.respond(with_id(&[("Message", "Authentication accepted".into())]));
-                if !action
-                    .get("Events")
-                    .is_some_and(|e| e.eq_ignore_ascii_case("off"))
-                {
+        let opts = &self.shared.opts;
+        match self.replies.session(action, &opts.username, &opts.secret) {
+            Session::Answered => return After::Continue,
+            Session::Refused | Session::Goodbye => return After::Close,
+            Session::LoggedIn { events } => {
+                if events {
                     let mut m = event("FullyBooted");
                     m.push("Uptime", "4");
                     m.push("LastReload", "4");
                     m.push("Status", "Fully Booted");
-                    m.encode(&mut self.out);
+                    m.encode(&mut self.replies.out);
                     let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
                     self.shared.subscribers.lock().unwrap().push(tx);
                     self.events = Some(rx);
@@ -360,32 +320,13 @@ impl Connection {
                 }
                 return After::Continue;
             }
-            "logoff" => {
-                let mut fields = vec![("Response", "Goodbye")];
-                if !id.is_empty() {
-                    fields.push(("ActionID", id));
-                }
-                fields.push(("Message", "Thanks for all the fish."));
-                self.reply(&fields);
-                return After::Close;
-            }
-            _ if !self.logged_in => {
-                self.error(id, "Permission denied");
-                return After::Continue;
-            }
-            _ => {}
+            Session::Action => {}
         }
         let channel = action.get("Channel").unwrap_or_default();
         match name.as_str() {
             "ping" => {
                 let now = self.shared.gen.lock().unwrap().now_ms();
-                self.respond(with_id(&[
-                    ("Ping", "Pong".into()),
-                    (
-                        "Timestamp",
-                        format!("{}.{:06}", now / 1000, (now % 1000) * 1000),
-                    ),
-                ]));
+                self.replies.pong(id, now * 1000);
             }
             "coresettings" => {
                 let style = self.style();
@@ -393,37 +334,29 @@ impl Connection {
                     ("AMIversion", style.ami_version),
                     ("AsteriskVersion", style.asterisk_version),
                 ];
-                let fields: Vec<(&str, String)> = versions
-                    .into_iter()
-                    .chain(CORE_SETTINGS)
-                    .map(|(k, v)| (k, v.to_owned()))
-                    .collect();
-                self.respond(with_id(&fields));
+                let fields: Vec<(&str, &str)> = versions.into_iter().chain(CORE_SETTINGS).collect();
+                self.replies.success(id, &fields);
             }
             "corestatus" => {
                 let calls = self.shared.gen.lock().unwrap().live().count().to_string();
-                self.respond(with_id(&[
-                    ("CoreStartupDate", "2026-11-22".into()),
-                    ("CoreStartupTime", "22:54:26".into()),
-                    ("CoreReloadDate", "2026-11-22".into()),
-                    ("CoreReloadTime", "22:54:26".into()),
-                    ("CoreCurrentCalls", calls),
-                    ("CoreProcessedCalls", "0".into()),
-                ]));
+                self.replies.success(
+                    id,
+                    &[
+                        ("CoreStartupDate", "2026-11-22"),
+                        ("CoreStartupTime", "22:54:26"),
+                        ("CoreReloadDate", "2026-11-22"),
+                        ("CoreReloadTime", "22:54:26"),
+                        ("CoreCurrentCalls", &calls),
+                        ("CoreProcessedCalls", "0"),
+                    ],
+                );
             }
             "command" => {
-                let cmd = action.get("Command").unwrap_or_default();
-                let output = match cmd.trim() {
-                    "core show version" => format!(
-                        "Asterisk {} built by pbxlink simulate",
-                        self.style().asterisk_version
-                    ),
-                    other => format!("No such command '{other}' (type 'core show help {other}' for other possible commands)"),
-                };
-                self.respond(with_id(&[
-                    ("Message", "Command output follows".into()),
-                    ("Output", output),
-                ]));
+                let version = format!(
+                    "Asterisk {} built by pbxlink simulate",
+                    self.style().asterisk_version
+                );
+                self.replies.command(id, action, &version);
             }
             "originate" => {
                 // A phone's device (`PJSIP/201`, `SIP/7001234201`), or one of its channels.
@@ -450,25 +383,23 @@ impl Connection {
                 let number = number.strip_prefix(prefix).unwrap_or(&number).to_owned();
                 match ext {
                     Some(ext) if !number.is_empty() => {
-                        self.respond(with_id(&[(
-                            "Message",
-                            "Originate successfully queued".into(),
-                        )]));
+                        self.replies
+                            .success(id, &[("Message", "Originate successfully queued")]);
                         let channel_id = action.get("ChannelId");
                         let mut gen = self.shared.gen.lock().unwrap();
                         gen.originate(&ext, &number, id, channel_id);
                         drop(gen);
                         self.shared.wake.notify_one();
                     }
-                    _ => self.error(id, "Originate failed"),
+                    _ => self.replies.error(id, "Originate failed"),
                 }
             }
             "hangup" => {
                 if self.shared.gen.lock().unwrap().hangup(channel) {
-                    self.respond(with_id(&[("Message", "Channel Hungup".into())]));
+                    self.replies.success(id, &[("Message", "Channel Hungup")]);
                     self.shared.wake.notify_one();
                 } else {
-                    self.error(id, "No such channel");
+                    self.replies.error(id, "No such channel");
                 }
             }
             "redirect" | "blindtransfer" | "atxfer" => {
@@ -495,9 +426,9 @@ impl Connection {
                 let done = exists && gen.transfer(channel, exten, how);
                 drop(gen);
                 match (exists, done) {
-                    (false, _) => self.error(id, "Channel specified does not exist"),
-                    (true, true) => self.respond(with_id(&[("Message", ok.into())])),
-                    (true, false) => self.error(id, failed),
+                    (false, _) => self.replies.error(id, "Channel specified does not exist"),
+                    (true, true) => self.replies.success(id, &[("Message", ok)]),
+                    (true, false) => self.replies.error(id, failed),
                 }
                 self.shared.wake.notify_one();
             }
@@ -516,10 +447,7 @@ impl Connection {
                     .state_mut()
                     .astdb
                     .insert(key, val);
-                self.respond(with_id(&[(
-                    "Message",
-                    "Updated database successfully".into(),
-                )]));
+                self.replies.db_put(id);
             }
             "dbdel" => {
                 let removed = self
@@ -531,11 +459,7 @@ impl Connection {
                     .astdb
                     .remove(&db_key(action))
                     .is_some();
-                if removed {
-                    self.respond(with_id(&[("Message", "Key deleted successfully".into())]));
-                } else {
-                    self.error(id, "Database entry not found");
-                }
+                self.replies.db_del(id, removed);
             }
             "queuepause" => {
                 let interface = action.get("Interface").unwrap_or_default().to_owned();
@@ -558,7 +482,7 @@ impl Connection {
                     .collect();
                 if queues.is_empty() {
                     drop(gen);
-                    self.error(id, "Interface not found");
+                    self.replies.error(id, "Interface not found");
                 } else {
                     let state = gen.state_mut();
                     for q in queues {
@@ -575,12 +499,12 @@ impl Connection {
                     } else {
                         "Interface unpaused successfully"
                     };
-                    self.respond(with_id(&[("Message", message.into())]));
+                    self.replies.success(id, &[("Message", message)]);
                 }
             }
             // FreePBX sets `DEVICE_STATE(Custom:DND<ext>)` with a DND or forwarding change;
             // the simulated phones have no such lamps, so it is only acknowledged.
-            "setvar" => self.respond(with_id(&[("Message", "Variable Set".into())])),
+            "setvar" => self.replies.success(id, &[("Message", "Variable Set")]),
             "extensionstatelist" => self.extension_state_list(id),
             "queuestatus" => self.queue_status(id, action.get("Queue")),
             "coreshowchannels" => self.channel_list(id, false, channel),
@@ -594,26 +518,13 @@ impl Connection {
             "sipshowpeer" if !self.style().freepbx => {
                 self.show_peer(id, action.get("Peer").unwrap_or_default())
             }
-            _ => self.error(id, "Invalid/unknown command"),
+            _ => self.replies.error(id, "Invalid/unknown command"),
         }
         After::Continue
     }
 
-    fn respond(&mut self, fields: Vec<(String, String)>) {
-        Message::from_pairs(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .encode(&mut self.out);
-    }
-
-    fn error(&mut self, id: &str, message: &str) {
-        let mut fields = vec![("Response", "Error")];
-        if !id.is_empty() {
-            fields.push(("ActionID", id));
-        }
-        fields.push(("Message", message));
-        self.reply(&fields);
-    }
-
-    // A list answer: the Success response, the items, the *Complete event.
+    // A list answer: the Success response, the items, the *Complete event (with `Items`
+    // too when `extra_count`).
     fn list(
         &mut self,
         id: &str,
@@ -622,26 +533,12 @@ impl Connection {
         complete: &str,
         extra_count: bool,
     ) {
-        self.reply(&[
-            ("Response", "Success"),
-            ("ActionID", id),
-            ("EventList", "start"),
-            ("Message", message),
-        ]);
-        let n = items.len().to_string();
-        for m in items {
-            m.encode(&mut self.out);
-        }
-        let mut done = vec![
-            ("Event", complete),
-            ("ActionID", id),
-            ("EventList", "Complete"),
-            ("ListItems", n.as_str()),
-        ];
-        if extra_count {
-            done.push(("Items", n.as_str()));
-        }
-        self.reply(&done);
+        let answer = ListAnswer::new(id, message, items, complete);
+        self.replies.list(&if extra_count {
+            answer.with_items_count()
+        } else {
+            answer
+        });
     }
 
     fn db_get(&mut self, action: &Message, id: &str) {
@@ -655,17 +552,7 @@ impl Connection {
             .astdb
             .get(&key)
             .cloned();
-        let Some(val) = val else {
-            self.error(id, "Database entry not found");
-            return;
-        };
-        let mut m = Message::new();
-        m.push("Event", "DBGetResponse");
-        m.push("Family", action.get("Family").unwrap_or_default());
-        m.push("Key", action.get("Key").unwrap_or_default());
-        m.push("Val", &val);
-        m.push("ActionID", id);
-        self.list(id, "Result will follow", vec![m], "DBGetComplete", false);
+        self.replies.db_get(id, action, val.as_deref());
     }
 
     /// What each phone is doing per the live channels: ringing, else in use, else idle.
@@ -699,32 +586,24 @@ impl Connection {
 
     fn extension_state_list(&mut self, id: &str) {
         let style = self.style();
-        let items = self
+        let phones: Vec<(String, String, PhoneState)> = self
             .phone_states()
-            .iter()
+            .into_iter()
             .map(|(e, state)| {
+                let hint = style.hint(&e);
+                (e, hint, state)
+            })
+            .collect();
+        self.replies.extension_state_list(
+            id,
+            phones.iter().map(|(e, hint, state)| {
                 let (code, text) = match state {
                     PhoneState::Idle => ("0", "Idle"),
                     PhoneState::Ringing => ("8", "Ringing"),
                     _ => ("1", "InUse"),
                 };
-                let mut m = Message::new();
-                m.push("Event", "ExtensionStatus");
-                m.push("ActionID", id);
-                m.push("Exten", e);
-                m.push("Context", style.hints);
-                m.push("Hint", &style.hint(e));
-                m.push("Status", code);
-                m.push("StatusText", text);
-                m
-            })
-            .collect();
-        self.list(
-            id,
-            "Extension Statuses will follow",
-            items,
-            "ExtensionStateListComplete",
-            false,
+                [e.as_str(), style.hints, hint.as_str(), code, text]
+            }),
         );
     }
 
@@ -926,7 +805,9 @@ impl Connection {
     fn endpoint_detail(&mut self, id: &str, name: &str) {
         let name = name.strip_prefix("PJSIP/").unwrap_or(name);
         let Some(e) = self.endpoints().into_iter().find(|e| e.name == name) else {
-            return self.error(id, &format!("Unable to retrieve endpoint {name}"));
+            return self
+                .replies
+                .error(id, &format!("Unable to retrieve endpoint {name}"));
         };
         let auth = format!("{}-auth", e.name);
         let detail = item(
@@ -1007,90 +888,78 @@ impl Connection {
     /// `SIPshowpeer`: one answer, not a list (chan_sip's `_sip_show_peer` for the manager).
     fn show_peer(&mut self, id: &str, name: &str) {
         if name.is_empty() {
-            return self.error(id, "Peer: <name> missing.");
+            return self.replies.error(id, "Peer: <name> missing.");
         }
         let Some(e) = self.endpoints().into_iter().find(|e| e.name == name) else {
-            return self.error(id, &format!("Peer {name} not found."));
+            return self.replies.error(id, &format!("Peer {name} not found."));
         };
-        let mut fields = vec![("Response", "Success")];
-        if !id.is_empty() {
-            fields.push(("ActionID", id));
-        }
         let contact = format!("sip:{}@127.0.0.1:5070", e.name);
-        fields.extend([
-            ("Channeltype", "SIP"),
-            ("ObjectName", &e.name),
-            ("ChanObjectType", "peer"),
-            ("SecretExist", "Y"),
-            ("RemoteSecretExist", "N"),
-            ("MD5SecretExist", "N"),
-            ("Context", e.context),
-            ("Language", "en"),
-            ("ToneZone", "<Not set>"),
-            ("AMAflags", "Unknown"),
-            ("CID-CallingPres", "Presentation Allowed, Not Screened"),
-            ("Callgroup", ""),
-            ("Pickupgroup", ""),
-            ("Named Callgroup", ""),
-            ("Named Pickupgroup", ""),
-            ("MOHSuggest", ""),
-            ("VoiceMailbox", ""),
-            ("TransferMode", "open"),
-            ("LastMsgsSent", "0"),
-            ("Maxforwards", "0"),
-            ("Call-limit", "2147483647"),
-            ("Busy-level", "0"),
-            ("MaxCallBR", "384 kbps"),
-            ("Dynamic", "Y"),
-            ("Callerid", &e.callerid),
-            ("RegExpire", "3587 seconds"),
-            ("SIP-AuthInsecure", "no"),
-            ("SIP-Forcerport", "Y"),
-            ("SIP-Comedia", "Y"),
-            ("ACL", "N"),
-            ("SIP-CanReinvite", "N"),
-            ("SIP-DirectMedia", "N"),
-            ("SIP-PromiscRedir", "N"),
-            ("SIP-UserPhone", "N"),
-            ("SIP-VideoSupport", "N"),
-            ("SIP-TextSupport", "N"),
-            ("SIP-T.38Support", "N"),
-            ("SIP-T.38EC", "Unknown"),
-            ("SIP-T.38MaxDtgrm", "4294967295"),
-            ("SIP-Sess-Timers", "Accept"),
-            ("SIP-Sess-Refresh", "uas"),
-            ("SIP-Sess-Expires", "1800"),
-            ("SIP-Sess-Min", "90"),
-            ("SIP-RTP-Engine", "asterisk"),
-            ("SIP-Encryption", "N"),
-            ("SIP-RTCP-Mux", "N"),
-            ("SIP-DTMFmode", "rfc2833"),
-            ("ToHost", ""),
-            ("Address-IP", "127.0.0.1"),
-            ("Address-Port", "5070"),
-            ("Default-addr-IP", "(null)"),
-            ("Default-addr-port", "0"),
-            ("Default-Username", &e.name),
-            ("Codecs", "(ulaw|alaw)"),
-            ("Status", "OK (12 ms)"),
-            ("SIP-Useragent", "pbxlink simulate"),
-            ("Reg-Contact", &contact),
-            ("QualifyFreq", "60000 ms"),
-            ("Parkinglot", ""),
-            ("SIP-Use-Reason-Header", "N"),
-            ("Description", ""),
-        ]);
-        self.reply(&fields);
-    }
-
-    fn check_login(&self, action: &Message) -> bool {
-        let opts = &self.shared.opts;
-        ami::session::login_is_valid(
-            action,
-            &opts.username,
-            &opts.secret,
-            self.challenge.as_deref(),
-        )
+        self.replies.success(
+            id,
+            &[
+                ("Channeltype", "SIP"),
+                ("ObjectName", &e.name),
+                ("ChanObjectType", "peer"),
+                ("SecretExist", "Y"),
+                ("RemoteSecretExist", "N"),
+                ("MD5SecretExist", "N"),
+                ("Context", e.context),
+                ("Language", "en"),
+                ("ToneZone", "<Not set>"),
+                ("AMAflags", "Unknown"),
+                ("CID-CallingPres", "Presentation Allowed, Not Screened"),
+                ("Callgroup", ""),
+                ("Pickupgroup", ""),
+                ("Named Callgroup", ""),
+                ("Named Pickupgroup", ""),
+                ("MOHSuggest", ""),
+                ("VoiceMailbox", ""),
+                ("TransferMode", "open"),
+                ("LastMsgsSent", "0"),
+                ("Maxforwards", "0"),
+                ("Call-limit", "2147483647"),
+                ("Busy-level", "0"),
+                ("MaxCallBR", "384 kbps"),
+                ("Dynamic", "Y"),
+                ("Callerid", &e.callerid),
+                ("RegExpire", "3587 seconds"),
+                ("SIP-AuthInsecure", "no"),
+                ("SIP-Forcerport", "Y"),
+                ("SIP-Comedia", "Y"),
+                ("ACL", "N"),
+                ("SIP-CanReinvite", "N"),
+                ("SIP-DirectMedia", "N"),
+                ("SIP-PromiscRedir", "N"),
+                ("SIP-UserPhone", "N"),
+                ("SIP-VideoSupport", "N"),
+                ("SIP-TextSupport", "N"),
+                ("SIP-T.38Support", "N"),
+                ("SIP-T.38EC", "Unknown"),
+                ("SIP-T.38MaxDtgrm", "4294967295"),
+                ("SIP-Sess-Timers", "Accept"),
+                ("SIP-Sess-Refresh", "uas"),
+                ("SIP-Sess-Expires", "1800"),
+                ("SIP-Sess-Min", "90"),
+                ("SIP-RTP-Engine", "asterisk"),
+                ("SIP-Encryption", "N"),
+                ("SIP-RTCP-Mux", "N"),
+                ("SIP-DTMFmode", "rfc2833"),
+                ("ToHost", ""),
+                ("Address-IP", "127.0.0.1"),
+                ("Address-Port", "5070"),
+                ("Default-addr-IP", "(null)"),
+                ("Default-addr-port", "0"),
+                ("Default-Username", &e.name),
+                ("Codecs", "(ulaw|alaw)"),
+                ("Status", "OK (12 ms)"),
+                ("SIP-Useragent", "pbxlink simulate"),
+                ("Reg-Contact", &contact),
+                ("QualifyFreq", "60000 ms"),
+                ("Parkinglot", ""),
+                ("SIP-Use-Reason-Header", "N"),
+                ("Description", ""),
+            ],
+        );
     }
 }
 
