@@ -1,7 +1,6 @@
 //! Call scenario templates shaped after the real FreePBX transcripts (asterisk-22-pjsip), and
 //! the ground truth each one knows about itself.
 
-
 use calls::{Direction, Disposition, TransferKind};
 use rand::Rng;
 
