@@ -80,7 +80,7 @@ enum Command {
     /// API tokens: create (scoped read/control/admin), list, revoke.
     Token(crate::tokens::TokenArgs),
     /// Recordings: convert a MixMonitor WAV to MP3 as the recordings worker does (and how fast).
-    Recording(crate::recordings::RecordingArgs),
+    Recording(crate::recordings_cli::RecordingArgs),
     /// Web UI users (password sign-in): add, list, remove.
     User(crate::users::UserArgs),
 }
@@ -155,7 +155,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", config.summary());
             Ok(())
         }
-        Command::Recording(args) => crate::recordings::command(&args),
+        Command::Recording(args) => crate::recordings_cli::command(&args),
         Command::Token(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
             crate::tokens::run(&config, args).await

@@ -9,12 +9,15 @@ mod cli;
 mod cluster;
 mod config;
 mod config_check;
+#[cfg(test)]
+mod delivery_tests;
 mod extensions_cli;
 mod fastagi;
 mod freepbx;
 mod http_server;
 mod outbox;
 mod recordings;
+mod recordings_cli;
 mod release;
 mod replay;
 mod replay_server;

@@ -66,7 +66,7 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
     let recordings = config.recordings.clone().or_else(|| {
         _demo
             .is_some()
-            .then(|| crate::recordings::RecordingsConfig::demo(&config.data_dir))
+            .then(|| crate::recordings::demo_config(&config.data_dir))
     });
     // A token given on the command line is the operator's own: never printed.
     let (token, fresh_token) = match args.admin_token {
@@ -261,7 +261,7 @@ async fn start_demo_pbx(
         fast: false,
         speed: 1.0,
         write: None,
-        monitor_dir: Some(crate::recordings::RecordingsConfig::demo(data_dir).dir),
+        monitor_dir: Some(crate::recordings::demo_config(data_dir).dir),
         cdr: None,
     };
     let handle = simulate::start(SocketAddr::from(([127, 0, 0, 1], 0)), options, server).await?;

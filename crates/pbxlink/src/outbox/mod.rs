@@ -1,13 +1,14 @@
 //! CRM delivery: `[[crm]]` config, the planner that turns a finished call into outbox rows
 //! (written with the call, in its transaction), and the workers that deliver them.
 
+pub mod bitrix24;
 pub mod cli;
 mod lane;
 pub(crate) mod metrics;
 pub mod portal;
 mod worker;
 
-pub(crate) use worker::send;
+pub(crate) use worker::{send, spawn_workers, WorkerConfig};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +20,6 @@ use crm::webhook::{SigningSecret, Webhook, RECORDING_READY};
 use crm::{Connector, Step};
 use serde::Deserialize;
 use store::NewOutboxRow;
-
-use worker::{spawn_workers, WorkerConfig};
 
 /// `[outbox]`: how the delivery workers pace themselves.
 #[derive(Debug, Clone, Deserialize)]
@@ -92,7 +91,7 @@ pub struct Bitrix24Config {
     #[serde(default = "bitrix24_rate")]
     pub rate_per_second: f64,
     /// A local application's OAuth settings, instead of `webhook_url`.
-    pub oauth: Option<portal::OAuthSection>,
+    pub oauth: Option<bitrix24::OAuthSection>,
     /// When users get the call card: `ring` (default), `answer` or `never`.
     #[serde(default = "card_on_ring")]
     pub card: String,
@@ -225,7 +224,7 @@ pub struct Crm {
 
 #[derive(Debug, Clone)]
 enum Planner {
-    Bitrix24(Arc<portal::B24>),
+    Bitrix24(Arc<bitrix24::Portal>),
     /// The endpoint plans its own events.
     Webhook(Arc<Webhook>),
     AmoCrm(Arc<Amo>),
@@ -247,7 +246,7 @@ impl Crm {
         };
         match config {
             CrmConfig::Bitrix24(c) => {
-                let b24 = Arc::new(portal::build(c)?);
+                let b24 = Arc::new(bitrix24::build(c)?);
                 Ok(Self {
                     name: c.name.clone(),
                     connector: b24.portal.clone(),
@@ -330,7 +329,7 @@ impl Crm {
     pub async fn test(&self, http: &reqwest::Client) -> Result<String, crm::DeliveryError> {
         match &self.planner {
             Planner::Bitrix24(b24) => {
-                portal::reload_users(self, http, &b24.portal, &b24.users).await
+                bitrix24::reload_users(self, http, &b24.portal, &b24.users).await
             }
             Planner::Webhook(webhook) => {
                 let probe = crm::OutboxItem {
@@ -391,7 +390,7 @@ impl Crm {
     }
 
     /// The Bitrix24 parts, when this connector is a Bitrix24 portal.
-    fn bitrix24(&self) -> Option<&portal::B24> {
+    pub fn bitrix24(&self) -> Option<&bitrix24::Portal> {
         match &self.planner {
             Planner::Bitrix24(b24) => Some(b24),
             Planner::Webhook(_) | Planner::AmoCrm(_) => None,
@@ -616,8 +615,8 @@ fn secret(
 }
 
 #[cfg(test)]
-mod fake_amocrm;
+pub mod fake_amocrm;
 #[cfg(test)]
-mod fake_bitrix24;
+pub mod fake_bitrix24;
 #[cfg(test)]
 mod tests;
