@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use crate::api::AppState;
 use crate::config::{ClusterConfig, PbxConfig};
 use crate::run::Pipeline;
-use crate::shutdown::Shutdown;
+use delivery::shutdown::Shutdown;
 use pbx::ami_client::{AmiClient, ClientConfig};
 
 /// Live events waiting for `NOTIFY`; beyond this they are dropped (and counted): the live

@@ -1,22 +1,22 @@
 //! Delivery end to end through the binary's parts: the recorded fixture calls replayed by
-//! `crate::replay`, queued as `run` queues them and delivered by the outbox workers to the
+//! `crate::replay`, queued as `run` queues them and delivered by `delivery`'s workers to the
 //! fake cloud CRMs (Bitrix24, amoCRM) and a webhook receiver; and Bitrix24's click-to-call
-//! (`outbox::portal`) through a fake PBX. The outbox's own tests are `outbox/tests.rs`; the
-//! fixture ones can join them once the replay is a library.
+//! (`crate::portal`) through a fake PBX. The outbox's own tests are in `delivery`; the fixture
+//! ones can join them once the replay is a library.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::outbox::fake_amocrm;
-use crate::outbox::fake_bitrix24::{self, FakeBitrix24};
-use crate::outbox::{plan_all, plan_event_all, spawn_workers, Crm, CrmConfig, WorkerConfig};
 use calls::{CallEvent, CallRecord, Direction, TrackerConfig};
+use delivery::outbox::fake_amocrm;
+use delivery::outbox::fake_bitrix24::{self, FakeBitrix24};
+use delivery::outbox::{plan_all, plan_event_all, spawn_workers, Crm, CrmConfig, WorkerConfig};
 use serde_json::Value;
 use store::{OutboxFilter, OutboxStatus, Store};
 
-use crate::outbox::portal;
+use crate::portal;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures");
 

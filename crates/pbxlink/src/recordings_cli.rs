@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use crate::recordings::{wav_to_mp3, Converted, DEFAULT_BITRATE};
 use anyhow::Context as _;
+use delivery::recordings::{wav_to_mp3, Converted, DEFAULT_BITRATE};
 
 /// `pbxlink recording ...`.
 #[derive(Debug, clap::Args)]

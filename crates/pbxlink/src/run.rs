@@ -89,7 +89,7 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
             control_links.push((pbx.name.clone(), client, events));
         }
     }
-    let (trigger, shutdown) = crate::shutdown::Trigger::new();
+    let (trigger, shutdown) = delivery::shutdown::Trigger::new();
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
@@ -107,14 +107,14 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
         )
         .with_settings(config.settings_view())
         .with_extensions(config.extensions.clone());
-    let crms = crate::outbox::start(
+    let crms = delivery::outbox::start(
         &config.crm,
         &config.outbox,
         &store,
         recordings.is_some(),
         &shutdown,
     )?;
-    crate::outbox::metrics::spawn(store.clone(), &crms, shutdown.clone());
+    delivery::outbox::metrics::spawn(store.clone(), &crms, shutdown.clone());
     let tls = match (&config.http.tls_cert, &config.http.tls_key) {
         (Some(cert), Some(key)) => {
             let identity = crate::release::Identity::Files {
@@ -138,7 +138,7 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
         Some(recordings) => {
             // Links point at the API itself unless `public_url` says otherwise.
             let own_url = format!("{scheme}://{addr}");
-            let worker = crate::recordings::Worker::from_config(
+            let worker = delivery::recordings::Worker::from_config(
                 recordings,
                 &config.data_dir,
                 &own_url,
@@ -207,8 +207,7 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
         crate::fastagi::cli::start(agi, &crms, shutdown.clone()).await?;
     }
     // Bitrix24's click-to-call: its event handler URL, and offline-event polling.
-    let bitrix24_events =
-        crate::outbox::portal::ClickToCall::new(crms.clone(), click_to_call_links);
+    let bitrix24_events = crate::portal::ClickToCall::new(crms.clone(), click_to_call_links);
     bitrix24_events.start_polling();
 
     eprintln!("web UI: {scheme}://{addr}/");
@@ -291,7 +290,7 @@ pub struct Pipeline {
     pub store: Store,
     pub state: AppState,
     pub live: crate::cluster::Live,
-    pub crms: Arc<[crate::outbox::Crm]>,
+    pub crms: Arc<[delivery::outbox::Crm]>,
     pub raw_events: RawEvents,
     /// Resume the calls a previous owner left in progress, from the raw event log (not in
     /// demo mode: a fresh simulator never continues an old call).
@@ -641,7 +640,7 @@ impl PbxTracking {
     /// Queues the CRM steps a live call event gives (Bitrix24 register, cards) through the
     /// journal writer, in order with the call's record; `false` if the writer has stopped.
     async fn queue_live_steps(&self, event: &calls::CallEvent) -> bool {
-        let rows = crate::outbox::plan_event_all(&self.pipeline.crms, &self.pbx, event);
+        let rows = delivery::outbox::plan_event_all(&self.pipeline.crms, &self.pbx, event);
         if rows.is_empty() {
             return true;
         }
@@ -765,7 +764,7 @@ enum JournalItem {
 fn spawn_journal_writer(
     store: Store,
     pbx: &str,
-    crms: Arc<[crate::outbox::Crm]>,
+    crms: Arc<[delivery::outbox::Crm]>,
 ) -> (mpsc::Sender<JournalItem>, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<JournalItem>(JOURNAL_QUEUE);
     let pbx = pbx.to_owned();
@@ -785,7 +784,7 @@ fn spawn_journal_writer(
             // CRM deliveries are queued in the call's own transaction: never one without the other.
             let outbox: Vec<_> = calls
                 .iter()
-                .map(|c| crate::outbox::plan_all(&crms, &pbx, c))
+                .map(|c| delivery::outbox::plan_all(&crms, &pbx, c))
                 .collect();
             let rows: Vec<_> = calls
                 .iter()
@@ -801,7 +800,7 @@ fn spawn_journal_writer(
             }
             journaled.increment(rows.len() as u64);
             if !live.is_empty() || outbox.iter().any(|o| !o.is_empty()) {
-                crate::outbox::rows_queued(&crms);
+                delivery::outbox::rows_queued(&crms);
             }
             batch.clear();
         }

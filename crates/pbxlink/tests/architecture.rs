@@ -18,19 +18,26 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("calls", &["ami"]),
     ("crm", &["calls"]),
     ("store", &["calls"]),
-    ("pbxlink", &["ami", "agi", "calls", "crm", "store"]),
+    ("pbx", &["ami", "calls"]),
+    ("delivery", &["calls", "crm", "store"]),
+    (
+        "pbxlink",
+        &["ami", "agi", "calls", "crm", "store", "pbx", "delivery"],
+    ),
 ];
 
 /// The crates that do I/O or run tasks, and the workspace crates allowed to depend on them:
 /// `store` is the database edge (sqlx needs tokio's runtime; its writers take turns on a
-/// tokio mutex), the binary is every other edge.
+/// tokio mutex), `pbx` the PBX's (AMI over TCP/TLS, AJAM over HTTP, the CDR database),
+/// `delivery` the CRMs' (HTTP out, worker tasks; its `testing` feature serves the fake CRMs
+/// with axum), the binary is every other edge.
 const IO_CRATES: &[(&str, &[&str])] = &[
-    ("tokio", &["store", "pbxlink"]),
-    ("sqlx", &["store", "pbxlink"]),
-    ("reqwest", &["pbxlink"]),
-    ("axum", &["pbxlink"]),
+    ("tokio", &["store", "pbx", "delivery", "pbxlink"]),
+    ("sqlx", &["store", "pbx", "pbxlink"]),
+    ("reqwest", &["pbx", "delivery", "pbxlink"]),
+    ("axum", &["delivery", "pbxlink"]),
     ("hyper", &["pbxlink"]),
-    ("tokio-rustls", &["pbxlink"]),
+    ("tokio-rustls", &["pbx", "pbxlink"]),
 ];
 
 /// Crates whose production code takes bytes, events and `now` and never fetches them itself.

@@ -4,10 +4,10 @@
 use std::io::Cursor;
 use std::sync::Arc;
 
-use crate::recordings::{load_key, Signer, Worker};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::{DateTime, TimeDelta, Utc};
+use delivery::recordings::{load_key, Signer, Worker};
 use store::Store;
 use tower::ServiceExt as _;
 
@@ -17,7 +17,7 @@ struct Bench {
     worker: Worker,
     monitor: tempfile::TempDir,
     data: tempfile::TempDir,
-    config: crate::recordings::RecordingsConfig,
+    config: delivery::recordings::RecordingsConfig,
 }
 
 async fn bench() -> Bench {
@@ -35,7 +35,7 @@ async fn bench() -> Bench {
         "<test>",
     )
     .unwrap();
-    let mut crm = crate::outbox::Crm::from_config(&config.crm[0]).unwrap();
+    let mut crm = delivery::outbox::Crm::from_config(&config.crm[0]).unwrap();
     crm.recordings_follow = true;
     let recordings = config.recordings.unwrap();
     let worker = Worker::from_config(

@@ -2,13 +2,11 @@
 //! (written with the call, in its transaction), and the workers that deliver them.
 
 pub mod bitrix24;
-pub mod cli;
 mod lane;
-pub(crate) mod metrics;
-pub mod portal;
+pub mod metrics;
 mod worker;
 
-pub(crate) use worker::{send, spawn_workers, WorkerConfig};
+pub use worker::{send, spawn_workers, WorkerConfig};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -614,9 +612,9 @@ fn secret(
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 pub mod fake_amocrm;
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 pub mod fake_bitrix24;
 #[cfg(test)]
 mod tests;

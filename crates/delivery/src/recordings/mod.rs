@@ -7,7 +7,6 @@
 //! recording is not done yet.
 
 mod convert;
-pub mod demo;
 mod link;
 #[cfg(test)]
 mod tests;
@@ -460,13 +459,4 @@ pub fn locate(dir: &Path, pbx_dir: &Path, source: &str, started: DateTime<Utc>) 
         .chain(dated)
         .chain([dir.join(name)])
         .find(|path| path.is_file())
-}
-
-/// Demo mode's `[recordings]`: the simulated PBX writes its recordings under
-/// `<data_dir>/demo-monitor`, naming them as a real one would.
-pub fn demo_config(data_dir: &Path) -> RecordingsConfig {
-    RecordingsConfig {
-        pbx_dir: Some(PathBuf::from(demo::PBX_DIR)),
-        ..RecordingsConfig::new(data_dir.join("demo-monitor"))
-    }
 }

@@ -1,19 +1,19 @@
 //! Bitrix24's click-to-call (`ONEXTERNALCALLSTART`) pushed to `POST /bitrix24/{name}/events`
 //! or polled with `event.offline.get`: the PBX places the call (AMI Originate, as the API's
 //! click-to-call) and the planner sends only `finish` for it, under Bitrix24's `CALL_ID`. The
-//! portal's connector (OAuth, REST calls, user map) is `super::bitrix24`.
+//! portal's connector (OAuth, REST calls, user map) is `delivery::outbox::bitrix24`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{bitrix24::call, Crm};
 use anyhow::Context as _;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use crm::bitrix24::events::{self, ExternalCallStart, PostedEvent};
+use delivery::outbox::{bitrix24::call, Crm};
 use serde_json::Value;
 
 use crate::api::ApiError;
