@@ -219,7 +219,9 @@ impl Planner {
         }
     }
 
-    /// The steps of a finished call ([`plan`]).
+    /// The steps of a finished call ([`plan`]). Its recording goes with it as the call's `link`
+    /// (`record_url_base`) however it is handed over ([`crate::RecordingHandOver`]): a logged
+    /// call cannot be changed, so a recording converted later gives amoCRM nothing.
     pub fn on_record(&mut self, call: &str, record: &CallRecord) -> Vec<Step> {
         self.ringing.remove(call);
         plan(record, &self.config)

@@ -44,6 +44,34 @@ impl Step {
     }
 }
 
+/// When a finished call's recording goes to the CRMs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RecordingHandOver {
+    /// With the call's own steps, as the PBX's file: under a connector's `record_url_base`,
+    /// and named by the webhook's `recording.ready`.
+    #[default]
+    WithCall,
+    /// After the call, once pbxlink's recordings worker has converted it and made a link: the
+    /// call's steps leave the recording out, and the planners' `on_recording` (webhook:
+    /// `plan_recording`) give its steps then ([`RecordingReady`]).
+    Later,
+}
+
+/// A converted recording, as the planners get it.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordingReady<'a> {
+    /// Signed download link.
+    pub url: &'a str,
+    /// When the link stops working.
+    pub expires_at: DateTime<Utc>,
+    /// Hex SHA-256 of the MP3.
+    pub sha256: &'a str,
+    /// MP3 size.
+    pub bytes: u64,
+    /// Audio length.
+    pub duration_ms: u64,
+}
+
 /// An HTTP request for the caller to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpRequest {

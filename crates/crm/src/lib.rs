@@ -9,7 +9,8 @@ pub mod lookup;
 pub mod webhook;
 
 pub use delivery::{
-    backoff, Connector, DeliveryError, HttpRequest, HttpResponse, OutboxItem, Progress, Step,
+    backoff, Connector, DeliveryError, HttpRequest, HttpResponse, OutboxItem, Progress,
+    RecordingHandOver, RecordingReady, Step,
 };
 pub use lookup::{HttpLookup, WebhookLookup};
 

@@ -17,7 +17,7 @@ use sha2::Sha256;
 
 use crate::delivery::{
     classify_status, lock, Connector, DeliveryError, HttpRequest, HttpResponse, OutboxItem,
-    Progress, Step,
+    Progress, RecordingHandOver, RecordingReady, Step,
 };
 
 /// `call.ended`: sent with the finished call's record rather than as a live event.
@@ -149,19 +149,48 @@ impl Webhook {
     }
 
     /// The closing steps of a finished call of PBX `pbx`, filtered: `call.ended` with the
-    /// record, then `recording.ready` naming the PBX's file when the call has one (the
-    /// recordings worker, when it runs, sends its own with a download link instead).
-    pub fn plan(&self, pbx: &str, record: &CallRecord) -> Vec<Step> {
+    /// record, then `recording.ready` naming the PBX's file when the call has one and its
+    /// recording goes with it (handed over [`RecordingHandOver::Later`], the recordings worker
+    /// sends its own with a download link instead: [`Webhook::plan_recording`]).
+    pub fn plan(&self, pbx: &str, record: &CallRecord, hand_over: RecordingHandOver) -> Vec<Step> {
         lock(&self.live).remove(&format!("{pbx}/{}", record.id));
         let ended = Step::once(CALL_ENDED, json!({ "call": record, "pbx": pbx }));
-        let recording = record.recording.as_ref().map(|file| {
-            let data = json!({ "call_id": record.id, "pbx": pbx, "recording": file });
-            Step::once(RECORDING_READY, data)
-        });
+        let recording = record
+            .recording
+            .as_ref()
+            .filter(|_| hand_over == RecordingHandOver::WithCall)
+            .map(|file| {
+                let data = json!({ "call_id": record.id, "pbx": pbx, "recording": file });
+                Step::once(RECORDING_READY, data)
+            });
         std::iter::once(ended)
             .chain(recording)
             .filter(|step| self.wants(&step.kind))
             .collect()
+    }
+
+    /// The `recording.ready` of a recording of PBX `pbx` handed over after its call
+    /// ([`RecordingHandOver::Later`]): its download link, expiry, hash, size and length, and
+    /// the PBX's file as `source`; `None` when this endpoint does not want it.
+    pub fn plan_recording(
+        &self,
+        pbx: &str,
+        record: &CallRecord,
+        ready: &RecordingReady<'_>,
+    ) -> Option<Step> {
+        self.wants(RECORDING_READY).then(|| {
+            let payload = json!({
+                "call_id": record.id,
+                "pbx": pbx,
+                "url": ready.url,
+                "expires_at": ready.expires_at,
+                "sha256": ready.sha256,
+                "bytes": ready.bytes,
+                "duration_ms": ready.duration_ms,
+                "source": record.recording,
+            });
+            Step::once(RECORDING_READY, payload)
+        })
     }
 
     /// `webhook-signature` for a message: one `v1,<base64>` per secret, space-separated.
@@ -394,7 +423,7 @@ mod tests {
             .iter()
             .filter_map(|e| webhook.plan_event("pbx1", e))
             .collect();
-        steps.extend(webhook.plan("pbx1", &record));
+        steps.extend(webhook.plan("pbx1", &record, RecordingHandOver::WithCall));
         let steps: Vec<String> = steps
             .into_iter()
             .map(|step| match full {
@@ -448,6 +477,62 @@ mod tests {
             ["call.answered", "call.transferred"]: call.answered, call.transferred
             []: call.started, call.ringing, call.ringing, call.ringing, call.answered, call.transferred, call.ended, recording.ready"#]]
         .assert_eq(&filtered.join("\n"));
+    }
+
+    /// A recording handed over after the call: what the record leaves for it, and the
+    /// `recording.ready` the converted recording then gives, per endpoint and call.
+    #[test]
+    fn a_recording_handed_over_later_is_ready_with_its_link() {
+        let (_, recorded) = ring_group_call();
+        let mut unrecorded = recorded.clone();
+        unrecorded.recording = None;
+        let ready = RecordingReady {
+            url: "https://pbxlink.example/recordings/abc.1795990000.mac",
+            expires_at: at(604_800_000_000),
+            sha256: "abc",
+            bytes: 4032,
+            duration_ms: 26_000,
+        };
+        let (all, ended) = (hook(&[], &[]), hook(&[], &["call.ended"]));
+        let later = RecordingHandOver::Later;
+        let cases = [
+            ("all events", &all, &recorded, later),
+            ("call.ended only", &ended, &recorded, later),
+            ("not recorded", &all, &unrecorded, later),
+            (
+                "with the call",
+                &all,
+                &recorded,
+                RecordingHandOver::WithCall,
+            ),
+        ];
+        let mut lines = Vec::new();
+        for (case, webhook, record, hand_over) in cases {
+            let steps = webhook.plan("pbx1", record, hand_over);
+            let later = (hand_over == later)
+                .then(|| webhook.plan_recording("pbx1", record, &ready))
+                .flatten();
+            lines.push(format!("{case}:"));
+            for step in steps.into_iter().chain(later) {
+                let shown = match step.kind.as_str() {
+                    CALL_ENDED => String::new(),
+                    _ => step.payload.to_string(),
+                };
+                lines.push(format!("  {} {shown}", step.key).trim_end().to_owned());
+            }
+        }
+        expect![[r#"
+            all events:
+              call.ended
+              recording.ready {"bytes":4032,"call_id":"1795388070.0","duration_ms":26000,"expires_at":"2026-11-29T22:54:30Z","pbx":"pbx1","sha256":"abc","source":"rg-600-15551234567.wav","url":"https://pbxlink.example/recordings/abc.1795990000.mac"}
+            call.ended only:
+              call.ended
+            not recorded:
+              call.ended
+              recording.ready {"bytes":4032,"call_id":"1795388070.0","duration_ms":26000,"expires_at":"2026-11-29T22:54:30Z","pbx":"pbx1","sha256":"abc","source":null,"url":"https://pbxlink.example/recordings/abc.1795990000.mac"}
+            with the call:
+              call.ended
+              recording.ready {"call_id":"1795388070.0","pbx":"pbx1","recording":"rg-600-15551234567.wav"}"#]].assert_eq(&lines.join("\n"));
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub struct AppState {
     /// The configuration as the settings page shows it (secrets masked).
     settings: Arc<serde_json::Value>,
     /// Signed recording links and the MP3s behind them; `None`: no `[recordings]`.
-    recordings: Option<Arc<crate::recordings::Recordings>>,
+    recordings: Option<Arc<delivery::recordings::Recordings>>,
     /// Control requests per token (`[http] control_per_minute`).
     control_limit: Arc<edge::ControlLimit>,
 }
@@ -125,7 +125,7 @@ impl AppState {
     }
 
     /// Serves recordings (`/recordings/{link}`, `GET /api/v1/calls/{id}/recording`).
-    pub fn with_recordings(mut self, recordings: Arc<crate::recordings::Recordings>) -> Self {
+    pub fn with_recordings(mut self, recordings: Arc<delivery::recordings::Recordings>) -> Self {
         self.recordings = Some(recordings);
         self
     }

@@ -74,13 +74,13 @@ enum Command {
     /// FreePBX integration: generate (or check) the dialplan hooks and AMI user, build the module.
     Freepbx(release::freepbx::FreepbxArgs),
     /// CRM connectors: check one's connectivity and credentials (`crm test NAME`).
-    Crm(crate::outbox::cli::CrmArgs),
+    Crm(crate::outbox_cli::CrmArgs),
     /// CRM outbox: list deliveries (pending, dead, delivered), retry dead ones, purge old ones.
-    Outbox(crate::outbox::cli::OutboxArgs),
+    Outbox(crate::outbox_cli::OutboxArgs),
     /// API tokens: create (scoped read/control/admin), list, revoke.
     Token(crate::tokens::TokenArgs),
     /// Recordings: convert a MixMonitor WAV to MP3 as the recordings worker does (and how fast).
-    Recording(crate::recordings::RecordingArgs),
+    Recording(crate::recordings_cli::RecordingArgs),
     /// Web UI users (password sign-in): add, list, remove.
     User(crate::users::UserArgs),
 }
@@ -125,11 +125,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Crm(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
-            crate::outbox::cli::run(&config, args).await
+            crate::outbox_cli::run(&config, args).await
         }
         Command::Outbox(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
-            crate::outbox::cli::run_outbox(&config, args).await
+            crate::outbox_cli::run_outbox(&config, args).await
         }
         Command::Run(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
@@ -155,7 +155,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", config.summary());
             Ok(())
         }
-        Command::Recording(args) => crate::recordings::command(&args),
+        Command::Recording(args) => crate::recordings_cli::command(&args),
         Command::Token(args) => {
             let config = crate::config::Config::load_or_default(cli.config.as_deref())?;
             crate::tokens::run(&config, args).await

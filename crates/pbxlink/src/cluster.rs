@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use crate::api::AppState;
 use crate::config::{ClusterConfig, PbxConfig};
-use crate::shutdown::Shutdown;
 use crate::tracking::Pipeline;
+use delivery::shutdown::Shutdown;
 use pbx::ami_client::{AmiClient, ClientConfig};
 
 /// A PBX tracked by this instance: its tracking task and how to stop it.

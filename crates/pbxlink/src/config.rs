@@ -39,10 +39,10 @@ pub struct Config {
     pub freepbx: FreepbxConfig,
     /// CRM connectors (`[[crm]]`); each finished call queues deliveries to every one.
     #[serde(default)]
-    pub crm: Vec<crate::outbox::CrmConfig>,
+    pub crm: Vec<delivery::outbox::CrmConfig>,
     /// How the CRM delivery workers pace themselves (`[outbox]`).
     #[serde(default)]
-    pub outbox: crate::outbox::OutboxSettings,
+    pub outbox: delivery::outbox::OutboxSettings,
     /// The HTTP API and web UI of `pbxlink run`.
     #[serde(default)]
     pub http: HttpConfig,
@@ -64,7 +64,7 @@ pub struct Config {
     #[serde(default = "default_shutdown_grace", with = "pbx::settings::seconds")]
     pub shutdown_grace: Duration,
     /// Call recordings (`[recordings]`): WAV -> MP3, signed links, CRM hand-over; unset: off.
-    pub recordings: Option<crate::recordings::RecordingsConfig>,
+    pub recordings: Option<delivery::recordings::RecordingsConfig>,
 }
 
 /// `[http]`.

@@ -171,7 +171,7 @@ fn environment_problems(config: &Config, env: &impl Fn(&str) -> Option<String>) 
                 message,
             });
         }
-        if let Err(e) = crate::outbox::Crm::from_config(crm) {
+        if let Err(e) = delivery::outbox::Crm::from_config(crm) {
             out.push(Problem {
                 at,
                 message: format!("{e:#}"),

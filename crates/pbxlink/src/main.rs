@@ -9,13 +9,16 @@ mod cli;
 mod cluster;
 mod config;
 mod config_check;
+#[cfg(test)]
+mod delivery_tests;
 mod extensions_cli;
 mod fastagi;
 mod live;
-mod outbox;
+mod outbox_cli;
+mod portal;
 mod recordings;
+mod recordings_cli;
 mod run;
-mod shutdown;
 mod simulate_cli;
 mod tokens;
 mod tracking;

@@ -52,7 +52,7 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
     let recordings = config.recordings.clone().or_else(|| {
         _demo
             .is_some()
-            .then(|| crate::recordings::RecordingsConfig::demo(&config.data_dir))
+            .then(|| crate::recordings::demo_config(&config.data_dir))
     });
     // A token given on the command line is the operator's own: never printed.
     let (token, fresh_token) = match args.admin_token {
@@ -75,7 +75,7 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
             control_links.push((pbx.name.clone(), client, events));
         }
     }
-    let (trigger, shutdown) = crate::shutdown::Trigger::new();
+    let (trigger, shutdown) = delivery::shutdown::Trigger::new();
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
@@ -93,14 +93,14 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
         )
         .with_settings(config.settings_view())
         .with_extensions(config.extensions.clone());
-    let crms = crate::outbox::start(
+    let crms = delivery::outbox::start(
         &config.crm,
         &config.outbox,
         &store,
         recordings.is_some(),
         &shutdown,
     )?;
-    crate::outbox::metrics::spawn(store.clone(), &crms, shutdown.clone());
+    delivery::outbox::metrics::spawn(store.clone(), &crms, shutdown.clone());
     let tls = match (&config.http.tls_cert, &config.http.tls_key) {
         (Some(cert), Some(key)) => {
             let identity = web::http_server::Identity::Files {
@@ -124,7 +124,7 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
         Some(recordings) => {
             // Links point at the API itself unless `public_url` says otherwise.
             let own_url = format!("{scheme}://{addr}");
-            let worker = crate::recordings::Worker::from_config(
+            let worker = delivery::recordings::Worker::from_config(
                 recordings,
                 &config.data_dir,
                 &own_url,
@@ -199,8 +199,7 @@ pub async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
         crate::fastagi::cli::start(agi, &crms, shutdown.clone()).await?;
     }
     // Bitrix24's click-to-call: its event handler URL, and offline-event polling.
-    let bitrix24_events =
-        crate::outbox::portal::ClickToCall::new(crms.clone(), click_to_call_links);
+    let bitrix24_events = crate::portal::ClickToCall::new(crms.clone(), click_to_call_links);
     bitrix24_events.start_polling();
 
     eprintln!("web UI: {scheme}://{addr}/");
@@ -253,7 +252,7 @@ async fn start_demo_pbx(
         fast: false,
         speed: 1.0,
         write: None,
-        monitor_dir: Some(crate::recordings::RecordingsConfig::demo(data_dir).dir),
+        monitor_dir: Some(crate::recordings::demo_config(data_dir).dir),
         cdr: None,
     };
     let handle = simulate::start(SocketAddr::from(([127, 0, 0, 1], 0)), options, server).await?;

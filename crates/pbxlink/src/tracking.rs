@@ -35,7 +35,7 @@ pub struct Pipeline {
     pub store: Store,
     pub state: AppState,
     pub live: crate::live::Live,
-    pub crms: Arc<[crate::outbox::Crm]>,
+    pub crms: Arc<[delivery::outbox::Crm]>,
     pub raw_events: RawEvents,
     /// Resume the calls a previous owner left in progress, from the raw event log (not in
     /// demo mode: a fresh simulator never continues an old call).
@@ -385,7 +385,7 @@ impl PbxTracking {
     /// Queues the CRM steps a live call event gives (Bitrix24 register, cards) through the
     /// journal writer, in order with the call's record; `false` if the writer has stopped.
     async fn queue_live_steps(&self, event: &calls::CallEvent) -> bool {
-        let rows = crate::outbox::plan_event_all(&self.pipeline.crms, &self.pbx, event);
+        let rows = delivery::outbox::plan_event_all(&self.pipeline.crms, &self.pbx, event);
         if rows.is_empty() {
             return true;
         }
@@ -509,7 +509,7 @@ enum JournalItem {
 fn spawn_journal_writer(
     store: Store,
     pbx: &str,
-    crms: Arc<[crate::outbox::Crm]>,
+    crms: Arc<[delivery::outbox::Crm]>,
 ) -> (mpsc::Sender<JournalItem>, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<JournalItem>(JOURNAL_QUEUE);
     let pbx = pbx.to_owned();
@@ -529,7 +529,7 @@ fn spawn_journal_writer(
             // CRM deliveries are queued in the call's own transaction: never one without the other.
             let outbox: Vec<_> = calls
                 .iter()
-                .map(|c| crate::outbox::plan_all(&crms, &pbx, c))
+                .map(|c| delivery::outbox::plan_all(&crms, &pbx, c))
                 .collect();
             let rows: Vec<_> = calls
                 .iter()
@@ -545,7 +545,7 @@ fn spawn_journal_writer(
             }
             journaled.increment(rows.len() as u64);
             if !live.is_empty() || outbox.iter().any(|o| !o.is_empty()) {
-                crate::outbox::rows_queued(&crms);
+                delivery::outbox::rows_queued(&crms);
             }
             batch.clear();
         }

@@ -22,10 +22,11 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("pbx", &["ami", "calls"]),
     ("web", &["pbx", "store"]),
     ("release", &["pbx", "store", "web"]),
+    ("delivery", &["calls", "crm", "store"]),
     (
         "pbxlink",
         &[
-            "ami", "agi", "calls", "crm", "store", "sim", "pbx", "web", "release",
+            "ami", "agi", "calls", "crm", "store", "sim", "pbx", "web", "release", "delivery",
         ],
     ),
 ];
@@ -34,15 +35,18 @@ const LAYERS: &[(&str, &[&str])] = &[
 /// `store` is the database edge (sqlx needs tokio's runtime; its writers take turns on a
 /// tokio mutex), `sim` is the fake Asterisk (its AMI servers, over TCP or TLS), `pbx` the
 /// link to the real one (AMI over TCP/TLS, AJAM over HTTP, the CDR database), `web` the HTTP
-/// servers' edge, `release` the module release server; the binary wires them.
+/// servers' edge, `release` the module release server, `delivery` the CRMs' (HTTP out,
+/// worker tasks; its `testing` feature serves the fake CRMs with axum); the binary wires them.
 const IO_CRATES: &[(&str, &[&str])] = &[
     (
         "tokio",
-        &["store", "sim", "pbx", "web", "release", "pbxlink"],
+        &[
+            "store", "sim", "pbx", "web", "release", "delivery", "pbxlink",
+        ],
     ),
     ("sqlx", &["store", "pbx", "pbxlink"]),
-    ("reqwest", &["pbx", "release", "pbxlink"]),
-    ("axum", &["web", "release", "pbxlink"]),
+    ("reqwest", &["pbx", "release", "delivery", "pbxlink"]),
+    ("axum", &["web", "release", "delivery", "pbxlink"]),
     ("hyper", &["web", "pbxlink"]),
     ("tokio-rustls", &["sim", "pbx", "web", "release", "pbxlink"]),
 ];

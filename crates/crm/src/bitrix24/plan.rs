@@ -1,6 +1,7 @@
 //! The Bitrix24 call plan: which `telephony.externalcall.*` steps a call gives, made live from
-//! the tracker's call events (register at start, show as phones ring, hide on answer) and
-//! closed from the final record (finish, attachRecord).
+//! the tracker's call events (register at start, show as phones ring, hide on answer), closed
+//! from the final record (finish, attachRecord), and a recording converted after the call
+//! attached by its link (attachRecord).
 //!
 //! The planner is sans-IO and keeps a little state per call in progress (who has a card open);
 //! the steps it returns become outbox rows. Every step carries the call's `register`
@@ -15,7 +16,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{json, Value};
 
 use super::UserMap;
-use crate::delivery::Step;
+use crate::delivery::{RecordingHandOver, RecordingReady, Step};
 
 /// When a user gets the call card on screen.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -230,8 +231,59 @@ impl Planner {
     }
 
     /// The closing steps of a finished call (and the whole plan of a call the planner did not
-    /// see start: it began before a restart, or looked internal at first).
-    pub fn on_record(&mut self, call: &str, record: &CallRecord, users: &UserMap) -> Vec<Step> {
+    /// see start: it began before a restart, or looked internal at first). With a recording
+    /// handed over [`RecordingHandOver::Later`], its steps wait for [`Planner::on_recording`]:
+    /// no `attachRecord` or `RECORD_URL` now, and `finish` of an answered call is not the last
+    /// step (the connector keeps the `CALL_ID` the later `attachRecord` needs). Unanswered
+    /// calls leave header-only files: nothing follows them.
+    pub fn on_record(
+        &mut self,
+        call: &str,
+        record: &CallRecord,
+        users: &UserMap,
+        hand_over: RecordingHandOver,
+    ) -> Vec<Step> {
+        let mut steps = self.record_steps(call, record, users);
+        if hand_over == RecordingHandOver::Later && record.recording.is_some() {
+            steps.retain(|step| step.kind != "attachRecord");
+            for Step { kind, payload, .. } in &mut steps {
+                if let Some(payload) = payload.as_object_mut() {
+                    if kind == "finish" {
+                        payload.remove("RECORD_URL");
+                    }
+                    if record.answered_at.is_some() {
+                        payload.remove("last");
+                    }
+                }
+            }
+        }
+        steps
+    }
+
+    /// The step of a recording handed over after its call ([`RecordingHandOver::Later`]):
+    /// `attachRecord` of the MP3 by its link, the call's last step. It follows `finish`, whose
+    /// `CALL_ID` the connector still holds (a lost one cannot be recovered by registering
+    /// again after `finish`). Internal calls get none.
+    pub fn on_recording(&self, record: &CallRecord, ready: &RecordingReady<'_>) -> Option<Step> {
+        if record.direction == Direction::Internal {
+            return None;
+        }
+        let stem = record
+            .recording
+            .as_deref()
+            .and_then(|f| std::path::Path::new(f).file_stem())
+            .map_or_else(|| record.id.clone(), |s| s.to_string_lossy().into_owned());
+        let payload = json!({
+            "register": null,
+            "FILENAME": format!("{stem}.mp3"),
+            "RECORD_URL": ready.url,
+            "last": true,
+        });
+        Some(Step::once("attachRecord", payload))
+    }
+
+    /// [`Planner::on_record`] with the recording going with the call.
+    fn record_steps(&mut self, call: &str, record: &CallRecord, users: &UserMap) -> Vec<Step> {
         let config = &self.config;
         let live = self.calls.remove(call);
         let crm_originated = self.crm_originated.remove(call);
@@ -478,7 +530,12 @@ mod tests {
             let event = event(n as i64, kind.clone());
             steps.extend(planner.on_event("pbx1/1700000000.7", &event, &users()));
         }
-        steps.extend(planner.on_record("pbx1/1700000000.7", record, &users()));
+        steps.extend(planner.on_record(
+            "pbx1/1700000000.7",
+            record,
+            &users(),
+            RecordingHandOver::WithCall,
+        ));
         let lines: Vec<String> = steps
             .into_iter()
             .map(|mut step| {
@@ -603,5 +660,80 @@ mod tests {
             &internal,
             expect![[""]],
         );
+    }
+
+    /// A recording handed over after the call: what the call's own steps leave for it, and
+    /// the step the converted recording then gives, per kind of call.
+    #[test]
+    fn a_recording_handed_over_later_is_attached_by_its_link_as_the_last_step() {
+        let answered = record(Disposition::Answered, &["201"], Some("201"));
+        let missed = record(Disposition::NoAnswer, &["201"], None);
+        let mut unrecorded = answered.clone();
+        unrecorded.recording = None;
+        let mut internal = answered.clone();
+        internal.direction = Direction::Internal;
+        let no_base = PlanConfig {
+            record_url_base: None,
+            ..config()
+        };
+        let ready = RecordingReady {
+            url: "https://pbxlink.example/recordings/abc.1795990000.mac",
+            expires_at: at(604_800),
+            sha256: "abc",
+            bytes: 4032,
+            duration_ms: 2000,
+        };
+        let later = RecordingHandOver::Later;
+        let cases = [
+            ("answered", config(), &answered, later),
+            ("answered, no base", no_base.clone(), &answered, later),
+            ("missed", config(), &missed, later),
+            ("missed, no base", no_base, &missed, later),
+            ("not recorded", config(), &unrecorded, later),
+            ("internal", config(), &internal, later),
+            (
+                "with the call",
+                config(),
+                &answered,
+                RecordingHandOver::WithCall,
+            ),
+        ];
+        let mut lines = Vec::new();
+        for (case, config, record, hand_over) in cases {
+            let mut planner = Planner::new(config);
+            let steps = planner.on_record("pbx1/1700000000.7", record, &users(), hand_over);
+            let later = (hand_over == RecordingHandOver::Later)
+                .then(|| planner.on_recording(record, &ready))
+                .flatten();
+            lines.push(format!("{case}:"));
+            for mut step in steps.into_iter().chain(later) {
+                if step.kind == "register" {
+                    continue;
+                }
+                step.payload.as_object_mut().unwrap().remove("register");
+                lines.push(format!("  {} {}", step.key, step.payload));
+            }
+        }
+        expect![[r#"
+            answered:
+              finish {"DURATION":60,"STATUS_CODE":"200","extension":"201"}
+              attachRecord {"FILENAME":"in-1700000000.7.mp3","RECORD_URL":"https://pbxlink.example/recordings/abc.1795990000.mac","last":true}
+            answered, no base:
+              finish {"DURATION":60,"STATUS_CODE":"200","extension":"201"}
+              attachRecord {"FILENAME":"in-1700000000.7.mp3","RECORD_URL":"https://pbxlink.example/recordings/abc.1795990000.mac","last":true}
+            missed:
+              finish {"DURATION":0,"STATUS_CODE":"304","extension":"201"}
+              attachRecord {"FILENAME":"in-1700000000.7.mp3","RECORD_URL":"https://pbxlink.example/recordings/abc.1795990000.mac","last":true}
+            missed, no base:
+              finish {"DURATION":0,"STATUS_CODE":"304","extension":"201","last":true}
+              attachRecord {"FILENAME":"in-1700000000.7.mp3","RECORD_URL":"https://pbxlink.example/recordings/abc.1795990000.mac","last":true}
+            not recorded:
+              finish {"DURATION":60,"RECORD_URL":null,"STATUS_CODE":"200","extension":"201","last":true}
+              attachRecord {"FILENAME":"1700000000.7.mp3","RECORD_URL":"https://pbxlink.example/recordings/abc.1795990000.mac","last":true}
+            internal:
+            with the call:
+              finish {"DURATION":60,"RECORD_URL":"https://pbx.example/rec/in-1700000000.7.wav","STATUS_CODE":"200","extension":"201"}
+              attachRecord {"FILENAME":"in-1700000000.7.wav","RECORD_URL":"https://pbx.example/rec/in-1700000000.7.wav","last":true}"#]]
+        .assert_eq(&lines.join("\n"));
     }
 }

@@ -76,7 +76,12 @@ fn steps(record: &CallRecord) -> Vec<Step> {
         card_mode: CardMode::OnRing,
         card_modes: BTreeMap::new(),
     });
-    planner.on_record("pbx1/1700000000.7", record, &users())
+    planner.on_record(
+        "pbx1/1700000000.7",
+        record,
+        &users(),
+        crate::RecordingHandOver::WithCall,
+    )
 }
 
 fn ok(body: Value) -> HttpResponse {

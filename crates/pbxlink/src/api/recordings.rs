@@ -97,3 +97,6 @@ pub(super) async fn download(
     );
     Ok(response.into_response())
 }
+
+#[cfg(test)]
+mod tests;

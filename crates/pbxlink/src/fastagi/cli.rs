@@ -9,7 +9,7 @@ use anyhow::Context;
 use super::handlers::{CallerId, CrmLookup, Lookup, Route, Static, Webhook};
 use super::{AgiConfig, Router, Server};
 use crate::config::Config;
-use crate::outbox::Crm;
+use delivery::outbox::Crm;
 
 #[derive(Debug, clap::Args)]
 pub struct AgiArgs {
@@ -80,7 +80,7 @@ fn listen(agi: &AgiConfig) -> std::io::Result<tokio::net::TcpListener> {
 pub async fn start(
     agi: &AgiConfig,
     crms: &[Crm],
-    shutdown: crate::shutdown::Shutdown,
+    shutdown: delivery::shutdown::Shutdown,
 ) -> anyhow::Result<()> {
     let (server, listener) = bind(agi, crms).await?;
     tokio::spawn(async move {

@@ -63,7 +63,7 @@ impl CallerLookup for CrmLookup {
         let request = self.connector.lookup_request(number, chrono::Utc::now())?;
         // The same question may be asked again (after a timeout): one key per number.
         let response =
-            crate::outbox::send(&self.http, &request, &format!("lookup:{number}")).await?;
+            delivery::outbox::send(&self.http, &request, &format!("lookup:{number}")).await?;
         self.connector.lookup_answer(&response)
     }
 }

@@ -578,7 +578,7 @@ fn configured_router(toml: &str) -> anyhow::Result<Router> {
     let crms = config
         .crm
         .iter()
-        .map(crate::outbox::Crm::from_config)
+        .map(delivery::outbox::Crm::from_config)
         .collect::<anyhow::Result<Vec<_>>>()?;
     super::cli::router(config.agi.as_ref().unwrap(), &crms)
 }

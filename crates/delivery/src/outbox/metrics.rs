@@ -18,7 +18,7 @@ pub(super) const DELIVERY_ERRORS: &str = "pbxlink_outbox_delivery_errors_total";
 /// alert on their increase sees the very first error. `pbxlink_outbox_rows{crm, state}`
 /// (pending, in_flight, dead) is the queue in the database (in a cluster, the shared one),
 /// read every [`GAUGES_EVERY`]: the workers see only the rows they claim.
-pub(crate) fn spawn(store: Store, crms: &[super::Crm], shutdown: crate::shutdown::Shutdown) {
+pub fn spawn(store: Store, crms: &[super::Crm], shutdown: crate::shutdown::Shutdown) {
     let mut connectors: BTreeSet<String> = crms.iter().map(|c| c.name.clone()).collect();
     for crm in &connectors {
         // `increment(0)`, not `absolute(0)`: the workers may have counted already.

@@ -1,13 +1,13 @@
 //! CRM delivery: `[[crm]]` config, the planner that turns a finished call into outbox rows
 //! (written with the call, in its transaction), and the workers that deliver them.
 
-pub mod cli;
+pub mod bitrix24;
 mod lane;
-pub(crate) mod metrics;
-pub mod portal;
+pub mod metrics;
 mod worker;
 
-pub(crate) use worker::send;
+pub use crm::RecordingReady;
+pub use worker::{send, spawn_workers, WorkerConfig};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,12 +15,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use calls::{CallEvent, CallRecord};
 use crm::amocrm::{self, AmoCrm};
-use crm::webhook::{SigningSecret, Webhook, RECORDING_READY};
-use crm::{Connector, Step};
+use crm::webhook::{SigningSecret, Webhook};
+use crm::{Connector, RecordingHandOver, Step};
 use serde::Deserialize;
 use store::NewOutboxRow;
-
-use worker::{spawn_workers, WorkerConfig};
 
 /// `[outbox]`: how the delivery workers pace themselves.
 #[derive(Debug, Clone, Deserialize)]
@@ -92,7 +90,7 @@ pub struct Bitrix24Config {
     #[serde(default = "bitrix24_rate")]
     pub rate_per_second: f64,
     /// A local application's OAuth settings, instead of `webhook_url`.
-    pub oauth: Option<portal::OAuthSection>,
+    pub oauth: Option<bitrix24::OAuthSection>,
     /// When users get the call card: `ring` (default), `answer` or `never`.
     #[serde(default = "card_on_ring")]
     pub card: String,
@@ -225,7 +223,7 @@ pub struct Crm {
 
 #[derive(Debug, Clone)]
 enum Planner {
-    Bitrix24(Arc<portal::B24>),
+    Bitrix24(Arc<bitrix24::Portal>),
     /// The endpoint plans its own events.
     Webhook(Arc<Webhook>),
     AmoCrm(Arc<Amo>),
@@ -247,7 +245,7 @@ impl Crm {
         };
         match config {
             CrmConfig::Bitrix24(c) => {
-                let b24 = Arc::new(portal::build(c)?);
+                let b24 = Arc::new(bitrix24::build(c)?);
                 Ok(Self {
                     name: c.name.clone(),
                     connector: b24.portal.clone(),
@@ -330,7 +328,7 @@ impl Crm {
     pub async fn test(&self, http: &reqwest::Client) -> Result<String, crm::DeliveryError> {
         match &self.planner {
             Planner::Bitrix24(b24) => {
-                portal::reload_users(self, http, &b24.portal, &b24.users).await
+                bitrix24::reload_users(self, http, &b24.portal, &b24.users).await
             }
             Planner::Webhook(webhook) => {
                 let probe = crm::OutboxItem {
@@ -359,15 +357,19 @@ impl Crm {
     /// `{connector}:{pbx}:{call}:{step}` makes a re-saved call queue nothing twice.
     pub fn plan(&self, pbx: &str, record: &CallRecord) -> Vec<NewOutboxRow> {
         let call = format!("{pbx}/{}", record.id);
+        let hand_over = if self.recordings_follow {
+            RecordingHandOver::Later
+        } else {
+            RecordingHandOver::WithCall
+        };
         let steps = match &self.planner {
             Planner::Bitrix24(b24) => {
                 let users = b24.portal.users();
-                lock(&b24.planner).on_record(&call, record, &users)
+                lock(&b24.planner).on_record(&call, record, &users, hand_over)
             }
-            Planner::Webhook(webhook) => webhook.plan(pbx, record),
+            Planner::Webhook(webhook) => webhook.plan(pbx, record, hand_over),
             Planner::AmoCrm(amo) => lock(&amo.planner).on_record(&call, record),
         };
-        let steps = self.leave_recording_out(record, steps);
         self.rows(pbx, &record.id, steps)
     }
 
@@ -391,7 +393,7 @@ impl Crm {
     }
 
     /// The Bitrix24 parts, when this connector is a Bitrix24 portal.
-    fn bitrix24(&self) -> Option<&portal::B24> {
+    pub fn bitrix24(&self) -> Option<&bitrix24::Portal> {
         match &self.planner {
             Planner::Bitrix24(b24) => Some(b24),
             Planner::Webhook(_) | Planner::AmoCrm(_) => None,
@@ -412,28 +414,6 @@ impl Crm {
         response
     }
 
-    /// With a recordings worker, the call's recording steps wait for the MP3 and its link
-    /// ([`plan_recording`]): no `attachRecord`/`RECORD_URL`/`recording.ready` at call end, and
-    /// Bitrix24's `finish` is not the last step (the connector keeps the `CALL_ID` that the
-    /// later `attachRecord` needs). Unanswered calls leave header-only files: nothing follows.
-    fn leave_recording_out(&self, record: &CallRecord, mut steps: Vec<Step>) -> Vec<Step> {
-        if !self.recordings_follow || record.recording.is_none() {
-            return steps;
-        }
-        steps.retain(|step| step.kind != "attachRecord" && step.kind != RECORDING_READY);
-        for Step { kind, payload, .. } in &mut steps {
-            if let Some(payload) = payload.as_object_mut() {
-                if kind == "finish" {
-                    payload.remove("RECORD_URL");
-                }
-                if record.answered_at.is_some() {
-                    payload.remove("last");
-                }
-            }
-        }
-        steps
-    }
-
     fn rows(&self, pbx: &str, call_id: &str, steps: Vec<Step>) -> Vec<NewOutboxRow> {
         steps
             .into_iter()
@@ -447,66 +427,22 @@ impl Crm {
     }
 }
 
-/// A converted recording, as the connectors get it.
-#[derive(Debug, Clone, Copy)]
-pub struct RecordingReady<'a> {
-    /// Signed download link.
-    pub url: &'a str,
-    /// When the link stops working.
-    pub expires_at: chrono::DateTime<chrono::Utc>,
-    /// Hex SHA-256 of the MP3.
-    pub sha256: &'a str,
-    /// MP3 size.
-    pub bytes: u64,
-    /// Audio length.
-    pub duration_ms: u64,
-}
-
-/// The hand-over from the recordings worker: Bitrix24 `attachRecord` (the call's last step,
-/// see [`Crm::plan`]) and webhook `recording.ready`, queued with the recording's row. amoCRM
-/// gets nothing: a logged call cannot be changed, its `link` is `record_url_base`'s.
+/// The hand-over from the recordings worker, queued with the recording's row: what each
+/// connector's planner gives for a recording converted after its call (Bitrix24's last step,
+/// the webhook's `recording.ready` with the link; amoCRM nothing).
 pub fn plan_recording(
     crms: &[Crm],
     pbx: &str,
     record: &CallRecord,
     ready: &RecordingReady<'_>,
 ) -> Vec<NewOutboxRow> {
-    let stem = record
-        .recording
-        .as_deref()
-        .and_then(|f| std::path::Path::new(f).file_stem())
-        .map_or_else(|| record.id.clone(), |s| s.to_string_lossy().into_owned());
     crms.iter()
         .filter(|crm| crm.recordings_follow)
         .flat_map(|crm| {
             let step = match &crm.planner {
-                // attachRecord follows finish, whose CALL_ID the connector still holds (a lost
-                // one cannot be recovered by registering again after finish).
-                Planner::Bitrix24(_) => {
-                    (record.direction != calls::Direction::Internal).then(|| {
-                        let payload = serde_json::json!({
-                            "register": null,
-                            "FILENAME": format!("{stem}.mp3"),
-                            "RECORD_URL": ready.url,
-                            "last": true,
-                        });
-                        Step::once("attachRecord", payload)
-                    })
-                }
-                Planner::Webhook(webhook) if webhook.wants(RECORDING_READY) => {
-                    let payload = serde_json::json!({
-                        "call_id": record.id,
-                        "pbx": pbx,
-                        "url": ready.url,
-                        "expires_at": ready.expires_at,
-                        "sha256": ready.sha256,
-                        "bytes": ready.bytes,
-                        "duration_ms": ready.duration_ms,
-                        "source": record.recording,
-                    });
-                    Some(Step::once(RECORDING_READY, payload))
-                }
-                Planner::Webhook(_) | Planner::AmoCrm(_) => None,
+                Planner::Bitrix24(b24) => lock(&b24.planner).on_recording(record, ready),
+                Planner::Webhook(webhook) => webhook.plan_recording(pbx, record, ready),
+                Planner::AmoCrm(_) => None,
             };
             crm.rows(pbx, &record.id, step.into_iter().collect())
         })
@@ -615,9 +551,9 @@ fn secret(
     }
 }
 
-#[cfg(test)]
-mod fake_amocrm;
-#[cfg(test)]
-mod fake_bitrix24;
+#[cfg(any(test, feature = "testing"))]
+pub mod fake_amocrm;
+#[cfg(any(test, feature = "testing"))]
+pub mod fake_bitrix24;
 #[cfg(test)]
 mod tests;

@@ -63,8 +63,11 @@ fn default_retention_days() -> u32 {
 fn default_link_ttl() -> u64 {
     7 * 24 * 3600
 }
+/// MP3 bitrate unless `[recordings] bitrate` says otherwise, kbit/s.
+pub const DEFAULT_BITRATE: u16 = 32;
+
 fn default_bitrate() -> u16 {
-    32
+    DEFAULT_BITRATE
 }
 fn default_settle() -> u64 {
     2
@@ -74,11 +77,11 @@ fn default_wait() -> u64 {
 }
 
 impl RecordingsConfig {
-    /// Demo mode's: the simulated PBX writes its recordings under `<data_dir>/demo-monitor`.
-    pub fn demo(data_dir: &Path) -> Self {
+    /// The defaults for the PBX's recordings in `dir`, as the PBX names that folder too.
+    pub fn new(dir: PathBuf) -> Self {
         Self {
-            dir: data_dir.join("demo-monitor"),
-            pbx_dir: Some(PathBuf::from(sim::simulate::mixmonitor::PBX_DIR)),
+            dir,
+            pbx_dir: None,
             store_dir: None,
             public_url: None,
             retention_days: default_retention_days(),
@@ -456,50 +459,4 @@ pub fn locate(dir: &Path, pbx_dir: &Path, source: &str, started: DateTime<Utc>) 
         .chain(dated)
         .chain([dir.join(name)])
         .find(|path| path.is_file())
-}
-
-/// `pbxlink recording ...`.
-#[derive(Debug, clap::Args)]
-pub struct RecordingArgs {
-    #[command(subcommand)]
-    command: RecordingCommand,
-}
-
-#[derive(Debug, clap::Subcommand)]
-enum RecordingCommand {
-    /// Convert a WAV to MP3 with the worker's encoder; print the audio length, the MP3 size
-    /// and the speed (times real time).
-    Convert {
-        /// MixMonitor WAV (PCM, any rate, mono or stereo).
-        wav: PathBuf,
-        /// Where to write the MP3.
-        mp3: PathBuf,
-        /// MP3 bitrate, kbit/s.
-        #[arg(long, default_value_t = default_bitrate())]
-        bitrate: u16,
-    },
-}
-
-/// Runs `pbxlink recording ...`.
-pub fn command(args: &RecordingArgs) -> anyhow::Result<()> {
-    let RecordingCommand::Convert { wav, mp3, bitrate } = &args.command;
-    let file = std::fs::File::open(wav).with_context(|| format!("opening {}", wav.display()))?;
-    let started = std::time::Instant::now();
-    let converted = wav_to_mp3(std::io::BufReader::new(file), *bitrate)
-        .with_context(|| format!("converting {}", wav.display()))?;
-    let took = started.elapsed();
-    let Converted::Mp3 { bytes, duration_ms } = converted else {
-        anyhow::bail!("{}: no audio (a header-only file)", wav.display());
-    };
-    std::fs::write(mp3, &bytes).with_context(|| format!("writing {}", mp3.display()))?;
-    let audio = duration_ms as f64 / 1000.0;
-    println!(
-        "{}: {audio:.1} s of audio -> {} ({} bytes, {bitrate} kbit/s) in {:.3} s: {:.0}x real time",
-        wav.display(),
-        mp3.display(),
-        bytes.len(),
-        took.as_secs_f64(),
-        audio / took.as_secs_f64().max(1e-9)
-    );
-    Ok(())
 }

@@ -1,20 +1,13 @@
-//! The pbxlink side of a Bitrix24 portal: the connector built from `[[crm]]` (webhook URL or
-//! OAuth with its token file), REST calls with token renewal, the user map reloads, and
-//! Bitrix24's click-to-call (`ONEXTERNALCALLSTART`) pushed to `POST /bitrix24/{name}/events`
-//! or polled with `event.offline.get`: the PBX places the call (AMI Originate, as the API's
-//! click-to-call) and the planner sends only `finish` for it, under Bitrix24's `CALL_ID`.
+//! A Bitrix24 portal as a `[[crm]]` connector: built from its section (webhook URL, or OAuth
+//! with its token file), REST calls with token renewal, the user map reloads, and what the
+//! portal's click-to-call handler (`pbxlink`'s `portal`) needs to place a call for Bitrix24.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
-use crm::bitrix24::events::{self, ExternalCallStart, PostedEvent};
 use crm::bitrix24::{
     auth, Answer, Auth, Bitrix24, CardMode, OAuthConfig, PlanConfig, Planner, Tokens, UserMap,
 };
@@ -23,8 +16,6 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{lock, secret, Bitrix24Config, Crm};
-use pbx::ami_client::AmiClient;
-use web::ApiError;
 
 /// `[crm.oauth]`: a local application (Bitrix24 > Developer resources > Other > Local
 /// application) instead of an incoming webhook.
@@ -66,12 +57,12 @@ pub(super) struct Link {
     /// PBX that places Bitrix24's click-to-calls.
     pbx: Option<String>,
     /// `event.offline.get` polling period.
-    pub(super) offline_poll: Option<Duration>,
+    offline_poll: Option<Duration>,
 }
 
-/// A Bitrix24 `[[crm]]` turned into its parts.
+/// A Bitrix24 `[[crm]]` turned into its parts ([`Crm::bitrix24`]).
 #[derive(Debug)]
-pub(super) struct B24 {
+pub struct Portal {
     /// The connector (also the outbox's).
     pub(super) portal: Arc<Bitrix24>,
     /// Plans calls from their events and records.
@@ -81,8 +72,43 @@ pub(super) struct B24 {
     pub(super) link: Link,
 }
 
+impl Portal {
+    /// The connector: the portal's REST requests and how to read its answers.
+    pub fn connector(&self) -> &Bitrix24 {
+        &self.portal
+    }
+
+    /// The `auth[application_token]` the application's events must carry; `None`: events
+    /// are refused.
+    pub fn application_token(&self) -> Option<&str> {
+        self.link.application_token.as_deref()
+    }
+
+    /// The PBX that places Bitrix24's click-to-calls, when one is named.
+    pub fn pbx(&self) -> Option<&str> {
+        self.link.pbx.as_deref()
+    }
+
+    /// How often `event.offline.get` is polled; `None`: never.
+    pub fn offline_poll(&self) -> Option<Duration> {
+        self.link.offline_poll
+    }
+
+    /// Tells the planner that the call the PBX will give Linkedid key `call` (`pbx/id`) was
+    /// started by Bitrix24 under its `CALL_ID` `call_id` (see
+    /// [`crm::bitrix24::Planner::crm_originated`]).
+    pub fn crm_originated(&self, call: &str, call_id: &str) {
+        lock(&self.planner).crm_originated(call, call_id);
+    }
+
+    /// Forgets a [`Portal::crm_originated`] mark (the PBX refused the call).
+    pub fn forget_originated(&self, call: &str) {
+        lock(&self.planner).forget_originated(call);
+    }
+}
+
 /// Builds the connector, planner and link of a `kind = "bitrix24"` section.
-pub(super) fn build(c: &Bitrix24Config) -> anyhow::Result<B24> {
+pub(super) fn build(c: &Bitrix24Config) -> anyhow::Result<Portal> {
     let name = &c.name;
     let utc_offset = c
         .utc_offset
@@ -147,7 +173,7 @@ pub(super) fn build(c: &Bitrix24Config) -> anyhow::Result<B24> {
         card_mode: mode(&c.card)?,
         card_modes,
     });
-    Ok(B24 {
+    Ok(Portal {
         portal,
         planner: Mutex::new(planner),
         users,
@@ -230,8 +256,22 @@ impl Link {
     }
 }
 
-/// Calls a REST method: renews the token on the way when it expired, then asks again.
-pub(super) async fn call(
+/// Calls a REST method of the Bitrix24 portal `crm`: renews the token on the way when it
+/// expired, then asks again.
+pub async fn call(
+    crm: &Crm,
+    http: &reqwest::Client,
+    method: &str,
+    params: &Value,
+) -> Result<Value, DeliveryError> {
+    let portal = crm.bitrix24().ok_or_else(|| {
+        DeliveryError::permanent(format!("{} is not a Bitrix24 portal", crm.name))
+    })?;
+    rest(crm, http, &portal.portal, method, params).await
+}
+
+/// [`call`] on the portal's connector.
+async fn rest(
     crm: &Crm,
     http: &reqwest::Client,
     portal: &Bitrix24,
@@ -273,7 +313,7 @@ pub(super) async fn reload_users(
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         params["start"] = (page * USERS_PER_PAGE).into();
-        let result = call(crm, http, portal, "user.get", &params).await?;
+        let result = rest(crm, http, portal, "user.get", &params).await?;
         users.extend(UserMap::from_user_get(&result)?);
         if result.as_array().map_or(0, Vec::len) < USERS_PER_PAGE {
             break;
@@ -284,194 +324,4 @@ pub(super) async fn reload_users(
     Ok(format!(
         "user.get answered; {found} users have an inner phone"
     ))
-}
-
-/// Who places Bitrix24's click-to-calls: the PBX links, by name.
-#[derive(Clone)]
-pub struct ClickToCall {
-    crms: Arc<[Crm]>,
-    pbxes: Arc<HashMap<String, AmiClient>>,
-}
-
-impl ClickToCall {
-    /// Bitrix24 click-to-calls of `crms` go out through `pbxes`.
-    pub fn new(crms: Arc<[Crm]>, pbxes: HashMap<String, AmiClient>) -> Self {
-        Self {
-            crms,
-            pbxes: Arc::new(pbxes),
-        }
-    }
-
-    /// `POST /bitrix24/{name}/events`: the application's event handler URL.
-    pub fn router(&self) -> Router {
-        Router::new()
-            .route("/bitrix24/{name}/events", post(posted_event))
-            .with_state(self.clone())
-    }
-
-    /// Starts `event.offline.get` polling for every portal that asks for it.
-    pub fn start_polling(&self) {
-        for crm in self.crms.iter() {
-            if let Some(every) = crm.bitrix24().and_then(|b| b.link.offline_poll) {
-                tokio::spawn(self.clone().poll(crm.clone(), every));
-            }
-        }
-    }
-
-    /// Places the call Bitrix24 asks for: the user's phone rings first, then the number
-    /// (the API's click-to-call path), and the planner is told the call is Bitrix24's.
-    async fn place(&self, crm: &Crm, start: &ExternalCallStart) -> Result<String, ApiError> {
-        let bad = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m);
-        let b24 = crm
-            .bitrix24()
-            .ok_or_else(|| bad(format!("{} is not a Bitrix24 portal", crm.name)))?;
-        let extension = b24
-            .portal
-            .users()
-            .extension_of(start.user_id)
-            .ok_or_else(|| {
-                bad(format!(
-                    "Bitrix24 user {} has no inner phone (UF_PHONE_INNER) pbxlink knows",
-                    start.user_id
-                ))
-            })?;
-        let (pbx, client) = match &b24.link.pbx {
-            Some(name) => self
-                .pbxes
-                .get_key_value(name)
-                .ok_or_else(|| bad(format!("no PBX named {name:?}")))?,
-            None if self.pbxes.len() == 1 => self.pbxes.iter().next().expect("one PBX"),
-            None => {
-                return Err(bad(format!(
-                    "several PBXes: set pbx in [[crm]] {}",
-                    crm.name
-                )))
-            }
-        };
-        let call_id = pbx::control::new_click_to_call_id();
-        let key = format!("{pbx}/{call_id}");
-        lock(&b24.planner).crm_originated(&key, &start.call_id);
-        // Bitrix24 sends numbers as the CRM card shows them: `+7 (495) 123-45-67`.
-        let number: String = start
-            .phone_number
-            .chars()
-            .filter(char::is_ascii_digit)
-            .collect();
-        if number.is_empty() || number.len() > 32 {
-            lock(&b24.planner).forget_originated(&key);
-            return Err(bad(format!(
-                "{:?} is not a phone number",
-                start.phone_number
-            )));
-        }
-        let variables = vec![("BITRIX24_CALL_ID".to_owned(), start.call_id.clone())];
-        let placed = pbx::control::originate_click_to_call(
-            client, &extension, &number, &number, &call_id, variables,
-        )
-        .await;
-        if let Err(error) = placed {
-            lock(&b24.planner).forget_originated(&key);
-            return Err(error.into());
-        }
-        tracing::info!(
-            crm = crm.name,
-            call_id,
-            bitrix24_call = start.call_id,
-            extension,
-            "Bitrix24 click-to-call placed"
-        );
-        Ok(call_id)
-    }
-
-    async fn poll(self, crm: Crm, every: Duration) {
-        let http = reqwest::Client::new();
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if let Err(error) = self.poll_once(&crm, &http).await {
-                tracing::warn!(crm = crm.name, %error, "event.offline.get failed; polling on");
-            }
-        }
-    }
-
-    /// One `event.offline.get` (records reserved, `clear=0`), each event handled, then
-    /// `event.offline.clear` of that `process_id`. Records of a batch that fails to clear are
-    /// handed out again by Bitrix24, so a call is never lost; a call placed whose clear failed
-    /// may be placed twice.
-    pub(super) async fn poll_once(
-        &self,
-        crm: &Crm,
-        http: &reqwest::Client,
-    ) -> anyhow::Result<usize> {
-        let b24 = crm.bitrix24().context("not a Bitrix24 portal")?;
-        let get = b24.portal.offline_get_request();
-        let params: Value = serde_json::from_str(&get.body).unwrap_or_default();
-        let result = call(crm, http, &b24.portal, "event.offline.get", &params).await?;
-        let batch = events::offline_events(&result);
-        let Some(process_id) = batch.process_id else {
-            return Ok(0);
-        };
-        let mut ids = Vec::new();
-        for (id, start) in batch.events {
-            match start {
-                Ok(start) => {
-                    if let Err(error) = self.place(crm, &start).await {
-                        tracing::warn!(crm = crm.name, %error, "Bitrix24 click-to-call not placed");
-                    }
-                }
-                Err(error) => tracing::warn!(crm = crm.name, error, "unreadable offline event"),
-            }
-            ids.push(id);
-        }
-        let clear = b24.portal.offline_clear_request(&process_id, &ids);
-        let params: Value = serde_json::from_str(&clear.body).unwrap_or_default();
-        call(crm, http, &b24.portal, "event.offline.clear", &params).await?;
-        Ok(ids.len())
-    }
-}
-
-/// Bitrix24 POSTs its events form-encoded; the application token proves it is the portal.
-async fn posted_event(
-    State(c2c): State<ClickToCall>,
-    UrlPath(name): UrlPath<String>,
-    body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let crm = c2c
-        .crms
-        .iter()
-        .find(|crm| crm.name == name && crm.bitrix24().is_some())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("no Bitrix24 [[crm]] named {name:?}"),
-            )
-        })?;
-    let b24 = crm.bitrix24().expect("found as Bitrix24");
-    let event = PostedEvent::parse(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
-    let expected = b24.link.application_token.as_deref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!("[[crm]] {name} has no application_token: events are not taken"),
-        )
-    })?;
-    let given = event.application_token.as_deref().unwrap_or_default();
-    if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "wrong auth[application_token]",
-        ));
-    }
-    let start = event
-        .external_call_start()
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))?;
-    let call_id = c2c.place(crm, &start).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "call_id": call_id, "bitrix24_call_id": start.call_id })),
-    ))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

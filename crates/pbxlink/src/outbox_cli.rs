@@ -8,7 +8,8 @@ use chrono::{DateTime, Local, TimeDelta, TimeZone, Utc};
 use comfy_table::{presets, Table};
 use store::{OutboxCount, OutboxFilter, OutboxRow, OutboxStatus, Purge, Requeue, Store};
 
-use super::Crm;
+use delivery::outbox::Crm;
+
 use crate::calls_cli::{name, plain_table};
 use crate::config::Config;
 

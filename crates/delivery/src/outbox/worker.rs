@@ -354,7 +354,7 @@ pub(super) fn outbox_item(row: &OutboxRow) -> OutboxItem {
 
 /// POSTs a request (GETs one without a body); transport failures (refused, reset, timeout)
 /// are retriable.
-pub(crate) async fn send(
+pub async fn send(
     http: &reqwest::Client,
     request: &HttpRequest,
     idempotency_key: &str,
