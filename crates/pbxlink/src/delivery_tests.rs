@@ -1,8 +1,9 @@
-//! Delivery end to end through the binary's parts: the recorded fixture calls replayed by
-//! `crate::replay`, queued as `run` queues them and delivered by `delivery`'s workers to the
-//! fake cloud CRMs (Bitrix24, amoCRM) and a webhook receiver; and Bitrix24's click-to-call
-//! (`crate::portal`) through a fake PBX. The outbox's own tests are in `delivery`; the fixture
-//! ones can join them once the replay is a library.
+//! Delivery end to end through the binary's parts: the recorded fixture calls replayed
+//! (`sim::replay`), queued as `tracking` queues them and delivered by `delivery`'s workers to
+//! the fake cloud CRMs (Bitrix24, amoCRM) and a webhook receiver; and Bitrix24's
+//! click-to-call (`crate::portal`) through a fake PBX. The outbox's own tests are in
+//! `delivery`; these stay here because the click-to-call ones need `portal` and all of them
+//! share the fixture helpers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
