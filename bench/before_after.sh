@@ -5,7 +5,7 @@
 # that binary and on this tree's, alternating, on the same machine with the same settings.
 # The library-level benches (AMI decode, tracker) compare peers in one run already; run them
 # at both revisions when a change touches `ami` or `calls`.
-# usage: bench/before_after.sh REV   (env: ROUNDS=2, and the two scripts' own env)
+# usage: bench/before_after.sh REV   (env: ROUNDS=2, ONLY=e2e|crm, and the scripts' own env)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REV=${1:?usage: bench/before_after.sh REV}
@@ -25,7 +25,10 @@ for round in $(seq "$ROUNDS"); do
     for side in before after; do
         bin=$before; [ "$side" = after ] && bin=$after
         echo "== round $round, $side ($bin)"
-        PBXLINK_BIN=$bin bench/e2e_load.sh
-        PBXLINK_BIN=$bin bench/crm_latency.sh
+        # The load generator is held fixed (REV's simulator): only the gateway differs.
+        if [ "${ONLY:-}" != crm ]; then
+            PBXLINK_BIN=$bin PBXLINK_SIM_BIN=$before INTERVAL=${INTERVAL:-1} bench/e2e_load.sh
+        fi
+        if [ "${ONLY:-}" != e2e ]; then PBXLINK_BIN=$bin bench/crm_latency.sh; fi
     done
 done

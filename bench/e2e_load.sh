@@ -16,6 +16,9 @@ SEED=${SEED:-7}
 # PBXLINK_BIN: a pbxlink built elsewhere (bench/before_after.sh); else this tree's.
 if [ -z "${PBXLINK_BIN:-}" ]; then cargo build --release -q -p pbxlink; fi
 BIN=${PBXLINK_BIN:-target/release/pbxlink}
+# PBXLINK_SIM_BIN: the load generator (`pbxlink simulate`) from another build, held fixed
+# while the gateway under test changes; else the same binary.
+SIM_BIN=${PBXLINK_SIM_BIN:-$BIN}
 WORK=$(mktemp -d -t pbxlink-load.XXXXXX)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 AMI_PORT=$(free_port)
@@ -27,7 +30,7 @@ trap cleanup EXIT
 
 # Virtual duration so that CPS * duration = CALLS; --fast ignores the virtual clock's pace.
 DURATION=$(python3 -c "print($CALLS / $CPS)")
-"$BIN" simulate --listen "127.0.0.1:$AMI_PORT" --fast --seed "$SEED" \
+"$SIM_BIN" simulate --listen "127.0.0.1:$AMI_PORT" --fast --seed "$SEED" \
     --calls-per-second "$CPS" --concurrency "$CONCURRENCY" --duration "$DURATION" \
     --username bench --secret bench-secret 2>"$WORK/simulate.log" &
 SIM=$!
