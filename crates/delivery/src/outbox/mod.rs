@@ -555,5 +555,7 @@ fn secret(
 pub mod fake_amocrm;
 #[cfg(any(test, feature = "testing"))]
 pub mod fake_bitrix24;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
