@@ -8,6 +8,8 @@
 
 mod convert;
 mod link;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 

@@ -4,37 +4,14 @@
 
 use std::io::Cursor;
 use std::path::Path;
-use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use store::{RecordingState, Store};
+use store::RecordingState;
 
+use super::testing::{bench_with, recorded_call_at, tone_wav, Bench};
 use super::*;
-use crate::outbox::{Crm, CrmConfig};
 
 const KBPS: u16 = 32;
-
-/// A WAV of a 440 Hz tone, `seconds` long, as MixMonitor would write it (16-bit PCM).
-fn tone_wav(rate: u32, channels: u16, seconds: f64) -> Vec<u8> {
-    let spec = hound::WavSpec {
-        channels,
-        sample_rate: rate,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut out = Cursor::new(Vec::new());
-    let mut writer = hound::WavWriter::new(&mut out, spec).unwrap();
-    let frames = (f64::from(rate) * seconds) as u32;
-    for n in 0..frames {
-        let t = f64::from(n) / f64::from(rate);
-        let v = ((t * 440.0 * std::f64::consts::TAU).sin() * 8000.0) as i16;
-        for _ in 0..channels {
-            writer.write_sample(v).unwrap();
-        }
-    }
-    writer.finalize().unwrap();
-    out.into_inner()
-}
 
 /// Decodes an MP3 with an independent decoder: (sample rate, channels, frames, seconds).
 fn decode_mp3(mp3: Vec<u8>) -> (u32, usize, usize, f64) {
@@ -222,14 +199,6 @@ fn files_are_found_where_freepbx_and_asterisk_put_them() {
     ]);
 }
 
-/// A store, a monitor folder and a worker with one connector over them.
-struct Bench {
-    store: Store,
-    worker: Worker,
-    monitor: tempfile::TempDir,
-    _data: tempfile::TempDir,
-}
-
 const WEBHOOK: &str = "kind = \"webhook\"\nname = \"erp\"\nurl = \"https://erp.example/hook\"\n";
 
 /// Bitrix24 with no `record_url_base`: the recordings worker hands it pbxlink's own links.
@@ -240,60 +209,8 @@ async fn bench() -> Bench {
     bench_with(WEBHOOK).await
 }
 
-/// The bench with the `[[crm]]` section `crm`.
-async fn bench_with(crm: &str) -> Bench {
-    let data = tempfile::tempdir().unwrap();
-    let monitor = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/t.db?mode=rwc", data.path().display());
-    let store = Store::connect(&url).await.unwrap();
-    let config: RecordingsConfig = toml::from_str(&format!(
-        "dir = {:?}\npbx_dir = \"/var/spool/asterisk/monitor\"\n\
-         public_url = \"https://pbx.example/\"\nretention_days = 30\n",
-        monitor.path().display().to_string()
-    ))
-    .unwrap();
-    let crm: CrmConfig = toml::from_str(crm).unwrap();
-    let mut crm = Crm::from_config(&crm).unwrap();
-    crm.recordings_follow = true;
-    let worker =
-        Worker::from_config(&config, data.path(), "http://unused", Arc::from(vec![crm])).unwrap();
-    Bench {
-        store,
-        worker,
-        monitor,
-        _data: data,
-    }
-}
-
 fn recorded_call(id: &str, file: &str) -> calls::CallRecord {
     recorded_call_at(id, file, at(0))
-}
-
-fn recorded_call_at(id: &str, file: &str, started: DateTime<Utc>) -> calls::CallRecord {
-    calls::CallRecord {
-        id: id.to_owned(),
-        direction: calls::Direction::Inbound,
-        from: Some("15551234567".into()),
-        to: Some("15550001000".into()),
-        caller_name: None,
-        started_at: started,
-        answered_at: Some(started + TimeDelta::seconds(4)),
-        ended_at: started + TimeDelta::seconds(12),
-        ring_seconds: 4,
-        talk_seconds: 8,
-        disposition: calls::Disposition::Answered,
-        answered_by: Some("202".into()),
-        rang: vec!["202".into()],
-        transfers: Vec::new(),
-        queue: None,
-        recording: Some(format!(
-            "/var/spool/asterisk/monitor/{}/{file}",
-            started.format("%Y/%m/%d")
-        )),
-        legs: Vec::new(),
-        provenance: Default::default(),
-        timeline: Vec::new(),
-    }
 }
 
 #[tokio::test]

@@ -1,107 +1,14 @@
 //! Recordings over HTTP against a real worker and store: Range requests, the per-call link
 //! (token needed), and links refused when tampered, expired or not links (403s).
 
-use std::io::Cursor;
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use chrono::{DateTime, TimeDelta, Utc};
-use delivery::recordings::{load_key, Signer, Worker};
-use store::Store;
+use chrono::{TimeDelta, Utc};
+use delivery::recordings::testing::{bench_with, recorded_call_at, tone_wav};
+use delivery::recordings::{load_key, Signer};
 use tower::ServiceExt as _;
 
-/// A store, a monitor folder and a worker with a webhook connector over them.
-struct Bench {
-    store: Store,
-    worker: Worker,
-    monitor: tempfile::TempDir,
-    data: tempfile::TempDir,
-    config: delivery::recordings::RecordingsConfig,
-}
-
-async fn bench() -> Bench {
-    let data = tempfile::tempdir().unwrap();
-    let monitor = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/t.db?mode=rwc", data.path().display());
-    let store = Store::connect(&url).await.unwrap();
-    let config = crate::config::Config::parse(
-        &format!(
-            "[recordings]\ndir = {:?}\npbx_dir = \"/var/spool/asterisk/monitor\"\n\
-             public_url = \"https://pbx.example/\"\nretention_days = 30\n\n[[crm]]\n\
-             kind = \"webhook\"\nname = \"erp\"\nurl = \"https://erp.example/hook\"\n",
-            monitor.path().display().to_string()
-        ),
-        "<test>",
-    )
-    .unwrap();
-    let mut crm = delivery::outbox::Crm::from_config(&config.crm[0]).unwrap();
-    crm.recordings_follow = true;
-    let recordings = config.recordings.unwrap();
-    let worker = Worker::from_config(
-        &recordings,
-        data.path(),
-        "http://unused",
-        Arc::from(vec![crm]),
-    )
-    .unwrap();
-    Bench {
-        store,
-        worker,
-        monitor,
-        data,
-        config: recordings,
-    }
-}
-
-/// A WAV of a 440 Hz tone, `seconds` long, as MixMonitor would write it (16-bit PCM).
-fn tone_wav(rate: u32, channels: u16, seconds: f64) -> Vec<u8> {
-    let spec = hound::WavSpec {
-        channels,
-        sample_rate: rate,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut out = Cursor::new(Vec::new());
-    let mut writer = hound::WavWriter::new(&mut out, spec).unwrap();
-    let frames = (f64::from(rate) * seconds) as u32;
-    for n in 0..frames {
-        let t = f64::from(n) / f64::from(rate);
-        let v = ((t * 440.0 * std::f64::consts::TAU).sin() * 8000.0) as i16;
-        for _ in 0..channels {
-            writer.write_sample(v).unwrap();
-        }
-    }
-    writer.finalize().unwrap();
-    out.into_inner()
-}
-
-fn recorded_call_at(id: &str, file: &str, started: DateTime<Utc>) -> calls::CallRecord {
-    calls::CallRecord {
-        id: id.to_owned(),
-        direction: calls::Direction::Inbound,
-        from: Some("15551234567".into()),
-        to: Some("15550001000".into()),
-        caller_name: None,
-        started_at: started,
-        answered_at: Some(started + TimeDelta::seconds(4)),
-        ended_at: started + TimeDelta::seconds(12),
-        ring_seconds: 4,
-        talk_seconds: 8,
-        disposition: calls::Disposition::Answered,
-        answered_by: Some("202".into()),
-        rang: vec!["202".into()],
-        transfers: Vec::new(),
-        queue: None,
-        recording: Some(format!(
-            "/var/spool/asterisk/monitor/{}/{file}",
-            started.format("%Y/%m/%d")
-        )),
-        legs: Vec::new(),
-        provenance: Default::default(),
-        timeline: Vec::new(),
-    }
-}
+const WEBHOOK: &str = "kind = \"webhook\"\nname = \"erp\"\nurl = \"https://erp.example/hook\"\n";
 
 async fn http(
     app: axum::Router,
@@ -134,7 +41,7 @@ async fn http(
 
 #[tokio::test]
 async fn links_serve_ranges_and_refuse_tampering_expiry_and_traversal() {
-    let b = bench().await;
+    let b = bench_with(WEBHOOK).await;
     // The HTTP side uses the real clock: work in the present.
     let now = Utc::now();
     let day = b.monitor.path().join(now.format("%Y/%m/%d").to_string());
