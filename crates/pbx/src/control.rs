@@ -49,7 +49,7 @@ impl Channel {
 }
 
 /// The call's channels on the PBX now.
-pub async fn channels_of(client: &AmiClient, call_id: &str) -> Result<Vec<Channel>, ControlError> {
+async fn channels_of(client: &AmiClient, call_id: &str) -> Result<Vec<Channel>, ControlError> {
     let listed = client.send(ami::Action::core_show_channels()).await?;
     let channels = listed
         .items
@@ -70,11 +70,11 @@ pub async fn channels_of(client: &AmiClient, call_id: &str) -> Result<Vec<Channe
     Ok(channels)
 }
 
-/// The channel of `extension` in the call.
-pub fn leg_of<'a>(channels: &'a [Channel], extension: &str) -> Result<&'a Channel, ControlError> {
+/// Where `extension`'s channel is among the call's.
+fn leg_of(channels: &[Channel], extension: &str) -> Result<usize, ControlError> {
     channels
         .iter()
-        .find(|c| c.endpoint() == extension)
+        .position(|c| c.endpoint() == extension)
         .ok_or_else(|| {
             ControlError::Conflict(format!("extension {extension:?} is not on this call"))
         })
@@ -120,19 +120,17 @@ impl TransferKind {
     }
 }
 
-/// `transferer`'s channel in the call transfers its peer to `to` (in `context`, by default
-/// [`DEFAULT_CONTEXT`]); returns that channel.
+/// `transferer`'s channel in the call transfers its peer to `target`; returns that channel.
 pub async fn transfer(
     client: &AmiClient,
     call_id: &str,
     transferer: &str,
     kind: TransferKind,
-    to: &str,
-    context: Option<&str>,
+    target: &Target<'_>,
 ) -> Result<Channel, ControlError> {
-    let context = checked_target(to, context)?;
+    let Target { to, context } = *target;
     let mut channels = channels_of(client, call_id).await?;
-    let at = index_of(&channels, transferer)?;
+    let at = leg_of(&channels, transferer)?;
     let leg = &channels[at];
     let action = match kind {
         TransferKind::Blind => ami::Action::blind_transfer(&leg.name, context, to),
@@ -142,19 +140,18 @@ pub async fn transfer(
     Ok(channels.swap_remove(at))
 }
 
-/// Sends one channel of the call to `to` in the dialplan: `extension`'s, or by default the
-/// caller's (the call's first channel, whose Uniqueid is the Linkedid); returns it.
+/// Sends one channel of the call to `target` in the dialplan: `extension`'s, or by default
+/// the caller's (the call's first channel, whose Uniqueid is the Linkedid); returns it.
 pub async fn redirect(
     client: &AmiClient,
     call_id: &str,
     extension: Option<&str>,
-    to: &str,
-    context: Option<&str>,
+    target: &Target<'_>,
 ) -> Result<Channel, ControlError> {
-    let context = checked_target(to, context)?;
+    let Target { to, context } = *target;
     let mut channels = channels_of(client, call_id).await?;
     let at = match extension {
-        Some(ext) => index_of(&channels, ext)?,
+        Some(ext) => leg_of(&channels, ext)?,
         None => channels
             .iter()
             .position(|c| c.uniqueid == call_id)
@@ -168,31 +165,33 @@ pub async fn redirect(
     Ok(channels.swap_remove(at))
 }
 
-fn index_of(channels: &[Channel], extension: &str) -> Result<usize, ControlError> {
-    let leg = leg_of(channels, extension)?;
-    Ok(channels
-        .iter()
-        .position(|c| std::ptr::eq(c, leg))
-        .expect("the leg is one of the channels"))
+/// Where a transfer or redirect dials: an extension or number and its dialplan context, both
+/// checked before either reaches an AMI header line. Made only by [`Target::checked`], so a
+/// caller checks its input (and answers bad input) before it looks for the call.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    to: &'a str,
+    context: &'a str,
 }
 
-/// Checks a destination and its context before either reaches an AMI header line; returns
-/// the context to dial in.
-pub fn checked_target<'a>(to: &str, context: Option<&'a str>) -> Result<&'a str, ControlError> {
-    let bad = ControlError::BadInput;
-    if !is_dialable(to) {
-        return Err(bad(format!("{to:?} is not an extension or number")));
+impl<'a> Target<'a> {
+    /// `to` in `context` (by default [`DEFAULT_CONTEXT`]), or why not.
+    pub fn checked(to: &'a str, context: Option<&'a str>) -> Result<Self, ControlError> {
+        let bad = ControlError::BadInput;
+        if !is_dialable(to) {
+            return Err(bad(format!("{to:?} is not an extension or number")));
+        }
+        let context = context.unwrap_or(DEFAULT_CONTEXT);
+        let valid = !context.is_empty()
+            && context.len() <= 79
+            && context
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(bad(format!("{context:?} is not a dialplan context")));
+        }
+        Ok(Target { to, context })
     }
-    let context = context.unwrap_or(DEFAULT_CONTEXT);
-    let valid = !context.is_empty()
-        && context.len() <= 79
-        && context
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !valid {
-        return Err(bad(format!("{context:?} is not a dialplan context")));
-    }
-    Ok(context)
 }
 
 /// A fresh click-to-call id. The agent's channel gets it as Uniqueid (`ChannelId`), and as the

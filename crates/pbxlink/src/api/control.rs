@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use pbx::ami_client::AmiClient;
-use pbx::control::{self, Channel, TransferKind};
+use pbx::control::{self, Channel, Target, TransferKind};
 use serde::Deserialize;
 
 use super::edge::ApiJson;
@@ -79,7 +79,7 @@ pub async fn transfer(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<TransferRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    control::checked_target(&req.to, req.context.as_deref())?;
+    let target = Target::checked(&req.to, req.context.as_deref())?;
     let answered_by = state
         .active
         .lock()
@@ -93,15 +93,7 @@ pub async fn transfer(
         )
     })?;
     let client = link_of(&state, &id)?;
-    let leg = control::transfer(
-        &client,
-        &id,
-        &transferer,
-        req.kind,
-        &req.to,
-        req.context.as_deref(),
-    )
-    .await?;
+    let leg = control::transfer(&client, &id, &transferer, req.kind, &target).await?;
     Ok(accepted(&id, req.kind.action_name(), &[&leg]))
 }
 
@@ -123,16 +115,9 @@ pub async fn redirect(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<RedirectRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    control::checked_target(&req.to, req.context.as_deref())?;
+    let target = Target::checked(&req.to, req.context.as_deref())?;
     let client = link_of(&state, &id)?;
-    let leg = control::redirect(
-        &client,
-        &id,
-        req.extension.as_deref(),
-        &req.to,
-        req.context.as_deref(),
-    )
-    .await?;
+    let leg = control::redirect(&client, &id, req.extension.as_deref(), &target).await?;
     Ok(accepted(&id, "redirect", &[&leg]))
 }
 
